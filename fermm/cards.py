@@ -1,0 +1,63 @@
+"""Model cards: intended use, out-of-scope uses, metrics (from ``results/`` when measured), limits."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+
+INTENDED_USE = (
+    "Research, teaching and demos of facial expression recognition: classifying the *visible expression* of "
+    "a cropped, roughly frontal face into one of the FER2013 categories.")
+OUT_OF_SCOPE = (
+    "Out of scope: surveillance or monitoring of people; decisions about people (hiring, admission, credit, "
+    "policing, insurance, grading); inferring a person's inner emotional state, personality, honesty or "
+    "mental health (a facial expression is not an emotion); any use on people who have not agreed to it.")
+LIMITS = (
+    "Known limits and biases: FER2013 was scraped by web image search; its labels are noisy (FER+ relabelling "
+    "agrees with them on about 63% of images) and its faces are 48x48 grayscale, mostly adults, and skewed in "
+    "age, ethnicity and pose as web photos are. 'Disgust' has 436 training images of 28,709 and is the "
+    "least reliable class. Accuracy on other populations, lighting, occlusions and camera angles is unknown "
+    "and likely lower. Expressions are also read differently across cultures.")
+
+
+def _metrics_section(name: str, history: list[dict] | None) -> list[str]:
+    lines = ["## Metrics", ""]
+    result_file = RESULTS_DIR / f"{name}.json"
+    if result_file.exists():
+        r = json.loads(result_file.read_text())
+        lo, hi = r.get("accuracy_ci95", [None, None])
+        lines += [f"Measured by `{r.get('command', 'eval/evaluate.py')}` on {r['dataset']} `{r['split']}` "
+                  f"(n={r['n']}, TTA {r.get('tta', 'none')}, commit {r.get('commit', '?')}, {r.get('date', '?')}):",
+                  "", f"- accuracy: {r['accuracy']:.4f}" + (f" (95% CI {lo:.4f}-{hi:.4f})" if lo is not None else ""),
+                  f"- macro F1: {r.get('macro_f1', float('nan')):.4f}", "", "| class | precision | recall | F1 |",
+                  "|---|---|---|---|"]
+        for c, m in r.get("per_class", {}).items():
+            lines.append(f"| {c} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} |")
+    elif history:
+        best = max(history, key=lambda h: h.get("val_accuracy", -1))
+        lines.append(f"Validation (FER2013 PublicTest) accuracy during training: {best['val_accuracy']:.4f} at epoch "
+                     f"{best['epoch'] + 1}. Test accuracy has not been measured yet: run `python eval/evaluate.py`.")
+    else:
+        lines.append("Not measured yet.")
+    return lines
+
+
+def model_card(name: str, model, training: dict | None = None, history: list[dict] | None = None,
+               description: str = "") -> str:
+    """Markdown model card with YAML front matter for the Hub."""
+    labels = ", ".join(model.labels)
+    front = ["---", "library_name: fermm", "license: mit", "pipeline_tag: image-classification",
+             "tags:", "- facial-expression-recognition", "- fer2013", "datasets:", "- fer2013", "---", ""]
+    body = [f"# fermm `{name}`", "", description or f"A `{getattr(model, 'family', 'model')}` facial expression "
+            f"classifier trained from scratch on FER2013 with [fermm](https://github.com/fermm/fermm).", "",
+            f"Labels: {labels}. Input: {model.input_size}x{model.input_size}, {model.channels} channel(s), "
+            f"mean {list(model.mean)}, std {list(model.std)}.", "",
+            "```python", "from fermm.models import load_model", f"model = load_model(\"{name}\")",
+            "probs = model.predict_proba([face_image])  # (1, n_labels)", "```", "",
+            "## Intended use", "", INTENDED_USE, "", "## Out-of-scope uses", "", OUT_OF_SCOPE, "",
+            *_metrics_section(name, history), "", "## Limitations and biases", "", LIMITS, ""]
+    if training:
+        keep = {k: v for k, v in training.items() if k not in ("push_to_hub",) and v is not None}
+        body += ["## Training", "", "```json", json.dumps(keep, indent=2, default=str), "```", ""]
+    return "\n".join(front + body)

@@ -1,0 +1,83 @@
+"""Data report: counts, exact-duplicate images within and across splits, and label conflicts."""
+from __future__ import annotations
+
+import hashlib
+import io
+from collections import defaultdict
+from itertools import combinations
+
+import numpy as np
+from PIL import Image
+
+
+def pixel_hashes(split) -> list[str]:
+    """A hash of each image's decoded grayscale pixels (PNG/JPEG bytes of equal images may differ)."""
+    from datasets import Image as HFImage
+
+    raw = split.cast_column("image", HFImage(decode=False))["image"]
+    out = []
+    for item in raw:
+        with Image.open(io.BytesIO(item["bytes"]) if item.get("bytes") else item["path"]) as im:
+            px = np.asarray(im.convert("L"))
+        out.append(hashlib.blake2b(px.tobytes() + str(px.shape).encode(), digest_size=16).hexdigest())
+    return out
+
+
+def build_report(ds, hashes: dict[str, list[str]] | None = None) -> dict:
+    """Counts per split and class, duplicate groups, cross-split overlaps and conflicting labels."""
+    names = ds[next(iter(ds))].features["label"].names
+    hashes = hashes or {s: pixel_hashes(ds[s]) for s in ds}
+    report: dict = {"labels": names, "splits": {}, "cross_split": {}}
+    groups = {}
+    for s in ds:
+        labels = ds[s]["label"]
+        by_hash: dict[str, list[int]] = defaultdict(list)
+        for h, y in zip(hashes[s], labels):
+            by_hash[h].append(y)
+        groups[s] = by_hash
+        dup = [ys for ys in by_hash.values() if len(ys) > 1]
+        conflict = [ys for ys in dup if len(set(ys)) > 1]
+        report["splits"][s] = {
+            "n": len(labels),
+            "per_class": {n: int(c) for n, c in zip(names, np.bincount(labels, minlength=len(names)))},
+            "distinct": len(by_hash),
+            "duplicate_groups": len(dup),
+            "images_in_duplicate_groups": sum(map(len, dup)),
+            "conflicting_groups": len(conflict),
+            "images_in_conflicting_groups": sum(map(len, conflict)),
+        }
+    for a, b in combinations(list(ds), 2):
+        shared = groups[a].keys() & groups[b].keys()
+        disagree = [h for h in shared if set(groups[a][h]) != set(groups[b][h])]
+        report["cross_split"][f"{a}/{b}"] = {"shared_distinct_images": len(shared),
+                                             "shared_with_different_labels": len(disagree)}
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The report as plain text tables."""
+    names = report["labels"]
+    lines = ["Counts per split and class:", "split       " + " ".join(f"{n:>8}" for n in names) + "    total"]
+    for s, r in report["splits"].items():
+        lines.append(f"{s:<11} " + " ".join(f"{r['per_class'][n]:>8,}" for n in names) + f" {r['n']:>8,}")
+    lines += ["", "Exact duplicates (identical pixels) within each split:"]
+    for s, r in report["splits"].items():
+        lines.append(
+            f"  {s}: {r['duplicate_groups']:,} groups holding {r['images_in_duplicate_groups']:,} images; "
+            f"{r['distinct']:,} distinct; {r['conflicting_groups']:,} groups with conflicting labels "
+            f"({r['images_in_conflicting_groups']:,} images)")
+    lines += ["", "Across splits (distinct images present in both):"]
+    for pair, r in report["cross_split"].items():
+        lines.append(f"  {pair}: {r['shared_distinct_images']:,} shared, "
+                     f"{r['shared_with_different_labels']:,} of them labelled differently")
+    return "\n".join(lines)
+
+
+def drop_cross_split_duplicates(ds, hashes: dict[str, list[str]] | None = None):
+    """Remove train rows whose pixels also occur in validation or test. Returns (ds, n_dropped)."""
+    hashes = hashes or {s: pixel_hashes(ds[s]) for s in ds}
+    held_out = set(hashes.get("validation", [])) | set(hashes.get("test", []))
+    keep = [i for i, h in enumerate(hashes["train"]) if h not in held_out]
+    n_dropped = len(hashes["train"]) - len(keep)
+    ds["train"] = ds["train"].select(keep)
+    return ds, n_dropped

@@ -1,0 +1,171 @@
+"""Recipes that train the from-scratch CNNs (``train/resnet50.py``, ``train/glove_cnn.py``).
+
+Plain models: one cross-entropy stage. GloVe-CNN (seed 003): stage 1 contrastive pre-training of the
+backbone + projections against frozen label word vectors, stage 2 classifier fine-tuning (backbone
+frozen or not). Each stage is a :class:`fermm.training.Trainer` run in its own sub-folder, so an
+interrupted run resumes where it stopped; the final model goes to ``output_dir`` itself.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from fermm import data
+from fermm.labels import FER7
+from fermm.models.cnn import BACKBONES, CNNClassifier
+from fermm.tasks import ContrastiveTask, ImageTask, MixConfig
+from fermm.training import Trainer, TrainConfig
+from fermm.transforms import AugmentConfig
+
+log = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATASET = REPO_ROOT.parent / "shared" / "data" / "fer2013"
+DEFAULT_WORD_VECTORS = REPO_ROOT.parent / "shared" / "weights" / "word2vec-gnews-subset" / "word2vec_gnews_subset_300d.npz"
+
+
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    """Arguments every CNN script shares (data, optimisation, augmentation, output)."""
+    p.add_argument("--dataset", default=str(DEFAULT_DATASET), help="FER source: folder, fer2013.csv or Hub id")
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--push_to_hub", metavar="REPO_ID", help="push the final model and card to this Hub repo")
+    p.add_argument("--backbone", default="vgg11", choices=BACKBONES)
+    p.add_argument("--stem", default="small", choices=("small", "imagenet"), help="ResNet stem (see fermm.models.cnn)")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam", "adamw"))
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--weight_decay", type=float, default=5e-4)
+    p.add_argument("--warmup_epochs", type=float, default=1.0)
+    p.add_argument("--label_smoothing", type=float, default=0.0)
+    p.add_argument("--class_weighted", action="store_true", help="inverse-frequency class weights in the loss")
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 = off)")
+    p.add_argument("--cutmix", type=float, default=0.0, help="cutmix alpha (0 = off)")
+    p.add_argument("--rotation", type=float, default=15.0)
+    p.add_argument("--translate", type=float, default=0.1)
+    p.add_argument("--erasing", type=float, default=0.25)
+    p.add_argument("--no_flip", action="store_true")
+    p.add_argument("--drop_cross_split_duplicates", action="store_true")
+    p.add_argument("--precision", default="bf16", choices=("bf16", "no"))
+    p.add_argument("--no_channels_last", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--log_with", default="tensorboard", choices=("tensorboard", "wandb", "none"))
+    p.add_argument("--max_steps_per_epoch", type=int, default=0, help=argparse.SUPPRESS)
+
+
+def add_glove_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base", action="store_true", help="the plain cross-entropy twin (no word vectors)")
+    p.add_argument("--word_vectors", default=None,
+                   help="GloVe/word2vec .txt or .npz (default: the 300-d label-word vectors fermm ships)")
+    p.add_argument("--lambda", dest="lam", type=float, default=0.75, help="weight of image->label loss")
+    p.add_argument("--tau", type=float, default=0.1, help="contrastive temperature")
+    p.add_argument("--positives", default="paper", choices=("paper", "class"))
+    p.add_argument("--pretrain_epochs", type=int, default=30, help="contrastive stage epochs")
+    p.add_argument("--freeze_backbone", action="store_true", help="stage 2 trains only the classifier")
+    p.add_argument("--finetune_lr", type=float, default=None, help="stage 2 lr (default: --lr / 10)")
+
+
+def load_arrays(args: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """uint8 (N, 48, 48) images and labels per split, from any FER source."""
+    ds = data.load_fer(args.dataset)
+    if args.drop_cross_split_duplicates:
+        from fermm.datareport import drop_cross_split_duplicates
+
+        ds, n = drop_cross_split_duplicates(ds)
+        log.info("dropped %d train images that also occur in validation/test", n)
+    return {s: data.to_arrays(ds[s]) for s in ("train", "validation")}
+
+
+def train_config(args: argparse.Namespace, output_dir: Path, epochs: int, lr: float) -> TrainConfig:
+    return TrainConfig(
+        output_dir=str(output_dir), epochs=epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=lr,
+        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
+        class_weighted=args.class_weighted, mixed_precision=args.precision,
+        channels_last=not args.no_channels_last, seed=args.seed, threads=args.threads, log_with=args.log_with,
+        max_steps_per_epoch=args.max_steps_per_epoch, extra={k: v for k, v in vars(args).items()})
+
+
+def augment_config(args: argparse.Namespace) -> AugmentConfig:
+    return AugmentConfig(rotation=args.rotation, translate=args.translate, erasing=args.erasing,
+                         flip=not args.no_flip)
+
+
+def _save_best(model: CNNClassifier, folder: Path, row: dict) -> None:
+    model.save_pretrained(folder)
+
+
+def run_stage(model: CNNClassifier, task: ImageTask, cfg: TrainConfig) -> CNNClassifier:
+    """Train (resuming if a previous run stopped) and return the model with its best weights."""
+    trainer = Trainer(model, task, cfg, task.steps_per_epoch(cfg.batch_size), save_best=_save_best)
+    trainer.resume()
+    result = trainer.fit()
+    log.info("%s: best validation accuracy %.4f at epoch %d", cfg.output_dir, result.best_accuracy,
+             result.best_epoch)
+    best = type(model).from_pretrained(str(Path(cfg.output_dir) / "best"), strict=True)
+    return best
+
+
+def image_task(cls, arrays, args: argparse.Namespace, **kwargs) -> ImageTask:
+    return cls(arrays["train"], arrays["validation"], len(FER7), (0.5,), (0.25,), aug=augment_config(args),
+               mix=MixConfig(args.mixup, args.cutmix), label_smoothing=args.label_smoothing,
+               weighted=args.class_weighted, **kwargs)
+
+
+def train_plain(args: argparse.Namespace, arrays=None) -> CNNClassifier:
+    """One cross-entropy stage (ResNet50, and GloVe-CNN's ``--base`` twin)."""
+    arrays = arrays or load_arrays(args)
+    model = CNNClassifier(backbone=args.backbone, stem=args.stem, dropout=args.dropout)
+    task = image_task(ImageTask, arrays, args)
+    return run_stage(model, task, train_config(args, Path(args.output_dir) / "stage_ce", args.epochs, args.lr))
+
+
+def train_glove(args: argparse.Namespace, arrays=None) -> CNNClassifier:
+    """Seed 003: contrastive pre-training against label word vectors, then classifier fine-tuning."""
+    from fermm.wordvec import WordVectors, default_vectors, label_vectors
+
+    arrays = arrays or load_arrays(args)
+    table = WordVectors.load(args.word_vectors) if args.word_vectors else default_vectors()
+    vectors = torch.from_numpy(label_vectors(FER7, table))
+    model = CNNClassifier(backbone=args.backbone, stem=args.stem, dropout=args.dropout,
+                          word_dim=table.dim, tau=args.tau)
+    model.label_vectors.copy_(vectors)
+    out = Path(args.output_dir)
+    pre_task = image_task(ContrastiveTask, arrays, args, lam=args.lam, positives=args.positives)
+    model = run_stage(model, pre_task, train_config(args, out / "stage_contrastive", args.pretrain_epochs, args.lr))
+    if args.freeze_backbone:
+        for p in model.backbone.parameters():
+            p.requires_grad_(False)
+    ft_lr = args.finetune_lr if args.finetune_lr is not None else args.lr / 10
+    return run_stage(model, image_task(ImageTask, arrays, args), train_config(args, out / "stage_finetune",
+                                                                             args.epochs, ft_lr))
+
+
+def finish(model: CNNClassifier, args: argparse.Namespace, name: str) -> Path:
+    """Save the final model (fp32 + card + training args) to ``output_dir`` and push if asked."""
+    import json
+
+    from fermm import cards
+
+    out = Path(args.output_dir)
+    history = json.loads((out / _last_stage(out) / "history.json").read_text())
+    card = cards.model_card(name, model, training=vars(args), history=history)
+    model.save_with_card(out, card=card, training_args=vars(args))
+    if args.push_to_hub:
+        from fermm.hub import push_model_folder
+
+        push_model_folder(out, args.push_to_hub)
+    return out
+
+
+def _last_stage(out: Path) -> str:
+    for stage in ("stage_finetune", "stage_ce", "stage_contrastive"):
+        if (out / stage / "history.json").exists():
+            return stage
+    raise FileNotFoundError(f"{out}: no training history found")

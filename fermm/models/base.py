@@ -1,0 +1,79 @@
+"""The one interface every fermm model offers: labels, preprocessing, ``predict_proba``, save / load."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+from fermm.transforms import faces_to_tensor, tta_views
+
+log = logging.getLogger(__name__)
+
+
+class EmotionClassifier(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="fermm",
+    tags=["facial-expression-recognition", "image-classification", "fermm"],
+    repo_url="https://github.com/fermm/fermm",
+    license="mit",
+):
+    """Base class: subclasses build their layers in ``__init__`` from JSON-able keyword arguments.
+
+    The hub mixin stores those arguments in ``config.json`` and the weights as safetensors, so a saved
+    folder (or Hub repo) rebuilds its model alone: ``CNNClassifier.from_pretrained(path)``.
+    Subclasses set ``labels``, ``input_size``, ``channels``, ``mean``, ``std`` and implement ``forward``
+    on a normalised (N, C, H, W) batch, returning (N, n_labels) logits.
+    """
+
+    family: str = "base"
+    labels: tuple[str, ...]
+    input_size: int
+    channels: int
+    mean: Sequence[float]
+    std: Sequence[float]
+
+    def preprocess(self, faces: Sequence) -> torch.Tensor:
+        """Face crops (PIL or uint8 arrays, any size or mode) -> normalised model input."""
+        return faces_to_tensor(faces, self.input_size, self.channels, self.mean, self.std)
+
+    @torch.inference_mode()
+    def predict_proba(self, faces: Sequence, texts: Sequence[str] | None = None, tta: str = "none",
+                      batch_size: int = 64) -> torch.Tensor:
+        """(N, n_labels) probabilities for N face crops; ``texts`` is ignored by image-only models."""
+        if len(faces) == 0:
+            return torch.empty(0, len(self.labels))
+        self.eval()
+        out = []
+        for i in range(0, len(faces), batch_size):
+            x = self.preprocess(faces[i:i + batch_size])
+            out.append(self.proba_from_tensor(x, tta))
+        return torch.cat(out)
+
+    @torch.inference_mode()
+    def proba_from_tensor(self, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
+        """Mean softmax over the TTA views of a preprocessed batch."""
+        self.eval()
+        views = tta_views(x, tta)
+        return torch.stack([self(v).float().softmax(-1) for v in views]).mean(0)
+
+    def save_with_card(self, folder: str | Path, card: str | None = None, training_args: dict | None = None,
+                       fp16: bool = False) -> Path:
+        """``save_pretrained`` (+ fp16 weights if asked) and write the card and training arguments."""
+        folder = Path(folder)
+        model = self
+        if fp16:  # a copy, so the in-memory model keeps fp32
+            import copy
+
+            model = copy.deepcopy(self).half()
+        model.save_pretrained(folder)
+        if card is not None:
+            (folder / "README.md").write_text(card)
+        if training_args is not None:
+            (folder / "training_args.json").write_text(json.dumps(training_args, indent=2, default=str))
+        return folder

@@ -1,0 +1,104 @@
+"""CNN backbones for 48x48 grayscale faces (torchvision VGG / ResNet definitions, adapted) and the
+two heads trained on them: a linear classifier and seed 003's word-vector projection.
+
+Adaptations for 48 px (torchvision's are for 224 px):
+- VGG: a 1-channel first conv; the last max-pool is dropped so the final map is 3x3, not 1x1; global
+  average pooling and a small head replace the 4096-wide classifier (which alone is 120M parameters).
+- ResNet: ``stem="small"`` uses a 3x3 stride-1 conv and keeps the max-pool (layer1 at 24x24), rather
+  than torchvision's 7x7 stride-2 conv + max-pool (layer1 at 12x12, layer4 at 2x2). ``stem="imagenet"``
+  keeps torchvision's stem; ``bench/throughput.py`` measures both.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from fermm.labels import FER7
+from fermm.models.base import EmotionClassifier
+from fermm.transforms import FER_MEAN, FER_STD
+
+BACKBONES: tuple[str, ...] = ("vgg11", "vgg16", "resnet18", "resnet50")
+
+
+def make_backbone(name: str, in_chans: int = 1, stem: str = "small") -> tuple[nn.Module, int]:
+    """A feature extractor mapping (N, in_chans, 48, 48) -> (N, D) and its width D."""
+    if name in ("vgg11", "vgg16"):
+        vgg = getattr(torchvision.models, f"{name}_bn")(weights=None)
+        layers = list(vgg.features)
+        layers[0] = nn.Conv2d(in_chans, 64, kernel_size=3, padding=1)
+        features = nn.Sequential(*layers[:-1])  # drop the last max-pool: 48 -> 3x3 final map
+        return nn.Sequential(features, nn.AdaptiveAvgPool2d(1), nn.Flatten()), 512
+    if name in ("resnet18", "resnet50"):
+        net = getattr(torchvision.models, name)(weights=None)
+        if stem == "small":
+            net.conv1 = nn.Conv2d(in_chans, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        elif stem == "imagenet":
+            net.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        else:
+            raise ValueError(f"unknown stem {stem!r}; expected 'small' or 'imagenet'")
+        width = net.fc.in_features
+        net.fc = nn.Identity()
+        return net, width
+    raise ValueError(f"unknown backbone {name!r}; expected one of {', '.join(BACKBONES)}")
+
+
+def projection(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
+    """Seed 003's MLP mapping a feature into the shared image/label space."""
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, d_out))
+
+
+class CNNClassifier(EmotionClassifier):
+    """A backbone + linear classifier; with ``word_dim`` also seed 003's word-vector projection head.
+
+    Args:
+        backbone: one of :data:`BACKBONES`.
+        labels: class names, in logit order.
+        word_dim: dimension of the label word vectors (0: plain classifier, no projection head).
+        proj_hidden / proj_dim: the MLP projections (seed 003: 256 -> 64).
+        tau: contrastive temperature, also used for zero-shot logits.
+    """
+
+    family = "cnn"
+
+    def __init__(self, backbone: str = "vgg11", labels: Sequence[str] = FER7, input_size: int = 48,
+                 channels: int = 1, mean: Sequence[float] = FER_MEAN, std: Sequence[float] = FER_STD,
+                 stem: str = "small", dropout: float = 0.3, word_dim: int = 0, proj_hidden: int = 256,
+                 proj_dim: int = 64, tau: float = 0.1):
+        super().__init__()
+        self.backbone_name, self.labels = backbone, tuple(labels)
+        self.input_size, self.channels, self.mean, self.std = input_size, channels, tuple(mean), tuple(std)
+        self.tau = tau
+        self.backbone, width = make_backbone(backbone, channels, stem)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(width, len(self.labels))
+        self.word_dim = word_dim
+        if word_dim:
+            self.image_proj = projection(width, proj_hidden, proj_dim)
+            self.label_proj = projection(word_dim, proj_hidden, proj_dim)
+            # frozen label word vectors, saved with the weights so the checkpoint is self-contained
+            self.register_buffer("label_vectors", torch.zeros(len(self.labels), word_dim))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, D) backbone features."""
+        return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, n_labels) classifier logits."""
+        return self.classifier(self.dropout(self.features(x)))
+
+    def embed_images(self, feats: torch.Tensor) -> torch.Tensor:
+        """(N, D) features -> (N, proj_dim) unit vectors in the shared space."""
+        return F.normalize(self.image_proj(feats), dim=-1)
+
+    def embed_labels(self, vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """(K, word_dim) word vectors (default: this model's labels) -> (K, proj_dim) unit vectors."""
+        vectors = self.label_vectors if vectors is None else vectors
+        return F.normalize(self.label_proj(vectors.to(self.label_vectors.dtype)), dim=-1)
+
+    def zero_shot_logits(self, x: torch.Tensor, vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """Nearest-label-vector scores (N, K); ``vectors`` may hold labels never trained on."""
+        return self.embed_images(self.features(x)) @ self.embed_labels(vectors).T / self.tau

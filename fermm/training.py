@@ -1,0 +1,236 @@
+"""The one training loop, shared by every ``train/`` script (built on accelerate).
+
+A *task* supplies the data and the loss; the loop owns everything else: optimiser, cosine schedule with
+warmup, bf16 autocast, channels_last, seeding, progress bar, TensorBoard logs, best checkpoint by
+validation accuracy, and resume after interruption.
+
+Resume is exact at epoch boundaries: every epoch's shuffling, augmentation and dropout are seeded from
+``(seed, epoch)``, and the full state (model, optimiser, scheduler, history) is saved after each epoch,
+so a run killed at any point and resumed ends in the same state as one that was never interrupted.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Protocol
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """How to train; saved as ``training_args.json`` next to the weights."""
+
+    output_dir: str
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "sgd"  # sgd | adam | adamw
+    lr: float = 0.01
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0
+    class_weighted: bool = False
+    mixed_precision: str = "bf16"  # bf16 | no
+    channels_last: bool = True
+    seed: int = 0
+    threads: int = 0  # torch threads; 0 = torch's default
+    log_with: str = "tensorboard"  # tensorboard | wandb | none
+    max_steps_per_epoch: int = 0  # 0 = whole epoch (tests set a few)
+    extra: dict = field(default_factory=dict)  # task- and script-specific arguments, recorded as-is
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Task(Protocol):
+    """What a model family supplies to the loop."""
+
+    def batches(self, epoch: int, batch_size: int, gen: torch.Generator) -> Iterator[tuple]:
+        """This epoch's training batches (shuffled/augmented with ``gen`` only)."""
+
+    def loss(self, model: nn.Module, batch: tuple) -> tuple[torch.Tensor, int]:
+        """(mean loss, number of correct predictions in the batch)."""
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        """Validation metrics with at least ``accuracy``."""
+
+
+@dataclass
+class TrainResult:
+    best_accuracy: float
+    best_epoch: int
+    history: list[dict]
+    seconds: float
+
+
+def make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; expected sgd, adam or adamw")
+
+
+def cosine_with_warmup(opt: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
+    """Linear warmup to the base lr, then cosine decay to 0."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The RNG for one epoch, independent of what ran before (this makes resume exact)."""
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+class Trainer:
+    """Runs ``task`` on ``model``; call :meth:`fit`. State lives in ``cfg.output_dir``:
+    ``last/`` (resume state, every epoch), ``best/`` (the model at its best validation accuracy),
+    ``history.json`` and ``logs/`` (TensorBoard)."""
+
+    def __init__(self, model: nn.Module, task: Task, cfg: TrainConfig, steps_per_epoch: int,
+                 save_best: Callable[[nn.Module, Path, dict], None] | None = None):
+        from accelerate import Accelerator
+
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.cfg, self.task = cfg, task
+        self.out = Path(cfg.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        log_with = None if cfg.log_with == "none" else cfg.log_with
+        self.acc = Accelerator(mixed_precision=cfg.mixed_precision, log_with=log_with,
+                               project_dir=str(self.out / "logs"), cpu=not torch.cuda.is_available())
+        torch.manual_seed(cfg.seed)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch or steps_per_epoch)
+        opt = make_optimizer(model.parameters(), cfg)
+        total = self.steps_per_epoch * cfg.epochs
+        sched = cosine_with_warmup(opt, round(cfg.warmup_epochs * self.steps_per_epoch), total)
+        self.model, self.opt, self.sched = self.acc.prepare(model, opt, sched)
+        self.raw_model = model
+        self.save_best = save_best or _save_state_dict
+        self.history: list[dict] = []
+        self.start_epoch, self.best_acc, self.best_epoch = 0, -1.0, -1
+
+    # ----------------------------------------------------------------------------- state
+
+    def _save_last(self, epoch: int) -> None:
+        """Atomically replace ``last/`` with the state after ``epoch`` (safetensors + plain tensors, no pickle
+        of objects: loaded back with ``weights_only=True``)."""
+        from safetensors.torch import save_file
+
+        tmp = self.out / "last.tmp"
+        _rmtree(tmp)
+        tmp.mkdir()
+        state = self.acc.unwrap_model(self.model).state_dict()
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"))
+        torch.save({"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict()}, tmp / "optim.pt")
+        meta = {"epoch": epoch, "best_accuracy": self.best_acc, "best_epoch": self.best_epoch,
+                "history": self.history, "config": self.cfg.to_dict()}
+        (tmp / "trainer.json").write_text(json.dumps(meta, indent=2))
+        last, old = self.out / "last", self.out / "last.old"
+        if last.exists():
+            last.rename(old)
+        tmp.rename(last)
+        _rmtree(old)
+
+    def resume(self) -> bool:
+        """Load ``last/`` if present; returns whether a run was resumed."""
+        last = self.out / "last"
+        if not (last / "trainer.json").exists():
+            return False
+        from safetensors.torch import load_file
+
+        self.acc.unwrap_model(self.model).load_state_dict(load_file(str(last / "model.safetensors")))
+        optim = torch.load(last / "optim.pt", weights_only=True)
+        self.opt.load_state_dict(optim["optimizer"])
+        self.sched.load_state_dict(optim["scheduler"])
+        meta = json.loads((last / "trainer.json").read_text())
+        self.start_epoch = meta["epoch"] + 1
+        self.best_acc, self.best_epoch = meta["best_accuracy"], meta["best_epoch"]
+        self.history = meta["history"]
+        log.info("resumed from %s after epoch %d (best %.4f at epoch %d)", last, meta["epoch"],
+                 self.best_acc, self.best_epoch)
+        return True
+
+    # ----------------------------------------------------------------------------- loop
+
+    def fit(self) -> TrainResult:
+        cfg = self.cfg
+        (self.out / "training_args.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
+        if self.acc.trackers == [] and cfg.log_with != "none":
+            self.acc.init_trackers("train", config={k: v for k, v in cfg.to_dict().items()
+                                                    if isinstance(v, (int, float, str, bool))})
+        t0 = time.time()
+        for epoch in range(self.start_epoch, cfg.epochs):
+            row = self._train_epoch(epoch)
+            row.update({f"val_{k}": v for k, v in self.task.validate(self.model).items()})
+            if row["val_accuracy"] > self.best_acc:
+                self.best_acc, self.best_epoch = row["val_accuracy"], epoch
+                self.save_best(self.raw_model, self.out / "best", row)
+            row["best_val_accuracy"] = self.best_acc
+            self.history.append(row)
+            self.acc.log({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
+            log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
+            self._save_last(epoch)
+            (self.out / "history.json").write_text(json.dumps(self.history, indent=2))
+        self.acc.end_training()
+        return TrainResult(self.best_acc, self.best_epoch, self.history, time.time() - t0)
+
+    def _train_epoch(self, epoch: int) -> dict:
+        from tqdm.auto import tqdm
+
+        cfg, gen = self.cfg, epoch_generator(self.cfg.seed, epoch)
+        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout etc.
+        self.model.train()
+        total_loss, correct, seen, t0 = 0.0, 0, 0, time.time()
+        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not self.acc.is_local_main_process or os.environ.get("FERMM_NO_PROGRESS") == "1")
+        for step, batch in enumerate(self.task.batches(epoch, cfg.batch_size, gen)):
+            if step >= self.steps_per_epoch:
+                break
+            if cfg.channels_last:
+                batch = tuple(b.contiguous(memory_format=torch.channels_last) if b.dim() == 4 else b for b in batch)
+            with self.acc.autocast():
+                loss, n_correct = self.task.loss(self.model, batch)
+            self.opt.zero_grad(set_to_none=True)
+            self.acc.backward(loss)
+            self.opt.step()
+            self.sched.step()
+            n = len(batch[0])
+            total_loss, correct, seen = total_loss + loss.item() * n, correct + n_correct, seen + n
+            bar.update(1)
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+        bar.close()
+        secs = time.time() - t0
+        return {"epoch": epoch, "train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
+                "lr": self.sched.get_last_lr()[0], "epoch_seconds": secs, "images_per_second": seen / max(secs, 1e-9)}
+
+
+def _save_state_dict(model: nn.Module, folder: Path, row: dict) -> None:
+    from safetensors.torch import save_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(folder / "model.safetensors"))
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

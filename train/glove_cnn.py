@@ -1,0 +1,36 @@
+"""Train the word-vector label-embedding CNN of seed 003 ("GloVe-CNN"), or its ``--base`` twin.
+
+    python train/glove_cnn.py --backbone vgg11 --output_dir runs/glove_vgg11
+    python train/glove_cnn.py --backbone vgg11 --base --output_dir runs/base_vgg11
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fermm import image_training  # noqa: E402
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    image_training.add_common_args(p)
+    image_training.add_glove_args(p)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args = parse_args(argv)
+    model = image_training.train_plain(args) if args.base else image_training.train_glove(args)
+    name = f"{'base' if args.base else 'glove'}_{args.backbone}"
+    image_training.finish(model, args, name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
