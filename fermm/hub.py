@@ -36,3 +36,44 @@ def push_model_folder(folder: str | Path, repo_id: str) -> str | None:
         log.error("push to %s failed (%s: %s). The model in %s is intact; retry with: "
                   "huggingface-cli upload %s %s .", repo_id, type(e).__name__, e, folder, repo_id, folder)
         return None
+
+
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def resolve(name: str, explicit: str | None = None) -> str:
+    """Where model ``name`` comes from: ``explicit`` (a path or repo id) -> the environment variable
+    ``FERMM_MODEL_<NAME>`` -> ``checkpoints/<name>`` -> its default Hub repo id."""
+    import os
+
+    from fermm.models import MODELS
+
+    explicit = explicit or os.environ.get(f"FERMM_MODEL_{name.upper()}")
+    if explicit:
+        return explicit
+    local = CHECKPOINTS / name
+    if (local / "config.json").exists():
+        return str(local)
+    return MODELS[name].hub_repo
+
+
+def fetch_folder(path_or_repo: str) -> Path:
+    """A local folder for a model: the path itself, or a Hub snapshot (cache first; works offline
+    with ``HF_HUB_OFFLINE=1`` when the repo is in the cache)."""
+    path = Path(path_or_repo)
+    if path.is_dir():
+        return path
+    if path.exists() or path_or_repo.startswith((".", "/")) or path_or_repo.count("/") != 1:
+        raise FileNotFoundError(f"{path_or_repo}: no such model folder")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(path_or_repo, allow_patterns=["*.json", "*.safetensors", "*.md", "*.npz"]))
+    except Exception as e:
+        import os
+
+        if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+            why = "the Hub is offline (HF_HUB_OFFLINE=1) and no copy is cached"
+        else:
+            why = f"it could not be downloaded ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+        raise FileNotFoundError(f"no local checkpoint, and Hub repo {path_or_repo}: {why}") from None

@@ -140,8 +140,7 @@ def train_glove(args: argparse.Namespace, arrays=None) -> CNNClassifier:
     pre_task = image_task(ContrastiveTask, arrays, args, lam=args.lam, positives=args.positives)
     model = run_stage(model, pre_task, train_config(args, out / "stage_contrastive", args.pretrain_epochs, args.lr))
     if args.freeze_backbone:
-        for p in model.backbone.parameters():
-            p.requires_grad_(False)
+        model.freeze_backbone()
     ft_lr = args.finetune_lr if args.finetune_lr is not None else args.lr / 10
     return run_stage(model, image_task(ImageTask, arrays, args), train_config(args, out / "stage_finetune",
                                                                              args.epochs, ft_lr))

@@ -62,6 +62,12 @@ class EmotionClassifier(
         views = tta_views(x, tta)
         return torch.stack([self(v).float().softmax(-1) for v in views]).mean(0)
 
+    def save_pretrained(self, save_directory, **kwargs):
+        """The hub mixin's save, with the class name in ``config.json`` so :func:`fermm.models.load_model`
+        can rebuild any fermm model from its folder alone."""
+        config = {**(self._hub_mixin_config or {}), "fermm_class": type(self).__name__}
+        return super().save_pretrained(save_directory, config=config, **kwargs)
+
     def save_with_card(self, folder: str | Path, card: str | None = None, training_args: dict | None = None,
                        fp16: bool = False) -> Path:
         """``save_pretrained`` (+ fp16 weights if asked) and write the card and training arguments."""

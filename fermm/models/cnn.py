@@ -82,6 +82,18 @@ class CNNClassifier(EmotionClassifier):
             # frozen label word vectors, saved with the weights so the checkpoint is self-contained
             self.register_buffer("label_vectors", torch.zeros(len(self.labels), word_dim))
 
+    def freeze_backbone(self) -> None:
+        """Train only the heads: no gradients, and batch-norm statistics kept as they are."""
+        self.backbone_frozen = True
+        self.backbone.requires_grad_(False)
+        self.backbone.eval()
+
+    def train(self, mode: bool = True) -> "CNNClassifier":
+        super().train(mode)
+        if getattr(self, "backbone_frozen", False):
+            self.backbone.eval()
+        return self
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, D) backbone features."""
         return self.backbone(x)

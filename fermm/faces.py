@@ -1,0 +1,252 @@
+"""Face detection (OpenCV YuNet) and cropping faces to model inputs.
+
+Images from users come in every shape: EXIF-rotated phone photos, RGBA / CMYK / palette / 16-bit PNGs,
+grayscale, 1-pixel images and 50-megapixel ones. :func:`load_image` turns any of them into an RGB PIL
+image or raises :class:`ImageError` with a message a person understands. Detection runs on a copy
+scaled to at most ``max_side`` pixels; boxes are mapped back and crops are cut from the original.
+"No face found" is an empty list, not an exception.
+"""
+from __future__ import annotations
+
+import io
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+YUNET_PATH = Path(__file__).parent / "assets" / "face_detection_yunet_2023mar.onnx"
+MAX_PIXELS = 64_000_000  # refuse larger images before decoding them (decompression bombs)
+
+
+class ImageError(ValueError):
+    """An input that is not a usable image; the message says why, for a person to read."""
+
+
+@dataclass
+class Face:
+    """A detected face: box (x, y, w, h) in original-image pixels, score, 5 landmarks (x, y):
+    right eye, left eye, nose tip, right and left mouth corners (YuNet's order)."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray | None = None
+
+    def as_dict(self) -> dict:
+        return {"box": [round(v, 1) for v in self.box], "score": round(float(self.score), 4)}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_image(source, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """An upright RGB PIL image from a path, bytes, file object, PIL image or array.
+
+    Raises ImageError for empty, truncated, non-image or over-large inputs.
+    """
+    if isinstance(source, Image.Image):
+        im = source
+    elif isinstance(source, np.ndarray):
+        im = Image.fromarray(_to_uint8(source))
+    else:
+        im = _open(source, max_pixels)
+    try:
+        if getattr(im, "is_animated", False):
+            im.seek(0)  # animated GIF / WebP: the first frame
+        im = ImageOps.exif_transpose(im) or im
+        return to_rgb(im)
+    except (OSError, ValueError) as e:
+        raise ImageError(f"the image could not be decoded ({_reason(e)})") from None
+
+
+def _open(source, max_pixels: int) -> Image.Image:
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise ImageError(f"{path.name}: no such file")
+        if path.stat().st_size == 0:
+            raise ImageError(f"{path.name}: the file is empty (0 bytes)")
+        data = path.read_bytes()
+    elif isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    else:
+        data = source.read()
+    if not data:
+        raise ImageError("the file is empty (0 bytes)")
+    try:
+        im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageError("this is not an image PIL can read (JPEG, PNG, GIF, BMP, WebP or TIFF)") from None
+    except Image.DecompressionBombError:
+        raise ImageError("the image declares more pixels than allowed (possible decompression bomb)") from None
+    w, h = im.size
+    if w * h > max_pixels:
+        raise ImageError(f"the image is too large ({w}x{h} = {w * h / 1e6:.0f} MP; the limit is "
+                         f"{max_pixels / 1e6:.0f} MP)")
+    try:
+        im.load()
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageError(f"the image file is damaged or truncated ({_reason(e)})") from None
+    return im
+
+
+def _reason(e: Exception) -> str:
+    return str(e).split("\n")[0][:120] or type(e).__name__
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        return (arr >> 8).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating) and arr.max(initial=0) <= 1.0:
+        return (arr * 255).clip(0, 255).astype(np.uint8)
+    return arr.clip(0, 255).astype(np.uint8)
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """RGB from any PIL mode: alpha is composited on white, 16-bit and float are rescaled to 8-bit."""
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        lo, hi = float(arr.min(initial=0)), float(arr.max(initial=0))
+        scale = 255.0 / (65535.0 if im.mode.startswith("I;16") or hi > 255 else max(hi, 1.0))
+        if im.mode == "F" and hi <= 1.0:
+            scale = 255.0
+        return Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8)).convert("RGB")
+    if im.mode == "P":
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA"):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, im).convert("RGB")
+    return im.convert("RGB")  # L, CMYK, YCbCr, 1, ...
+
+
+# --------------------------------------------------------------------------- detection
+
+
+class FaceDetector:
+    """YuNet wrapper. One cv2 detector per instance, guarded by a lock (it is not thread-safe)."""
+
+    def __init__(self, model_path: str | Path = YUNET_PATH, score_threshold: float = 0.7,
+                 nms_threshold: float = 0.3, max_side: int = 1280, min_side: int = 320):
+        import cv2
+
+        if not Path(model_path).exists():
+            raise FileNotFoundError(f"face detector model not found: {model_path}")
+        self._cv = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), score_threshold, nms_threshold, 5000)
+        self._lock = threading.Lock()
+        self.max_side, self.min_side = max_side, min_side
+
+    def detect(self, image: Image.Image) -> list[Face]:
+        """Faces in an RGB image, best score first; an empty list when there is none."""
+        w, h = image.size
+        scale = min(1.0, self.max_side / max(w, h))
+        if max(w, h) * scale < self.min_side:  # tiny inputs: upscale so YuNet's anchors can fit a face
+            scale = self.min_side / max(w, h)
+        sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
+        small = image.resize((sw, sh), Image.BILINEAR) if (sw, sh) != (w, h) else image
+        bgr = np.ascontiguousarray(np.asarray(small)[:, :, ::-1])
+        with self._lock:
+            self._cv.setInputSize((sw, sh))
+            _, found = self._cv.detect(bgr)
+        if found is None:
+            return []
+        faces = [Face(box=tuple(float(v) / scale for v in row[:4]), score=float(row[14]),
+                      landmarks=row[4:14].reshape(5, 2) / scale) for row in found]
+        faces = [_clip_face(f, w, h) for f in faces]
+        return sorted([f for f in faces if f.box[2] > 1 and f.box[3] > 1], key=lambda f: -f.score)
+
+
+def _clip_face(face: Face, w: int, h: int) -> Face:
+    x, y, bw, bh = face.box
+    x0, y0 = max(0.0, x), max(0.0, y)
+    x1, y1 = min(float(w), x + bw), min(float(h), y + bh)
+    return Face((x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0)), face.score, face.landmarks)
+
+
+def whole_image_face(image: Image.Image) -> Face:
+    """The whole image as one face (for already-cropped inputs such as FER2013)."""
+    return Face((0.0, 0.0, float(image.size[0]), float(image.size[1])), 1.0, None)
+
+
+_default: FaceDetector | None = None
+_default_lock = threading.Lock()
+
+
+def default_detector() -> FaceDetector:
+    """A process-wide detector, created on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = FaceDetector()
+        return _default
+
+
+def detect_faces(image: Image.Image, whole_image: bool = False) -> list[Face]:
+    """Detected faces, or the whole image as one face when ``whole_image``."""
+    return [whole_image_face(image)] if whole_image else default_detector().detect(image)
+
+
+# --------------------------------------------------------------------------- cropping
+
+
+def crop_face(image: Image.Image, face: Face, margin: float = 0.25, align: bool = True) -> Image.Image:
+    """A square crop around ``face`` with ``margin`` (fraction of the box side) on each side.
+
+    With ``align`` and landmarks, the image is first rotated about the eye centre so that the eyes are
+    level. Areas outside the image are filled by edge replication, so the face stays centred.
+    """
+    x, y, w, h = face.box
+    cx, cy = x + w / 2, y + h / 2
+    side = max(w, h) * (1 + 2 * margin)
+    if align and face.landmarks is not None:
+        (rx, ry), (lx, ly) = face.landmarks[0], face.landmarks[1]
+        angle = math.degrees(math.atan2(ly - ry, lx - rx))
+        if abs(angle) > 1:
+            image = image.rotate(angle, resample=Image.BILINEAR, center=(cx, cy))
+    box = (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
+    return _crop_padded(image, box)
+
+
+def _crop_padded(image: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    w, h = image.size
+    x0, y0, x1, y1 = box
+    if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
+        return image.crop(box)
+    arr = np.asarray(image)
+    pad = ((max(0, -y0), max(0, y1 - h)), (max(0, -x0), max(0, x1 - w))) + ((0, 0),) * (arr.ndim - 2)
+    arr = np.pad(arr, pad, mode="edge")
+    ox, oy = max(0, -x0), max(0, -y0)
+    return Image.fromarray(arr[y0 + oy:y1 + oy, x0 + ox:x1 + ox])
+
+
+def find_and_crop(image: Image.Image, whole_image: bool = False, margin: float = 0.25,
+                  align: bool = True) -> tuple[list[Face], list[Image.Image]]:
+    """Faces in an image and their crops (empty lists when none is found)."""
+    faces = detect_faces(image, whole_image)
+    crops = [image if whole_image else crop_face(image, f, margin, align) for f in faces]
+    return faces, crops
+
+
+def draw_boxes(image: Image.Image, faces: Sequence[Face], labels: Sequence[str] | None = None) -> Image.Image:
+    """A copy of ``image`` with each face boxed and numbered (1-based) with an optional label."""
+    from PIL import ImageDraw
+
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    width = max(2, round(max(out.size) / 300))
+    for i, face in enumerate(faces):
+        x, y, w, h = face.box
+        draw.rectangle([x, y, x + w, y + h], outline=(255, 64, 64), width=width)
+        text = f"{i + 1}" + (f" {labels[i]}" if labels and i < len(labels) else "")
+        tb = draw.textbbox((x, y), text, font_size=max(12, width * 6))
+        ty = y - (tb[3] - tb[1]) - 2 * width if y > (tb[3] - tb[1]) + 2 * width else y + h
+        draw.rectangle([x, ty, x + (tb[2] - tb[0]) + 2 * width, ty + (tb[3] - tb[1]) + 2 * width], fill=(255, 64, 64))
+        draw.text((x + width, ty), text, fill=(255, 255, 255), font_size=max(12, width * 6))
+    return out

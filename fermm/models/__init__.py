@@ -1,0 +1,64 @@
+"""The model registry: a plain mapping from names to specs, and one loader for all of them.
+
+    >>> from fermm.models import list_models, load_model
+    >>> model = load_model("glove_cnn")          # checkpoints/glove_cnn, else the Hub repo
+    >>> model.predict_proba([face]).shape        # (1, 7)
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from fermm.models.base import EmotionClassifier
+from fermm.models.cnn import CNNClassifier
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A product model: what it is and where its weights come from by default."""
+
+    name: str
+    description: str
+    hub_repo: str  # default Hub repo id; override with FERMM_MODEL_<NAME> (see fermm.hub)
+
+
+# config.json "fermm_class" -> class (no side-effect registration: add new families here)
+CLASSES: dict[str, type[EmotionClassifier]] = {"CNNClassifier": CNNClassifier}
+
+MODELS: dict[str, ModelSpec] = {s.name: s for s in (
+    ModelSpec("glove_cnn", "VGG11 pre-trained against word-vector label embeddings (seed 003), then fine-tuned",
+              "fermm/glove-cnn-vgg11"),
+    ModelSpec("base_cnn", "VGG11 trained with plain cross-entropy (the GloVe-CNN's base twin)",
+              "fermm/base-cnn-vgg11"),
+    ModelSpec("resnet50", "ResNet50 for 48x48 grayscale faces, trained from scratch", "fermm/resnet50-fer2013"),
+)}
+
+
+def list_models() -> list[str]:
+    """Names of the product's models (whether or not their weights resolve here)."""
+    return list(MODELS)
+
+
+def model_class(folder_or_config: str | Path | dict) -> type[EmotionClassifier]:
+    """The class recorded in a saved model's ``config.json``."""
+    cfg = folder_or_config
+    if not isinstance(cfg, dict):
+        path = Path(folder_or_config) / "config.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{folder_or_config}: no config.json (not a saved fermm model)")
+        cfg = json.loads(path.read_text())
+    name = cfg.get("fermm_class")
+    if name not in CLASSES:
+        raise ValueError(f"config.json names model class {name!r}; this fermm knows {', '.join(CLASSES)}")
+    return CLASSES[name]
+
+
+def load_model(name_or_path: str, source: str | None = None) -> EmotionClassifier:
+    """Load a model by registry name (resolved by :func:`fermm.hub.resolve`), folder or Hub repo id."""
+    from fermm.hub import fetch_folder, resolve
+
+    where = resolve(name_or_path, source) if name_or_path in MODELS else name_or_path
+    folder = fetch_folder(where)
+    model = model_class(folder).from_pretrained(str(folder), strict=True)
+    return model.eval()

@@ -1,0 +1,149 @@
+"""Prediction service shared by the app and the command line: faces in a photo -> every model's
+probabilities, plus their fused result. Models load once, lazily and thread-safely; a model that cannot
+be loaded is reported as unavailable with the reason, and the others keep working.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from PIL import Image
+
+from fermm import faces as facelib
+from fermm.labels import FER7
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelStatus:
+    name: str
+    available: bool
+    source: str
+    reason: str = ""
+
+
+class ModelPool:
+    """Lazily loaded models by registry name (``sources`` may override where each comes from)."""
+
+    def __init__(self, names: Sequence[str] | None = None, sources: dict[str, str] | None = None):
+        from fermm.models import list_models
+
+        self.names = list(names) if names is not None else list_models()
+        self.sources = dict(sources or {})
+        self._models: dict[str, object] = {}
+        self._errors: dict[str, str] = {}
+        self._locks = {n: threading.Lock() for n in self.names}
+
+    def source(self, name: str) -> str:
+        from fermm.hub import resolve
+
+        return resolve(name, self.sources.get(name))
+
+    def get(self, name: str):
+        """The loaded model, or None if it cannot be loaded (see :meth:`error`)."""
+        if name not in self._locks:
+            self._errors[name] = f"unknown model {name!r}"
+            return None
+        with self._locks[name]:
+            if name not in self._models and name not in self._errors:
+                self._load(name)
+            return self._models.get(name)
+
+    def _load(self, name: str) -> None:
+        from fermm.models import load_model
+
+        try:
+            self._models[name] = load_model(name, self.sources.get(name))
+        except Exception as e:  # any failure makes this one model unavailable, never the app
+            self._errors[name] = _short(e)
+            log.warning("model %s unavailable: %s", name, self._errors[name])
+
+    def error(self, name: str) -> str:
+        return self._errors.get(name, "")
+
+    def status(self) -> list[ModelStatus]:
+        """Load every model once and report which are available and why not."""
+        out = []
+        for n in self.names:
+            ok = self.get(n) is not None
+            out.append(ModelStatus(n, ok, self.source(n), "" if ok else self.error(n)))
+        return out
+
+    def available(self) -> list[str]:
+        return [s.name for s in self.status() if s.available]
+
+
+def _short(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:300]}" if str(e) else type(e).__name__
+
+
+@dataclass
+class FaceResult:
+    index: int
+    box: tuple[float, float, float, float]
+    score: float
+    crop: Image.Image
+    probs: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> label -> p
+    fused: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def top(self) -> str:
+        return max(self.fused, key=self.fused.get) if self.fused else ""
+
+
+@dataclass
+class ImageResult:
+    faces: list[FaceResult]
+    unavailable: dict[str, str]
+    whole_image: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def to_fer7(probs: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """(N, K) probabilities over ``labels`` -> (N, 7) over FER-7 (labels outside FER-7, such as
+    contempt, are dropped and the rest renormalised)."""
+    out = np.zeros((len(probs), len(FER7)), dtype=np.float64)
+    for j, name in enumerate(labels):
+        if name in FER7:
+            out[:, FER7.index(name)] += probs[:, j]
+    total = out.sum(1, keepdims=True)
+    return np.divide(out, total, out=np.full_like(out, 1 / len(FER7)), where=total > 0)
+
+
+def fuse(per_model: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
+    """Weighted mean of FER-7 distributions (equal weights unless fitted ones are given)."""
+    stack = np.stack(per_model)  # (M, N, 7)
+    w = np.ones(len(stack)) if weights is None else np.asarray(weights, dtype=np.float64)
+    fused = np.tensordot(w / w.sum(), stack, axes=1)
+    return fused / fused.sum(-1, keepdims=True)
+
+
+def predict_image(image: Image.Image, pool: ModelPool, models: Sequence[str], whole_image: bool = False,
+                  max_faces: int = 20) -> ImageResult:
+    """Detect faces (or take the whole image), run each chosen model on all faces in one batch."""
+    found, crops = facelib.find_and_crop(image, whole_image=whole_image)
+    notes = []
+    if len(found) > max_faces:
+        notes.append(f"{len(found)} faces found; showing the {max_faces} most confident")
+        found, crops = found[:max_faces], crops[:max_faces]
+    results = [FaceResult(i + 1, f.box, f.score, c) for i, (f, c) in enumerate(zip(found, crops))]
+    unavailable, fer7 = {}, []
+    for name in models:
+        model = pool.get(name)
+        if model is None:
+            unavailable[name] = pool.error(name)
+            continue
+        if not results:
+            continue
+        p = model.predict_proba(crops).numpy()
+        for r, row in zip(results, p):
+            r.probs[name] = {lab: float(v) for lab, v in zip(model.labels, row)}
+        fer7.append(to_fer7(p, model.labels))
+    if fer7:
+        for r, row in zip(results, fuse(fer7)):
+            r.fused = {lab: float(v) for lab, v in zip(FER7, row)}
+    return ImageResult(results, unavailable, whole_image, notes)

@@ -1,0 +1,158 @@
+"""The Gradio app: Predict, Accuracy, Confusion and About tabs. ``app.py`` calls :func:`build_demo`.
+
+Privacy: uploads live only in Gradio's temporary cache, which ``delete_cache`` empties; nothing is
+logged or sent anywhere (analytics are switched off before gradio is imported).
+"""
+from __future__ import annotations
+
+import html
+import logging
+import os
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import gradio as gr  # noqa: E402
+
+from fermm import faces as facelib  # noqa: E402
+from fermm.labels import FER7  # noqa: E402
+from fermm.predict import ImageResult, ModelPool, predict_image  # noqa: E402
+
+log = logging.getLogger(__name__)
+EXAMPLES = Path(__file__).parent / "assets" / "examples"
+MAX_UPLOAD = "25mb"
+
+
+class FileImage(gr.Image):
+    """gr.Image that hands the raw upload path to fermm instead of decoding it itself, so damaged or
+    fake images reach :func:`fermm.faces.load_image` and get a clear message instead of a crash."""
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):
+            return super().preprocess(payload)
+        return payload.path
+
+
+def _rows(result: ImageResult) -> list[list]:
+    """One row per face and model (+ the fused row): face, model, probabilities..., top label."""
+    rows = []
+    for face in result.faces:
+        for model, probs in {**face.probs, "fused": face.fused}.items():
+            if not probs:
+                continue
+            cells = [round(probs.get(lab, float("nan")), 3) for lab in FER7]
+            rows.append([face.index, model, *cells, max(probs, key=probs.get)])
+    return rows
+
+
+def _status(result: ImageResult, n_models: int) -> str:
+    lines = []
+    if not result.faces:
+        lines.append("**No face found.** Tick *Treat the whole image as one face* to classify the image as it is.")
+    elif result.whole_image:
+        lines.append("The whole image was classified as one face.")
+    else:
+        tops = ", ".join(f"face {f.index}: **{f.top}**" for f in result.faces if f.top)
+        lines.append(f"Found {len(result.faces)} face(s). " + (tops if tops else ""))
+    lines += [f"- {html.escape(n)}" for n in result.notes]
+    if result.unavailable:
+        lines.append("\nUnavailable models:")
+        lines += [f"- `{n}`: {html.escape(r)}" for n, r in result.unavailable.items()]
+    if n_models == 0:
+        lines.append("\nNo model is selected: showing detected faces only.")
+    return "\n".join(lines)
+
+
+def _figure(result: ImageResult):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for face in result.faces:
+        if face.fused:
+            fig.add_bar(name=f"face {face.index}", x=list(FER7), y=[face.fused[lab] for lab in FER7])
+    fig.update_layout(barmode="group", yaxis=dict(title="probability", range=[0, 1]), height=320,
+                      margin=dict(l=40, r=10, t=30, b=40), title="Fused probabilities per face")
+    return fig
+
+
+def make_predict_fn(pool: ModelPool):
+    def predict(path, text: str, models: list[str], whole_image: bool):
+        if path is None:
+            raise gr.Error("Please upload a photo, paste one, or take one with the webcam.")
+        try:
+            image = facelib.load_image(path)
+        except facelib.ImageError as e:
+            raise gr.Error(f"This file cannot be used: {e}.") from None
+        result = predict_image(image, pool, models or [], whole_image=bool(whole_image))
+        labels = [f.top for f in result.faces] if result.faces and result.faces[0].fused else None
+        boxed = facelib.draw_boxes(image, [facelib.Face(f.box, f.score) for f in result.faces], labels)
+        boxed.thumbnail((1024, 1024))
+        return boxed, _rows(result), _figure(result), _status(result, len(models or []))
+    return predict
+
+
+def _status_rows(pool: ModelPool) -> list[list]:
+    return [[s.name, "yes" if s.available else "no", s.source, s.reason] for s in pool.status()]
+
+
+def predict_tab(pool: ModelPool, available: list[str], unavailable: dict[str, str]) -> gr.Dataframe:
+    with gr.Row():
+        with gr.Column():
+            image = FileImage(label="Photo", type="filepath", sources=["upload", "webcam", "clipboard"],
+                              image_mode=None)
+            text = gr.Textbox(label="Optional text (a caption, what the person said)", max_lines=4)
+            models = gr.CheckboxGroup(available, value=available, label="Models")
+            whole = gr.Checkbox(label="Treat the whole image as one face (for already-cropped faces)")
+            button = gr.Button("Classify", variant="primary")
+            examples = sorted(str(p) for p in EXAMPLES.glob("*.jpg"))
+            if examples:
+                gr.Examples(examples=[[e] for e in examples], inputs=[image])
+        with gr.Column():
+            boxed = gr.Image(label="Faces found", type="pil", interactive=False, format="jpeg")
+            status = gr.Markdown()
+            chart = gr.Plot(label="Fused result")
+    table = gr.Dataframe(headers=["face", "model", *FER7, "top"], label="Probabilities per face and model",
+                         interactive=False)
+    with gr.Accordion("Model availability", open=bool(unavailable)):
+        status_table = gr.Dataframe(headers=["model", "available", "source", "reason"], interactive=False)
+        refresh = gr.Button("Refresh", size="sm")
+    refresh.click(lambda: _status_rows(pool), None, status_table, api_name="model_status")
+    button.click(make_predict_fn(pool), [image, text, models, whole], [boxed, table, chart, status],
+                 api_name="predict", concurrency_limit=4)
+    return status_table
+    button.click(make_predict_fn(pool), [image, text, models, whole], [boxed, table, chart, status],
+                 api_name="predict", concurrency_limit=4)
+
+
+def about_tab() -> None:
+    from fermm.cards import INTENDED_USE, LIMITS, OUT_OF_SCOPE
+
+    gr.Markdown("\n\n".join([
+        "## About fermm", INTENDED_USE, "### Out-of-scope uses", OUT_OF_SCOPE, "### Limits", LIMITS,
+        "### Privacy", "Uploaded images are processed in memory and in Gradio's temporary cache, which is "
+        "emptied regularly; they are not stored, logged or shared. The app sends no analytics or telemetry.",
+        "### Data and licences", "FER2013 (Goodfellow et al., 2013; research and non-commercial use); FER+ votes "
+        "(Microsoft, MIT); DAIR-AI emotion text (Saravia et al., 2018; educational and research use). Face "
+        "detector: YuNet (OpenCV Zoo, MIT). Example photo: NASA astronaut portrait (public domain).",
+    ]))
+
+
+def build_demo(pool: ModelPool | None = None) -> gr.Blocks:
+    """The whole app. Models are resolved once at start; each loads lazily and failures are shown."""
+    pool = pool or ModelPool()
+    statuses = pool.status()
+    available = [s.name for s in statuses if s.available]
+    unavailable = {s.name: s.reason for s in statuses if not s.available}
+    with gr.Blocks(title="fermm: facial emotion recognition", delete_cache=(600, 900)) as demo:
+        gr.Markdown("# fermm: facial expression recognition\nUpload a photo: each face is found, boxed and "
+                    "classified by every model. Read the About tab before drawing conclusions.")
+        with gr.Tab("Predict"):
+            status_table = predict_tab(pool, available, unavailable)
+        with gr.Tab("About"):
+            about_tab()
+        demo.load(lambda: _status_rows(pool), None, status_table)
+    demo.queue(default_concurrency_limit=4, max_size=64)
+    return demo

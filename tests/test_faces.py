@@ -1,0 +1,196 @@
+"""fermm.faces: detection on a real photo, no-face, crops, and every awkward image input."""
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fermm import faces
+from tests.conftest import ASTRONAUT
+
+# The astronaut photo (NASA, public domain, 512x512): one face, roughly here.
+FACE_CENTRE = (223, 120)
+
+
+def _centre(face: faces.Face) -> tuple[float, float]:
+    x, y, w, h = face.box
+    return x + w / 2, y + h / 2
+
+
+def _near(face, centre=FACE_CENTRE, tol=20):
+    cx, cy = _centre(face)
+    return abs(cx - centre[0]) < tol and abs(cy - centre[1]) < tol
+
+
+def test_detects_the_face_in_a_real_photo(astronaut):
+    found = faces.default_detector().detect(astronaut)
+    assert len(found) == 1
+    assert found[0].score > 0.8 and _near(found[0])
+    assert found[0].landmarks.shape == (5, 2)
+    right_eye, left_eye = found[0].landmarks[:2]
+    assert right_eye[0] < left_eye[0]  # image-left eye first
+
+
+def test_blank_image_has_no_face():
+    assert faces.default_detector().detect(Image.new("RGB", (640, 480), (120, 120, 120))) == []
+    found, crops = faces.find_and_crop(Image.new("RGB", (64, 64)))
+    assert found == [] and crops == []
+
+
+def test_whole_image_mode(astronaut):
+    found, crops = faces.find_and_crop(astronaut, whole_image=True)
+    assert len(found) == 1 and found[0].box == (0.0, 0.0, 512.0, 512.0) and crops[0] is astronaut
+
+
+def test_huge_and_tiny_images_map_boxes_back(astronaut):
+    big = astronaut.resize((4096, 4096))
+    (face,) = faces.default_detector().detect(big)
+    assert _near(face, (FACE_CENTRE[0] * 8, FACE_CENTRE[1] * 8), tol=160)
+    small = astronaut.resize((128, 128))
+    (face,) = faces.default_detector().detect(small)
+    assert _near(face, (FACE_CENTRE[0] / 4, FACE_CENTRE[1] / 4), tol=6)
+
+
+def test_crop_is_square_centred_and_padded(astronaut):
+    (face,) = faces.default_detector().detect(astronaut)
+    crop = faces.crop_face(astronaut, face, margin=0.25, align=True)
+    side = round(max(face.box[2:]) * 1.5)
+    assert abs(crop.size[0] - side) <= 1 and crop.size[0] == crop.size[1]
+    edge = faces.Face((-20.0, -20.0, 60.0, 60.0), 1.0, None)  # partly outside: padded, not shifted
+    assert faces.crop_face(astronaut, edge, margin=0.0).size == (60, 60)
+
+
+def test_eye_alignment_levels_the_eyes():
+    # two bright "eyes" on a line tilted by 25 degrees; after alignment they sit on one row
+    im = Image.new("RGB", (200, 200))
+    angle = np.radians(25)
+    right, left = np.array([70.0, 90.0]), np.array([70 + 60 * np.cos(angle), 90 + 60 * np.sin(angle)])
+    arr = np.asarray(im).copy()
+    for x, y in (right, left):
+        arr[int(y) - 2:int(y) + 3, int(x) - 2:int(x) + 3] = 255
+    face = faces.Face((50.0, 60.0, 100.0, 100.0), 1.0, np.array([right, left, [0, 0], [0, 0], [0, 0]]))
+    out = np.asarray(faces.crop_face(Image.fromarray(arr), face, margin=0.1, align=True))[..., 0]
+    ys, xs = np.nonzero(out > 128)
+    blobs = [ys[xs < xs.mean()].mean(), ys[xs >= xs.mean()].mean()]
+    assert abs(blobs[0] - blobs[1]) < 2.5
+    unaligned = np.asarray(faces.crop_face(Image.fromarray(arr), face, margin=0.1, align=False))[..., 0]
+    ys, xs = np.nonzero(unaligned > 128)
+    assert abs(ys[xs < xs.mean()].mean() - ys[xs >= xs.mean()].mean()) > 20
+
+
+def test_exif_orientation_is_applied(astronaut):
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    astronaut.transpose(Image.Transpose.ROTATE_90).save(buf, format="JPEG", exif=exif)
+    upright = faces.load_image(buf.getvalue())
+    assert upright.size == (512, 512)
+    (face,) = faces.default_detector().detect(upright)
+    assert _near(face)
+
+
+def _encode(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "CMYK", "P", "L", "LA", "I;16", "1"])
+def test_every_mode_becomes_rgb_and_keeps_the_face(astronaut, mode):
+    if mode == "I;16":
+        arr16 = (np.asarray(astronaut.convert("L"), dtype=np.uint16) * 257)
+        im = Image.fromarray(arr16)
+        assert im.mode.startswith("I;16")
+        src = _encode(im, "PNG")
+    else:
+        src = _encode(astronaut.convert(mode), "JPEG" if mode == "CMYK" else "PNG")
+    rgb = faces.load_image(src)
+    assert rgb.mode == "RGB" and rgb.size == (512, 512)
+    if mode != "1":  # a 1-bit dither is no longer a photo
+        (face,) = faces.default_detector().detect(rgb)
+        assert _near(face)
+
+
+def test_sixteen_bit_is_rescaled_not_clipped():
+    arr = np.linspace(0, 65535, 64 * 64, dtype=np.uint16).reshape(64, 64)
+    rgb = faces.load_image(_encode(Image.fromarray(arr), "PNG"))
+    px = np.asarray(rgb)[..., 0]
+    assert px.min() == 0 and px.max() == 255 and len(np.unique(px)) > 200
+
+
+def test_rgba_transparency_composited_on_white():
+    im = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    assert np.asarray(faces.load_image(_encode(im, "PNG"))).min() == 255
+
+
+def test_animated_gif_uses_first_frame():
+    frames = [Image.new("RGB", (32, 32), c) for c in ((255, 0, 0), (0, 0, 255))]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    rgb = faces.load_image(buf.getvalue())
+    assert tuple(np.asarray(rgb)[0, 0]) == (255, 0, 0)
+
+
+def test_one_pixel_image_gives_no_face_not_an_error():
+    rgb = faces.load_image(_encode(Image.new("RGB", (1, 1)), "PNG"))
+    assert faces.default_detector().detect(rgb) == []
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares a huge size but holds almost no data (a decompression bomb's header)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b"")
+
+
+BAD_INPUTS = {
+    "empty": (b"", "empty"),
+    "text renamed .jpg": (b"hello, I am not a picture", "not an image"),
+    "html renamed": (b"<html><script>alert(1)</script></html>", "not an image"),
+    "svg renamed": (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>', "not an image"),
+    "bomb": (_png_header_only(100_000, 100_000), "possible decompression bomb|too large"),
+    "too large": (_png_header_only(9000, 8000), "too large"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_inputs_raise_a_clear_image_error(name):
+    payload, message = BAD_INPUTS[name]
+    with pytest.raises(faces.ImageError, match=message):
+        faces.load_image(payload)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_truncated_files_raise_a_clear_error(astronaut, fmt):
+    whole = _encode(astronaut, fmt)
+    with pytest.raises(faces.ImageError, match="damaged or truncated"):
+        faces.load_image(whole[: len(whole) // 2])
+
+
+def test_zero_byte_and_missing_files(tmp_path):
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(faces.ImageError, match="empty.jpg: the file is empty"):
+        faces.load_image(empty)
+    with pytest.raises(faces.ImageError, match="no such file"):
+        faces.load_image(tmp_path / "nope.jpg")
+
+
+def test_large_photo_within_limit_loads(astronaut):
+    big = astronaut.resize((8000, 6000))
+    rgb = faces.load_image(_encode(big, "JPEG", quality=70))
+    assert rgb.size == (8000, 6000)
+    (face,) = faces.default_detector().detect(rgb)
+    assert _near(face, (FACE_CENTRE[0] * 8000 / 512, FACE_CENTRE[1] * 6000 / 512), tol=250)
+
+
+def test_draw_boxes_marks_the_face(astronaut):
+    (face,) = faces.default_detector().detect(astronaut)
+    drawn = np.asarray(faces.draw_boxes(astronaut, [face], ["happy"])).astype(int)
+    x, y, w, h = (round(v) for v in face.box)
+    assert tuple(drawn[y + h // 2, x]) == (255, 64, 64)  # the box's left edge
+    assert np.array_equal(drawn[5, 5], np.asarray(astronaut)[5, 5])  # elsewhere untouched

@@ -1,0 +1,91 @@
+"""fermm.models: every backbone's forward, save/load round trips, the registry loader."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from fermm.labels import FER7, FERPLUS8
+from fermm.models import CLASSES, load_model, model_class
+from fermm.models.cnn import BACKBONES, CNNClassifier
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_forward_shape_and_finite(backbone):
+    torch.manual_seed(0)
+    model = CNNClassifier(backbone=backbone).eval()
+    logits = model(torch.randn(2, 1, 48, 48))
+    assert logits.shape == (2, 7) and torch.isfinite(logits).all()
+
+
+def test_imagenet_stem_option_and_bad_names():
+    model = CNNClassifier(backbone="resnet18", stem="imagenet").eval()
+    assert model(torch.randn(1, 1, 48, 48)).shape == (1, 7)
+    with pytest.raises(ValueError, match="unknown backbone 'vgg19'"):
+        CNNClassifier(backbone="vgg19")
+    with pytest.raises(ValueError, match="unknown stem"):
+        CNNClassifier(backbone="resnet18", stem="tiny")
+
+
+def test_save_load_round_trip_is_exact(tmp_path, astronaut):
+    torch.manual_seed(0)
+    model = CNNClassifier(backbone="vgg11", word_dim=300, labels=FERPLUS8).eval()
+    model.label_vectors.normal_()
+    model.save_pretrained(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["fermm_class"] == "CNNClassifier" and cfg["labels"] == list(FERPLUS8) and cfg["input_size"] == 48
+    loaded = load_model(str(tmp_path / "m"))
+    assert isinstance(loaded, CNNClassifier) and loaded.labels == FERPLUS8
+    assert torch.equal(loaded.label_vectors, model.label_vectors)
+    p1, p2 = model.predict_proba([astronaut]), loaded.predict_proba([astronaut])
+    assert p1.shape == (1, 8) and torch.allclose(p1.sum(-1), torch.ones(1))
+    assert torch.equal(p1, p2)
+
+
+def test_fp16_save_is_close_and_keeps_the_model_fp32(tmp_path, astronaut):
+    torch.manual_seed(0)
+    model = CNNClassifier(backbone="vgg11").eval()
+    model.save_with_card(tmp_path / "m", card="# card", training_args={"lr": 0.1}, fp16=True)
+    assert next(model.parameters()).dtype == torch.float32
+    loaded = load_model(str(tmp_path / "m"))
+    assert next(loaded.parameters()).dtype == torch.float32
+    assert torch.allclose(model.predict_proba([astronaut]), loaded.predict_proba([astronaut]), atol=2e-3)
+    assert (tmp_path / "m" / "README.md").read_text() == "# card"
+    assert json.loads((tmp_path / "m" / "training_args.json").read_text()) == {"lr": 0.1}
+
+
+def test_load_validates(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such model folder"):
+        load_model(str(tmp_path / "missing"))
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "config.json").write_text(json.dumps({"fermm_class": "Mystery"}))
+    with pytest.raises(ValueError, match="names model class 'Mystery'"):
+        model_class(tmp_path / "x")
+    # weights of another architecture do not load silently
+    CNNClassifier(backbone="vgg11").save_pretrained(tmp_path / "v")
+    cfg = json.loads((tmp_path / "v" / "config.json").read_text())
+    cfg["backbone"] = "resnet18"
+    (tmp_path / "v" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RuntimeError, match="Missing key|Unexpected key|size mismatch"):
+        load_model(str(tmp_path / "v"))
+    assert "CNNClassifier" in CLASSES
+
+
+def test_predict_proba_batches_and_empty(astronaut):
+    model = CNNClassifier(backbone="vgg11").eval()
+    p = model.predict_proba([astronaut] * 5, batch_size=2)
+    assert p.shape == (5, 7) and torch.allclose(p[0], p[4])
+    assert model.predict_proba([]).shape == (0, 7)
+    flip = model.predict_proba([astronaut], tta="flip")
+    assert torch.allclose(flip.sum(-1), torch.ones(1))
+
+
+def test_zero_shot_scores_unseen_labels():
+    torch.manual_seed(0)
+    model = CNNClassifier(backbone="vgg11", word_dim=16, labels=FER7).eval()
+    x = torch.randn(3, 1, 48, 48)
+    assert model.zero_shot_logits(x).shape == (3, 7)
+    extra = torch.randn(8, 16)  # e.g. FER+ labels incl. contempt
+    logits = model.zero_shot_logits(x, extra)
+    assert logits.shape == (3, 8) and logits.abs().max() <= 1 / model.tau + 1e-4  # cosine / tau

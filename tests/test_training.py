@@ -1,0 +1,139 @@
+"""fermm.training / fermm.tasks: losses against hand computation, exact resume, the scripts end to end."""
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from fermm.models import load_model
+from fermm.models.cnn import CNNClassifier
+from fermm.tasks import ImageTask, MixConfig, contrastive_loss, mix_batch, soft_cross_entropy
+from fermm.training import Trainer, TrainConfig, cosine_with_warmup
+from fermm.transforms import AugmentConfig
+from tests.conftest import FER_TINY
+
+
+def test_contrastive_loss_matches_hand_computation():
+    v = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    u = torch.tensor([[0.8, 0.6], [0.0, 1.0], [1.0, 0.0]])
+    tau, lam = 0.5, 0.75
+    s = [[sum(a * b for a, b in zip(v[i].tolist(), u[k].tolist())) / tau for k in range(3)] for i in range(3)]
+    total = 0.0
+    for i in range(3):
+        v2u = -math.log(math.exp(s[i][i]) / sum(math.exp(s[i][k]) for k in range(3)))
+        u2v = -math.log(math.exp(s[i][i]) / sum(math.exp(s[k][i]) for k in range(3)))
+        total += lam * v2u + (1 - lam) * u2v
+    assert contrastive_loss(v, u, tau, lam).item() == pytest.approx(total / 3, rel=1e-6)
+
+
+def test_soft_cross_entropy_equals_torch_on_one_hot_and_weights():
+    logits = torch.randn(6, 7)
+    y = torch.tensor([0, 1, 2, 3, 4, 6])
+    onehot = torch.nn.functional.one_hot(y, 7).float()
+    assert soft_cross_entropy(logits, onehot).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-6)
+    w = torch.arange(1, 8).float()
+    assert soft_cross_entropy(logits, onehot, w).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, y, weight=w).item(), rel=1e-6)
+
+
+def test_mix_batch_keeps_target_mass():
+    x, t = torch.rand(16, 1, 48, 48), torch.nn.functional.one_hot(torch.arange(16) % 7, 7).float()
+    for cfg in (MixConfig(mixup_alpha=0.4, prob=1.0), MixConfig(cutmix_alpha=1.0, prob=1.0)):
+        xm, tm = mix_batch(x, t, cfg, torch.Generator().manual_seed(0))
+        assert xm.shape == x.shape and torch.allclose(tm.sum(-1), torch.ones(16))
+        assert not torch.equal(tm, t)
+
+
+def test_cosine_warmup_schedule():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched = cosine_with_warmup(opt, warmup_steps=4, total_steps=20)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.25) and lrs[3] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:])) and lrs[-1] < 0.01
+
+
+def _tiny_task(seed=0):
+    rng = np.random.default_rng(seed)
+    x, y = rng.integers(0, 255, (96, 48, 48), dtype=np.uint8), rng.integers(0, 7, 96)
+    return ImageTask((x, y), (x[:32], y[:32]), 7, (0.5,), (0.25,), aug=AugmentConfig(),
+                     mix=MixConfig(mixup_alpha=0.2))
+
+
+def _run(out, fail_after_epoch=None):
+    torch.manual_seed(0)
+    task = _tiny_task()
+    if fail_after_epoch is not None:
+        validate, calls = task.validate, []
+
+        def failing(model):
+            calls.append(1)
+            if len(calls) > fail_after_epoch + 1:
+                raise KeyboardInterrupt  # the process is killed mid-run
+            return validate(model)
+        task.validate = failing
+    cfg = TrainConfig(output_dir=str(out), epochs=3, batch_size=16, log_with="none")
+    trainer = Trainer(CNNClassifier(backbone="vgg11"), task, cfg, task.steps_per_epoch(16))
+    trainer.resume()
+    try:
+        trainer.fit()
+    except KeyboardInterrupt:
+        return None
+    return trainer
+
+
+def test_resume_after_interruption_ends_in_the_same_state(tmp_path):
+    straight = _run(tmp_path / "a")
+    assert _run(tmp_path / "b", fail_after_epoch=1) is None
+    resumed = _run(tmp_path / "b")
+    assert resumed.start_epoch == 2  # epochs 0 and 1 were not redone
+    a = straight.acc.unwrap_model(straight.model).state_dict()
+    b = resumed.acc.unwrap_model(resumed.model).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert straight.history == [{**h, "epoch_seconds": straight.history[i]["epoch_seconds"],
+                                 "images_per_second": straight.history[i]["images_per_second"]}
+                                for i, h in enumerate(resumed.history)]
+
+
+def _capture_finish(monkeypatch):
+    from fermm import image_training
+
+    captured = {}
+    real = image_training.finish
+
+    def finish(model, args, name):
+        captured["model"], captured["name"] = model, name
+        return real(model, args, name)
+    monkeypatch.setattr(image_training, "finish", finish)
+    return captured
+
+
+@pytest.mark.parametrize("extra", [["--base"], ["--pretrain_epochs", "1", "--freeze_backbone"]],
+                         ids=["base", "glove"])
+def test_glove_cnn_script_lands_a_checkpoint_equal_to_the_in_memory_model(tmp_path, monkeypatch, extra,
+                                                                          astronaut):
+    import train.glove_cnn as script
+
+    captured = _capture_finish(monkeypatch)
+    out = tmp_path / "run"
+    argv = ["--dataset", str(FER_TINY), "--output_dir", str(out), "--epochs", "2", "--batch_size", "8",
+            "--log_with", "none", *extra]
+    assert script.main(argv) == 0
+    saved = load_model(str(out))
+    in_memory = captured["model"].eval()
+    assert torch.equal(saved.predict_proba([astronaut]), in_memory.predict_proba([astronaut]))
+    card = (out / "README.md").read_text()
+    assert "Out-of-scope uses" in card and "surveillance" in card and "Validation" in card
+    assert captured["name"] == ("base_vgg11" if "--base" in extra else "glove_vgg11")
+    if "--freeze_backbone" in extra:  # only the classifier moved in stage 2
+        pre = load_model(str(out / "stage_contrastive" / "best"))
+        assert all(torch.equal(a, b) for a, b in zip(pre.backbone.state_dict().values(),
+                                                     saved.backbone.state_dict().values()))
+        assert not torch.equal(pre.classifier.weight, saved.classifier.weight)

@@ -1,0 +1,67 @@
+"""fermm.transforms: preprocessing, batched augmentation and TTA views."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fermm.transforms import (CLIP_MEAN, CLIP_STD, AugmentConfig, augment, faces_to_tensor, normalize,
+                              tta_views)
+
+
+def test_faces_to_tensor_any_input_to_model_shape():
+    faces = [Image.new("RGB", (100, 80), (255, 255, 255)), np.zeros((48, 48), np.uint8),
+             Image.new("RGBA", (10, 10))]
+    x = faces_to_tensor(faces, 48, 1, (0.5,), (0.25,))
+    assert x.shape == (3, 1, 48, 48)
+    assert torch.allclose(x[0], torch.full_like(x[0], 2.0))  # white: (1 - 0.5) / 0.25
+    assert torch.allclose(x[1], torch.full_like(x[1], -2.0))
+    clip = faces_to_tensor(faces[:1], 224, 3, CLIP_MEAN, CLIP_STD)
+    assert clip.shape == (1, 3, 224, 224)
+    assert torch.allclose(clip[0, :, 0, 0], (1 - torch.tensor(CLIP_MEAN)) / torch.tensor(CLIP_STD))
+
+
+def test_augment_is_deterministic_given_the_generator_and_keeps_shape():
+    x = torch.rand(8, 1, 48, 48)
+    a = augment(x, AugmentConfig(), torch.Generator().manual_seed(1))
+    b = augment(x, AugmentConfig(), torch.Generator().manual_seed(1))
+    c = augment(x, AugmentConfig(), torch.Generator().manual_seed(2))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+    assert a.min() >= 0 and a.max() <= 1
+
+
+def test_augment_off_is_identity_and_flip_only_mirrors():
+    x = torch.rand(64, 1, 48, 48)
+    off = AugmentConfig(rotation=0, translate=0, scale_min=1, scale_max=1, flip=False, erasing=0)
+    assert torch.allclose(augment(x, off, torch.Generator().manual_seed(0)), x, atol=1e-5)
+    flip = AugmentConfig(rotation=0, translate=0, scale_min=1, scale_max=1, flip=True, erasing=0)
+    y = augment(x, flip, torch.Generator().manual_seed(0))
+    same = [torch.allclose(y[i], x[i], atol=1e-5) for i in range(64)]
+    mirrored = [torch.allclose(y[i], x[i].flip(-1), atol=1e-5) for i in range(64)]
+    assert all(s or m for s, m in zip(same, mirrored)) and 10 < sum(mirrored) < 54
+
+
+def test_erasing_replaces_a_rectangle():
+    x = torch.zeros(32, 1, 48, 48)
+    cfg = AugmentConfig(rotation=0, translate=0, scale_min=1, scale_max=1, flip=False, erasing=1.0)
+    y = augment(x, cfg, torch.Generator().manual_seed(0))
+    changed = (y != 0).float().mean(dim=(1, 2, 3))
+    assert (changed > 0.01).all() and (changed < 0.3).all()
+
+
+@pytest.mark.parametrize("mode,n", [("none", 1), ("flip", 2), ("tencrop", 10)])
+def test_tta_views(mode, n):
+    x = torch.rand(3, 1, 48, 48)
+    views = tta_views(x, mode)
+    assert len(views) == n and all(v.shape == x.shape for v in views)
+    if mode == "flip":
+        assert torch.equal(views[1], x.flip(-1))
+    with pytest.raises(ValueError, match="unknown TTA mode"):
+        tta_views(x, "fivecrop")
+
+
+def test_normalize_per_channel():
+    x = torch.ones(1, 3, 2, 2)
+    y = normalize(x, (0.5, 0.0, 1.0), (0.5, 1.0, 2.0))
+    assert y[0, :, 0, 0].tolist() == [1.0, 1.0, 0.0]
