@@ -70,9 +70,9 @@ def fetch_folder(path_or_repo: str) -> Path:
     try:
         return Path(snapshot_download(path_or_repo, allow_patterns=["*.json", "*.safetensors", "*.md", "*.npz"]))
     except Exception as e:
-        import os
+        from huggingface_hub import constants
 
-        if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        if constants.is_offline_mode():
             why = "the Hub is offline (HF_HUB_OFFLINE=1) and no copy is cached"
         else:
             why = f"it could not be downloaded ({type(e).__name__}: {str(e).splitlines()[0][:120]})"

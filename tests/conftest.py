@@ -31,3 +31,21 @@ def astronaut():
     from fermm.faces import load_image
 
     return load_image(ASTRONAUT)
+
+
+@pytest.fixture
+def mock_hub(monkeypatch, tmp_path):
+    """A running local Hub (tests/mock_hub.py) that huggingface_hub's real client talks to, with an
+    empty HF cache. Yields the MockHub; ``offline()`` switches the client back to offline mode."""
+    from huggingface_hub import constants
+
+    from tests.mock_hub import MockHub
+
+    with MockHub() as hub:
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
+        monkeypatch.setenv("HF_TOKEN", "hf_fake_test_token")
+        hub.offline = lambda: monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+        yield hub

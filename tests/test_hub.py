@@ -1,0 +1,56 @@
+"""Hub publishing and loading, against a local mock Hub endpoint and a pre-filled cache (offline)."""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from fermm import data
+from fermm.hub import push_model_folder
+from fermm.models import load_model
+from fermm.models.cnn import CNNClassifier
+from tests.conftest import FER_TINY
+
+
+def test_prepare_pushes_the_splits_and_card(mock_hub, tmp_path):
+    out = tmp_path / "out"
+    assert data.main(["prepare", "--source", str(FER_TINY), "--output_dir", str(out),
+                      "--push_to_hub", "me/fer-tiny"]) == 0
+    pushed = mock_hub.repos[("dataset", "me/fer-tiny")]
+    assert sorted(pushed) == ["README.md", "test.parquet", "train.parquet", "validation.parquet"]
+    for name, content in pushed.items():
+        assert (out / name).read_bytes() == content
+
+
+def test_failed_dataset_push_keeps_local_files_and_says_how_to_retry(mock_hub, tmp_path, capsys):
+    mock_hub.fail_commits = True
+    out = tmp_path / "out"
+    assert data.main(["prepare", "--source", str(FER_TINY), "--output_dir", str(out),
+                      "--push_to_hub", "me/fer-tiny"]) == 1
+    err = capsys.readouterr().err
+    assert "push to me/fer-tiny failed" in err and "Retry with" in err and "hf_fake_test_token" not in err
+    assert (out / "train.parquet").exists() and (out / "README.md").exists()
+
+
+def test_model_pushed_then_loaded_by_repo_id_from_the_cache_offline(mock_hub, tmp_path, astronaut):
+    torch.manual_seed(0)
+    model = CNNClassifier(backbone="vgg11").eval()
+    model.save_with_card(tmp_path / "m", card="---\nlicense: mit\n---\n# test model\n")
+    (tmp_path / "m" / "last").mkdir()  # run state next to the model is not published
+    assert push_model_folder(tmp_path / "m", "me/tiny-cnn") is not None
+    assert sorted(mock_hub.repos[("model", "me/tiny-cnn")]) == ["README.md", "config.json", "model.safetensors"]
+    online = load_model("me/tiny-cnn")  # downloads into the (empty) cache
+    mock_hub.offline()
+    offline = load_model("me/tiny-cnn")  # served from the cache, no network
+    expected = model.predict_proba([astronaut])
+    assert torch.equal(online.predict_proba([astronaut]), expected)
+    assert torch.equal(offline.predict_proba([astronaut]), expected)
+
+
+def test_failed_model_push_is_logged_not_raised(mock_hub, tmp_path, caplog):
+    mock_hub.fail_commits = True
+    CNNClassifier(backbone="vgg11").save_pretrained(tmp_path / "m")
+    with caplog.at_level(logging.ERROR):
+        assert push_model_folder(tmp_path / "m", "me/tiny-cnn") is None
+    assert "push to me/tiny-cnn failed" in caplog.text and "is intact" in caplog.text
+    assert (tmp_path / "m" / "model.safetensors").exists()
