@@ -54,3 +54,22 @@ def test_failed_model_push_is_logged_not_raised(mock_hub, tmp_path, caplog):
         assert push_model_folder(tmp_path / "m", "me/tiny-cnn") is None
     assert "push to me/tiny-cnn failed" in caplog.text and "is intact" in caplog.text
     assert (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_hub_dataset_id_is_a_source(mock_hub, tmp_path):
+    """Push the prepared fixture, then read it back by repo id through the real CLI (a subprocess with
+    HF_ENDPOINT pointing at the mock, since `datasets` reads it at import)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    assert data.main(["prepare", "--source", str(FER_TINY), "--output_dir", str(tmp_path / "out"),
+                      "--push_to_hub", "me/fer-tiny"]) == 0
+    env = {**os.environ, "HF_ENDPOINT": mock_hub.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "home")}
+    run = subprocess.run([sys.executable, "-m", "fermm.data", "report", "--source", "me/fer-tiny"], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "train: 0 groups holding 0 images; 35 distinct" in run.stdout
+    assert "validation: 0 groups holding 0 images; 14 distinct" in run.stdout
