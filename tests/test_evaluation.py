@@ -1,0 +1,125 @@
+"""fermm.evaluation / eval/: metrics against hand computation, the schema, the two eval scripts."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fermm import evaluation
+from fermm.models.cnn import CNNClassifier
+from tests.conftest import FER_TINY
+
+# A hand-made 3-class case: true/pred pairs and the confusion matrix they give.
+Y_TRUE = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 2])
+Y_PRED = np.array([0, 0, 1, 1, 2, 2, 2, 2, 0, 2])
+CM = [[2, 1, 0], [0, 1, 1], [1, 0, 4]]
+
+
+def test_metrics_against_a_hand_computed_confusion_matrix():
+    assert evaluation.confusion(Y_TRUE, Y_PRED, 3) == CM
+    assert evaluation.accuracy(Y_TRUE, Y_PRED) == pytest.approx(7 / 10)
+    pc = evaluation.per_class(Y_TRUE, Y_PRED, ["a", "b", "c"])
+    # precision = diag / column sum, recall = diag / row sum
+    assert pc["a"]["precision"] == pytest.approx(2 / 3) and pc["a"]["recall"] == pytest.approx(2 / 3)
+    assert pc["b"]["precision"] == pytest.approx(1 / 2) and pc["b"]["recall"] == pytest.approx(1 / 2)
+    assert pc["c"]["precision"] == pytest.approx(4 / 5) and pc["c"]["recall"] == pytest.approx(4 / 5)
+    assert pc["c"]["support"] == 5
+    f1 = [2 * p * r / (p + r) for p, r in ((2 / 3, 2 / 3), (1 / 2, 1 / 2), (4 / 5, 4 / 5))]
+    assert evaluation.macro_f1(Y_TRUE, Y_PRED, 3) == pytest.approx(np.mean(f1))
+
+
+def test_ece_hand_case():
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
+    y = np.array([0, 1, 0, 0])
+    # bin 0.9: accuracy 0.5 vs 0.9 -> 0.4 * 2/4; bin 0.6: accuracy 1.0 vs 0.6 -> 0.4 * 2/4
+    assert evaluation.expected_calibration_error(probs, y) == pytest.approx(0.4)
+
+
+def test_bootstrap_is_deterministic_with_a_seed_and_brackets_the_estimate():
+    rng = np.random.default_rng(0)
+    y, p = rng.integers(0, 7, 500), rng.integers(0, 7, 500)
+    p[:300] = y[:300]
+    a, b = evaluation.bootstrap_ci(y, p, seed=1), evaluation.bootstrap_ci(y, p, seed=1)
+    c = evaluation.bootstrap_ci(y, p, seed=2)
+    acc = evaluation.accuracy(y, p)
+    assert a == b and a != c and a[0] < acc < a[1] and a[1] - a[0] < 0.1
+
+
+def test_ferplus_scores_respect_label_sets():
+    from fermm.labels import FER7, FERPLUS8
+
+    fp = np.array([3, 3, 7, -1, 6])  # happy, happy, contempt, none, neutral
+    probs7 = np.eye(7)[[3, 0, 3, 3, 6]]
+    seven, eight = evaluation.ferplus_scores(probs7, FER7, fp, seed=0)
+    assert seven["n"] == 3 and seven["accuracy"] == pytest.approx(2 / 3) and eight is None  # no contempt scoring
+    probs8 = np.eye(8)[[3, 3, 7, 0, 6]]
+    seven, eight = evaluation.ferplus_scores(probs8, FERPLUS8, fp, seed=0)
+    assert seven["accuracy"] == 1.0 and eight["n"] == 4 and eight["accuracy"] == 1.0
+
+
+def test_result_schema_round_trip(tmp_path):
+    probs = np.eye(3)[Y_PRED] * 0.8 + 0.2 / 3
+    r = {"model": "m", "source": "x", "dataset": "d", "split": "test", "tta": "flip",
+         **evaluation.score(probs, Y_TRUE, ["a", "b", "c"]), "images_per_second": 10.0,
+         **evaluation.RunInfo("cmd", 0).as_dict(), "schema_version": evaluation.SCHEMA_VERSION}
+    path = evaluation.write_result(r, tmp_path)
+    assert path.name == "m.flip.json"
+    (tmp_path / "junk.json").write_text("{not json")
+    (tmp_path / "other.json").write_text(json.dumps({"schema_version": 99}))
+    assert evaluation.read_results(tmp_path) == [json.loads(json.dumps(r))]
+    with pytest.raises(ValueError, match="missing"):
+        evaluation.write_result({"model": "m"}, tmp_path)
+
+
+def test_evaluate_and_compare_scripts_end_to_end(tmp_path):
+    import eval.compare as compare
+    import eval.evaluate as evaluate
+
+    torch.manual_seed(0)
+    CNNClassifier(backbone="vgg11").save_pretrained(tmp_path / "tiny_cnn")
+    out = tmp_path / "results"
+    argv = ["--models", str(tmp_path / "tiny_cnn"), str(tmp_path / "absent"), "--dataset", str(FER_TINY),
+            "--split", "validation", "--tta", "flip", "--output_dir", str(out)]
+    assert evaluate.main(argv) == 0
+    (result,) = evaluation.read_results(out)
+    assert result["model"] == "tiny_cnn" and result["n"] == 14 and result["tta"] == "flip"
+    assert np.asarray(result["confusion_matrix"]).sum() == 14 and 0 <= result["accuracy"] <= 1
+    assert result["command"].startswith("python eval/evaluate.py --models") and result["ferplus"]["n"] > 0
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{compare.START}\nold\n{compare.END}\nend\n")
+    assert compare.main(["--results", str(out), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "`tiny_cnn` | validation | flip |" in text and "old" not in text and text.endswith("end\n")
+    assert "published, not measured here" in text.lower()
+    figs = sorted(p.name for p in (out / "figures").iterdir())
+    assert figs == ["accuracy.json", "confusion_tiny_cnn.flip.validation.json", "per_class_f1.json"]
+
+
+def test_batch_predict_cli_writes_a_row_per_face_and_skips_bad_files(tmp_path, monkeypatch, capsys):
+    import csv
+    import shutil
+
+    from fermm.__main__ import main
+    from tests.conftest import ASTRONAUT
+
+    torch.manual_seed(0)
+    CNNClassifier(backbone="vgg11").save_pretrained(tmp_path / "m")
+    monkeypatch.setenv("FERMM_MODEL_GLOVE_CNN", str(tmp_path / "m"))
+    photos = tmp_path / "photos" / "sub"
+    photos.mkdir(parents=True)
+    shutil.copy(ASTRONAUT, photos / "a.jpg")
+    (photos / "broken.jpg").write_bytes(b"not an image")
+    (photos / "notes.txt").write_text("ignored: not an image extension")
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(tmp_path / "photos"), "--models", "glove_cnn", "resnet50",
+                 "--output", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 1 and rows[0]["face"] == "1" and rows[0]["file"].endswith("a.jpg")
+    probs = [float(rows[0][f"glove_cnn:{lab}"]) for lab in ("angry", "disgust", "fear", "happy", "sad",
+                                                            "surprise", "neutral")]
+    assert sum(probs) == pytest.approx(1, abs=1e-3) and rows[0]["top"] in ("angry", "disgust", "fear", "happy",
+                                                                          "sad", "surprise", "neutral")
+    err = capsys.readouterr().err
+    assert "broken.jpg: this is not an image" in err and "model resnet50 unavailable" in err
