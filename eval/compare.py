@@ -18,22 +18,6 @@ from fermm import evaluation, plots  # noqa: E402
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def markdown_table(results: Sequence[dict]) -> str:
-    rows = ["| model | split | TTA | accuracy (95% CI) | macro-F1 | FER+ acc. | ECE | img/s | commit, date |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(results, key=lambda r: -r["accuracy"]):
-        lo, hi = r["accuracy_ci95"]
-        fp = f"{r['ferplus']['accuracy']:.1%}" if r.get("ferplus") else "n/a"
-        rows.append(f"| `{r['model']}` | {r['split']} | {r['tta']} | {r['accuracy']:.2%} ({lo:.1%}-{hi:.1%}) | "
-                    f"{r['macro_f1']:.3f} | {fp} | {r['ece']:.3f} | {r['images_per_second']:.0f} | "
-                    f"{r['commit']}, {r['date'][:10]} |")
-    if not results:
-        rows.append("| *(no model measured yet)* | | | | | | | | |")
-    pub = ["", "Published, not measured here: " + "; ".join(
-        f"{p['model']} {p['accuracy']:.1%}" + (f" ({p['note']})" if p.get("note") else "") for p in plots.PUBLISHED)]
-    return "\n".join(rows + pub)
-
-
 def update_readme(readme: Path, table: str) -> None:
     text = readme.read_text()
     if START not in text or END not in text:
@@ -78,7 +62,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     results = evaluation.read_results(args.results)
-    table = markdown_table(results)
+    table = evaluation.markdown_table(results, plots.PUBLISHED)
     print(table)
     if args.readme:
         update_readme(Path(args.readme), table)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+from fermm.evaluation import RESULTS_DIR
 
 INTENDED_USE = (
     "Research, teaching and demos of facial expression recognition: classifying the *visible expression* of "

@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 SCHEMA_VERSION = 1
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 REQUIRED_KEYS = ("model", "source", "dataset", "split", "n", "labels", "accuracy", "accuracy_ci95", "macro_f1",
                  "per_class", "confusion_matrix", "ece", "tta", "ferplus", "ferplus8", "images_per_second",
                  "command", "commit", "seed", "date", "hardware", "schema_version")
@@ -96,7 +97,8 @@ def ferplus_scores(probs: np.ndarray, labels: Sequence[str], ferplus_label: np.n
     pred = probs.argmax(1)
     scored = target >= 0
     seven = {"n": int(scored.sum()), "accuracy": accuracy(target[scored], pred[scored]),
-             "accuracy_ci95": list(bootstrap_ci(target[scored], pred[scored], seed))}
+             "accuracy_ci95": list(bootstrap_ci(target[scored], pred[scored], seed)),
+             "confusion_matrix": confusion(target[scored], pred[scored], len(labels))}
     eight = None
     if all(lab in labels for lab in FERPLUS8):
         eight = {"n": int(valid.sum()), "accuracy": accuracy(target[valid], pred[valid]),
@@ -182,3 +184,20 @@ def read_results(folder: str | Path) -> list[dict]:
         if isinstance(r, dict) and r.get("schema_version") == SCHEMA_VERSION and all(k in r for k in REQUIRED_KEYS):
             out.append(r)
     return sorted(out, key=lambda r: (r["model"], r["split"], r["tta"]))
+
+
+def markdown_table(results: Sequence[dict], published: Sequence[dict] = ()) -> str:
+    """The results as a markdown table, with published figures listed (and labelled) below."""
+    rows = ["| model | split | TTA | accuracy (95% CI) | macro-F1 | FER+ acc. | ECE | img/s | commit, date |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(results, key=lambda r: -r["accuracy"]):
+        lo, hi = r["accuracy_ci95"]
+        fp = f"{r['ferplus']['accuracy']:.1%}" if r.get("ferplus") else "n/a"
+        rows.append(f"| `{r['model']}` | {r['split']} | {r['tta']} | {r['accuracy']:.2%} ({lo:.1%}-{hi:.1%}) | "
+                    f"{r['macro_f1']:.3f} | {fp} | {r['ece']:.3f} | {r['images_per_second']:.0f} | "
+                    f"{r['commit']}, {r['date'][:10]} |")
+    if not results:
+        rows.append("| *(no model measured yet)* | | | | | | | | |")
+    pub = ["", "Published, not measured here: " + "; ".join(
+        f"{p['model']} {p['accuracy']:.1%}" + (f" ({p['note']})" if p.get("note") else "") for p in published)] if published else []
+    return "\n".join(rows + pub)

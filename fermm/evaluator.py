@@ -78,3 +78,41 @@ def evaluate_all(names: Sequence[str], dataset: str, split: str, tta: str, outpu
         log.info("%s: accuracy %.4f (95%% CI %.4f-%.4f), macro-F1 %.4f, %.0f img/s", name, result["accuracy"],
                  *result["accuracy_ci95"], result["macro_f1"], result["images_per_second"])
     return written, skipped
+
+
+def evaluate_set(pool, models: Sequence[str], labelled, detect_faces: bool = False, progress=None,
+                 seed: int = 0) -> tuple[dict[str, dict], list[dict], dict[str, int]]:
+    """Score models on a user's labelled set (see :mod:`fermm.userset`).
+
+    With ``detect_faces`` the most confident detected face of each image is classified (images with
+    none are skipped and counted); otherwise each image is taken as one face. Returns per-model
+    metrics (:func:`fermm.evaluation.score`), per-image prediction rows and skip counts.
+    """
+    from fermm.faces import find_and_crop
+    from fermm.labels import FER7
+
+    crops, keep, skipped = [], [], dict(labelled.skipped)
+    for i, image in enumerate(labelled.images):
+        if progress:
+            progress(0.3 * i / len(labelled.images), desc="finding faces")
+        faces, face_crops = find_and_crop(image, whole_image=not detect_faces)
+        if not face_crops:
+            skipped["no face found"] = skipped.get("no face found", 0) + 1
+            continue
+        crops.append(face_crops[0])
+        keep.append(i)
+    y = np.asarray([labelled.labels[i] for i in keep], dtype=np.int64)
+    rows = [{"file": labelled.names[i], "label": FER7[labelled.labels[i]]} for i in keep]
+    metrics = {}
+    for k, name in enumerate(models):
+        if progress:
+            progress(0.3 + 0.7 * k / max(len(models), 1), desc=f"running {name}")
+        model = pool.get(name)
+        if model is None or not crops:
+            continue
+        probs = model.predict_proba(crops).numpy().astype(np.float64)
+        metrics[name] = evaluation.score(probs, _labels_for(model, y), model.labels, seed)
+        for row, p in zip(rows, probs):
+            row[f"{name}:prediction"] = model.labels[int(p.argmax())]
+            row[f"{name}:confidence"] = round(float(p.max()), 4)
+    return metrics, rows, skipped

@@ -50,16 +50,20 @@ def accuracy_bars(results: Sequence[dict], published: Sequence[dict] = PUBLISHED
     return fig
 
 
-def confusion_heatmap(result: dict, normalize: bool = False) -> go.Figure:
-    """Rows = true label, columns = predicted; counts or row-normalised fractions."""
-    cm = np.asarray(result["confusion_matrix"], dtype=np.float64)
+def confusion_heatmap(result: dict, normalize: bool = False, ferplus: bool = False) -> go.Figure:
+    """Rows = true label, columns = predicted; counts or row-normalised fractions. With ``ferplus`` the
+    true labels are the FER+ majority votes instead of the original FER2013 labels."""
+    source = result["ferplus"] if ferplus else result
+    if not source or "confusion_matrix" not in source:
+        return go.Figure().update_layout(title=f"{_label(result)}: no FER+ labels in this evaluation")
+    cm = np.asarray(source["confusion_matrix"], dtype=np.float64)
     labels = result["labels"]
     z = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalize else cm
     text = [[f"{v:.0%}" if normalize else f"{int(v)}" for v in row] for row in z]
     fig = go.Figure(go.Heatmap(z=z, x=labels, y=labels, text=text, texttemplate="%{text}", colorscale="Blues",
                                hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>"))
-    fig.update_layout(title=f"{_label(result)}: {'row-normalised' if normalize else 'counts'} "
-                            f"({result['split']}, n={result['n']})",
+    fig.update_layout(title=f"{_label(result)} vs {'FER+ majority' if ferplus else 'FER2013'} labels: "
+                            f"{'row-normalised' if normalize else 'counts'} ({result['split']}, n={int(cm.sum())})",
                       xaxis_title="predicted", yaxis=dict(title="true", autorange="reversed"),
                       height=460, margin=dict(l=10, r=10, t=50, b=40))
     return fig

@@ -127,6 +127,95 @@ def predict_tab(pool: ModelPool, available: list[str], unavailable: dict[str, st
                  api_name="predict", concurrency_limit=4)
 
 
+def accuracy_tab(results_dir: Path):
+    from fermm import evaluation, plots
+
+    def load():
+        results = evaluation.read_results(results_dir)
+        return (evaluation.markdown_table(results, plots.PUBLISHED), plots.accuracy_bars(results),
+                plots.per_class_f1(results))
+
+    gr.Markdown("Test accuracy of each model as measured here by `eval/evaluate.py` (FER2013 PrivateTest "
+                "unless stated), with 95% bootstrap confidence intervals. Grey bars are published figures, "
+                "not measured here.")
+    table = gr.Markdown()
+    bars = gr.Plot(label="Accuracy")
+    f1 = gr.Plot(label="F1 per class")
+    gr.Button("Reload results", size="sm").click(load, None, [table, bars, f1], api_name="accuracy")
+    return load, [table, bars, f1]
+
+
+def confusion_tab(results_dir: Path):
+    from fermm import evaluation, plots
+
+    def choices():
+        return [evaluation.result_name(r["model"], r["split"], r["tta"]) for r in evaluation.read_results(results_dir)]
+
+    def show(name: str | None, normalize: str, labels: str):
+        results = {evaluation.result_name(r["model"], r["split"], r["tta"]): r
+                   for r in evaluation.read_results(results_dir)}
+        if not results:
+            return gr.update(choices=[], value=None), None
+        name = name if name in results else next(iter(results))
+        fig = plots.confusion_heatmap(results[name], normalize == "row-normalised", labels == "FER+ majority")
+        return gr.update(choices=list(results), value=name), fig
+
+    with gr.Row():
+        model = gr.Dropdown(choices(), label="Result", value=None)
+        normalize = gr.Radio(["counts", "row-normalised"], value="counts", label="Show")
+        labels = gr.Radio(["FER2013", "FER+ majority"], value="FER2013", label="True labels")
+    heat = gr.Plot(label="Confusion matrix")
+    for control in (model, normalize, labels):
+        control.change(show, [model, normalize, labels], [model, heat], api_name=False)
+    return (lambda: show(None, "counts", "FER2013")), [model, heat]
+
+
+def evaluate_tab(pool: ModelPool, available: list[str]) -> None:
+    import csv
+    import tempfile
+
+    from fermm import evaluator, plots, userset
+
+    def run(zip_path, models, detect, progress=gr.Progress()):
+        if not zip_path:
+            raise gr.Error("Please upload a zip of labelled face images.")
+        if not models:
+            raise gr.Error("Please choose at least one model.")
+        try:
+            labelled = userset.read_zip(zip_path)
+        except userset.ZipError as e:
+            raise gr.Error(f"This zip cannot be used: {e}.") from None
+        metrics, rows, skipped = evaluator.evaluate_set(pool, models, labelled, bool(detect), progress)
+        lines = [f"Evaluated {len(rows)} images."]
+        lines += [f"- skipped {n}: {html.escape(reason)}" for reason, n in skipped.items()]
+        table = [[m, f"{r['accuracy']:.1%}", f"{r['accuracy_ci95'][0]:.1%}-{r['accuracy_ci95'][1]:.1%}",
+                  round(r["macro_f1"], 3), r["n"]] for m, r in metrics.items()]
+        figs = [plots.confusion_heatmap({**r, "model": m, "split": "your set", "tta": "none"}) for m, r in metrics.items()]
+        out = tempfile.NamedTemporaryFile("w", suffix="_predictions.csv", delete=False, newline="")
+        with out:
+            if rows:
+                writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        return "\n".join(lines), table, figs[0] if figs else None, out.name
+
+    gr.Markdown(f"Upload a zip of face images with one folder per class ({', '.join(FER7)}), or with a "
+                "`labels.csv` of `file,label` rows. Limits: 100 MB, 5,000 files. Nothing is kept.")
+    with gr.Row():
+        with gr.Column():
+            zip_file = gr.File(label="Labelled zip", file_types=[".zip"], type="filepath")
+            models = gr.CheckboxGroup(available, value=available, label="Models")
+            detect = gr.Checkbox(label="Detect faces first (for photos; off for already-cropped faces)")
+            button = gr.Button("Evaluate", variant="primary")
+        with gr.Column():
+            summary = gr.Markdown()
+            table = gr.Dataframe(headers=["model", "accuracy", "95% CI", "macro-F1", "n"], interactive=False)
+            heat = gr.Plot(label="Confusion matrix (first model)")
+            download = gr.File(label="Per-image predictions (CSV)")
+    button.click(run, [zip_file, models, detect], [summary, table, heat, download], api_name="evaluate",
+                 concurrency_limit=1)
+
+
 def about_tab() -> None:
     from fermm.cards import INTENDED_USE, LIMITS, OUT_OF_SCOPE
 
@@ -140,9 +229,12 @@ def about_tab() -> None:
     ]))
 
 
-def build_demo(pool: ModelPool | None = None) -> gr.Blocks:
+def build_demo(pool: ModelPool | None = None, results_dir: str | Path | None = None) -> gr.Blocks:
     """The whole app. Models are resolved once at start; each loads lazily and failures are shown."""
+    from fermm.evaluation import RESULTS_DIR
+
     pool = pool or ModelPool()
+    results_dir = Path(results_dir or RESULTS_DIR)
     statuses = pool.status()
     available = [s.name for s in statuses if s.available]
     unavailable = {s.name: s.reason for s in statuses if not s.available}
@@ -151,8 +243,16 @@ def build_demo(pool: ModelPool | None = None) -> gr.Blocks:
                     "classified by every model. Read the About tab before drawing conclusions.")
         with gr.Tab("Predict"):
             status_table = predict_tab(pool, available, unavailable)
+        with gr.Tab("Accuracy"):
+            load_accuracy, accuracy_outputs = accuracy_tab(results_dir)
+        with gr.Tab("Confusion"):
+            load_confusion, confusion_outputs = confusion_tab(results_dir)
+        with gr.Tab("Evaluate"):
+            evaluate_tab(pool, available)
         with gr.Tab("About"):
             about_tab()
         demo.load(lambda: _status_rows(pool), None, status_table)
+        demo.load(load_accuracy, None, accuracy_outputs)
+        demo.load(load_confusion, None, confusion_outputs)
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo

@@ -20,10 +20,28 @@ def app_client(tmp_path_factory):
     CNNClassifier(backbone="vgg11").save_pretrained(folder)
     pool = ModelPool(names=["glove_cnn", "resnet50"], sources={"glove_cnn": str(folder),
                                                                "resnet50": str(folder.parent / "missing")})
-    demo = build_demo(pool)
+    results = tmp_path_factory.mktemp("results")
+    _write_result(results)
+    demo = build_demo(pool, results_dir=results)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     yield Client(url, verbose=False)
     demo.close()
+
+
+def _write_result(folder):
+    import numpy as np
+
+    from fermm import evaluation
+    from fermm.labels import FER7
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, 200)
+    probs = np.eye(7)[np.where(rng.random(200) < 0.6, y, rng.integers(0, 7, 200))] * 0.7 + 0.3 / 7
+    evaluation.write_result({"model": "glove_cnn", "source": "checkpoints/glove_cnn", "dataset": "fixture",
+                             "split": "test", "tta": "none",
+                             **evaluation.score(probs, y, FER7, 0, ferplus_label=y),
+                             "images_per_second": 100.0, **evaluation.RunInfo("test", 0).as_dict(),
+                             "schema_version": evaluation.SCHEMA_VERSION}, folder)
 
 
 def _table(result):
@@ -70,3 +88,55 @@ def test_bad_file_gives_a_clear_error_and_the_app_keeps_serving(app_client, tmp_
         app_client.predict(handle_file(str(fake)), "", ["glove_cnn"], False, api_name="/predict")
     result = app_client.predict(handle_file(str(ASTRONAUT)), "", ["glove_cnn"], False, api_name="/predict")
     assert len(_table(result)) == 2
+
+
+def test_accuracy_tab_shows_measured_and_published_figures(app_client):
+    table, bars, f1 = app_client.predict(api_name="/accuracy")
+    assert "`glove_cnn` | test | none |" in table and "Published, not measured here" in table
+    assert bars is not None and f1 is not None
+
+
+def _zip(tmp_path, fer_tiny):
+    import io
+    import zipfile
+
+    from fermm.labels import FER7
+
+    path = tmp_path / "set.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for i, item in enumerate(fer_tiny["test"]):
+            buf = io.BytesIO()
+            item["image"].save(buf, format="PNG")
+            z.writestr(f"myset/{FER7[item['label']]}/face{i}.png", buf.getvalue())
+        z.writestr("myset/happy/readme.txt", "not an image")
+        z.writestr("myset/happy/broken.jpg", b"garbage bytes")
+        z.writestr("../../evil/happy/escape.png", buf.getvalue())  # zip-slip name: read in memory only
+        z.writestr("myset/happy/bomb.png", b"\0" * (15 * 1024 * 1024))  # compresses ~1000x
+        z.writestr("myset/bored/face.png", buf.getvalue())  # not a FER label
+    return path
+
+
+def test_evaluate_tab_on_a_small_zip(app_client, tmp_path, fer_tiny):
+    import csv
+
+    from gradio_client import handle_file
+
+    summary, table, heat, download = app_client.predict(handle_file(str(_zip(tmp_path, fer_tiny))),
+                                                        ["glove_cnn"], False, api_name="/evaluate")
+    assert "Evaluated 15 images" in summary  # 14 fixture faces + the zip-slip-named copy (read, never written)
+    assert "skipped 1: not an image file" in summary and "skipped 1: unreadable image" in summary
+    assert "possible zip bomb" in summary and "no FER label" in summary
+    (row,) = table["data"]
+    assert row[0] == "glove_cnn" and row[4] == 15
+    rows = list(csv.DictReader(open(download)))
+    assert len(rows) == 15 and {"file", "label", "glove_cnn:prediction", "glove_cnn:confidence"} <= set(rows[0])
+    assert not (tmp_path.parent.parent / "evil").exists()
+
+
+def test_evaluate_tab_rejects_a_non_zip(app_client, tmp_path):
+    from gradio_client import handle_file
+
+    fake = tmp_path / "set.zip"
+    fake.write_text("not a zip")
+    with pytest.raises(Exception, match="not a zip archive"):
+        app_client.predict(handle_file(str(fake)), ["glove_cnn"], False, api_name="/evaluate")
