@@ -12,6 +12,7 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_RUN_HISTORY", "False")  # no copies of requests kept, not even in the browser
 
 import gradio as gr  # noqa: E402
 
@@ -27,6 +28,9 @@ MAX_UPLOAD = "25mb"
 class FileImage(gr.Image):
     """gr.Image that hands the raw upload path to fermm instead of decoding it itself, so damaged or
     fake images reach :func:`fermm.faces.load_image` and get a clear message instead of a crash."""
+
+    def get_block_name(self) -> str:
+        return "image"  # render with gr.Image's front-end component
 
     def preprocess(self, payload):
         if payload is None:

@@ -49,3 +49,42 @@ def mock_hub(monkeypatch, tmp_path):
         monkeypatch.setenv("HF_TOKEN", "hf_fake_test_token")
         hub.offline = lambda: monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
         yield hub
+
+
+def _write_result(folder):
+    import numpy as np
+
+    from fermm import evaluation
+    from fermm.labels import FER7
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, 200)
+    probs = np.eye(7)[np.where(rng.random(200) < 0.6, y, rng.integers(0, 7, 200))] * 0.7 + 0.3 / 7
+    evaluation.write_result({"model": "glove_cnn", "source": "checkpoints/glove_cnn", "dataset": "fixture",
+                             "split": "test", "tta": "none",
+                             **evaluation.score(probs, y, FER7, 0, ferplus_label=y),
+                             "images_per_second": 100.0, **evaluation.RunInfo("test", 0).as_dict(),
+                             "schema_version": evaluation.SCHEMA_VERSION}, folder)
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory):
+    """The real app, launched once on a free local port, with a tiny random model as `glove_cnn`, a
+    missing `resnet50` (to show the unavailable path) and one result file."""
+    import torch
+
+    from fermm.models.cnn import CNNClassifier
+    from fermm.predict import ModelPool
+    from fermm.ui import build_demo
+
+    folder = tmp_path_factory.mktemp("models") / "tiny"
+    torch.manual_seed(0)
+    CNNClassifier(backbone="vgg11").save_pretrained(folder)
+    pool = ModelPool(names=["glove_cnn", "resnet50"], sources={"glove_cnn": str(folder),
+                                                               "resnet50": str(folder.parent / "missing")})
+    results = tmp_path_factory.mktemp("results")
+    _write_result(results)
+    demo = build_demo(pool, results_dir=results)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    yield url
+    demo.close()

@@ -2,46 +2,14 @@
 from __future__ import annotations
 
 import pytest
-import torch
-
-from fermm.models.cnn import CNNClassifier
-from fermm.predict import ModelPool
 from tests.conftest import ASTRONAUT
 
 
 @pytest.fixture(scope="module")
-def app_client(tmp_path_factory):
+def app_client(app_url):
     from gradio_client import Client
 
-    from fermm.ui import build_demo
-
-    folder = tmp_path_factory.mktemp("models") / "tiny"
-    torch.manual_seed(0)
-    CNNClassifier(backbone="vgg11").save_pretrained(folder)
-    pool = ModelPool(names=["glove_cnn", "resnet50"], sources={"glove_cnn": str(folder),
-                                                               "resnet50": str(folder.parent / "missing")})
-    results = tmp_path_factory.mktemp("results")
-    _write_result(results)
-    demo = build_demo(pool, results_dir=results)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
-    yield Client(url, verbose=False)
-    demo.close()
-
-
-def _write_result(folder):
-    import numpy as np
-
-    from fermm import evaluation
-    from fermm.labels import FER7
-
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 7, 200)
-    probs = np.eye(7)[np.where(rng.random(200) < 0.6, y, rng.integers(0, 7, 200))] * 0.7 + 0.3 / 7
-    evaluation.write_result({"model": "glove_cnn", "source": "checkpoints/glove_cnn", "dataset": "fixture",
-                             "split": "test", "tta": "none",
-                             **evaluation.score(probs, y, FER7, 0, ferplus_label=y),
-                             "images_per_second": 100.0, **evaluation.RunInfo("test", 0).as_dict(),
-                             "schema_version": evaluation.SCHEMA_VERSION}, folder)
+    return Client(app_url, verbose=False)
 
 
 def _table(result):
@@ -140,3 +108,13 @@ def test_evaluate_tab_rejects_a_non_zip(app_client, tmp_path):
     fake.write_text("not a zip")
     with pytest.raises(Exception, match="not a zip archive"):
         app_client.predict(handle_file(str(fake)), ["glove_cnn"], False, api_name="/evaluate")
+
+
+def test_privacy_no_run_history_no_analytics(app_url):
+    import os
+
+    import httpx
+
+    config = httpx.get(app_url.rstrip("/") + "/config", timeout=10).json()
+    assert config["run_history"] is False
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False" and os.environ["HF_HUB_DISABLE_TELEMETRY"] == "1"

@@ -1,0 +1,56 @@
+"""A real browser (Debian's chromium, driven by Playwright) uses the app as a person would.
+
+Screenshots are kept in tests/artifacts/ for people to look at. Skipped when chromium is absent
+(`.ci/run` installs it; Playwright's own browser download cannot work here).
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ASTRONAUT, ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page.goto(app_url, wait_until="networkidle")
+        yield page
+        browser.close()
+
+
+def test_upload_a_photo_and_see_boxed_faces_and_probabilities(page):
+    page.get_by_text("facial expression recognition").first.wait_for(timeout=30_000)
+    page.locator("input[type=file]").first.set_input_files(str(ASTRONAUT))
+    page.get_by_role("button", name="Classify").click()
+    page.get_by_text("Found 1 face(s)").wait_for(timeout=60_000)
+    page.get_by_text("fused", exact=True).first.wait_for(timeout=30_000)  # the fused probability row
+    assert page.get_by_text("glove_cnn", exact=True).count() >= 2  # the model's checkbox and its row
+    page.screenshot(path=str(ARTIFACTS / "predict.png"), full_page=True)
+    images = [img for img in page.locator("img").all() if img.is_visible() and img.get_attribute("src")]
+    assert len(images) >= 3  # the upload, the boxed result and the example thumbnail
+    page.screenshot(path=str(ARTIFACTS / "predict.png"), full_page=True)
+
+
+def test_accuracy_and_confusion_tabs_render_charts(page):
+    page.get_by_role("tab", name="Accuracy").click()
+    page.locator(".js-plotly-plot:visible").first.wait_for(timeout=30_000)
+    assert page.get_by_text("published, not measured here").first.is_visible()
+    page.screenshot(path=str(ARTIFACTS / "accuracy.png"), full_page=True)
+    page.get_by_role("tab", name="Confusion").click()
+    heat = page.locator(".js-plotly-plot:visible").filter(has_text="predicted")
+    heat.first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "confusion.png"), full_page=True)
