@@ -117,4 +117,4 @@ def test_privacy_no_run_history_no_analytics(app_url):
 
     config = httpx.get(app_url.rstrip("/") + "/config", timeout=10).json()
     assert config["run_history"] is False
-    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False" and os.environ["HF_HUB_DISABLE_TELEMETRY"] == "1"
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False" and os.environ["HF_HUB_DISABLE_TELEMETRY"].lower() in ("1", "true")
