@@ -8,7 +8,7 @@ log = logging.getLogger(__name__)
 
 
 def push_folder(folder: str | Path, repo_id: str, repo_type: str = "model", message: str = "Upload (fermm)",
-                private: bool | None = None) -> str:
+                private: bool | None = None, space_sdk: str | None = None) -> str:
     """Create ``repo_id`` if needed and upload ``folder`` in one commit; returns the repo URL.
 
     The token comes from ``HF_TOKEN`` or the saved login (huggingface_hub's own lookup); it is never logged.
@@ -16,7 +16,8 @@ def push_folder(folder: str | Path, repo_id: str, repo_type: str = "model", mess
     from huggingface_hub import HfApi
 
     api = HfApi()
-    url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True,
+                          space_sdk=space_sdk if repo_type == "space" else None)
     api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type, commit_message=message)
     log.info("pushed %s to %s", folder, url)
     return str(url)

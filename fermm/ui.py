@@ -82,8 +82,21 @@ def _figure(result: ImageResult):
     return fig
 
 
+def _explanations(result: ImageResult, pool: ModelPool, max_faces: int = 5) -> list[tuple]:
+    """(overlay, caption) for each face and model: what drove that model's top class."""
+    from fermm.explain import overlay, saliency
+
+    out = []
+    for face in result.faces[:max_faces]:
+        for name in face.probs:
+            model = pool.get(name)
+            heat, target = saliency(model, face.crop)
+            out.append((overlay(face.crop, heat), f"face {face.index}, {name}: {model.labels[target]}"))
+    return out
+
+
 def make_predict_fn(pool: ModelPool):
-    def predict(path, text: str, models: list[str], whole_image: bool):
+    def predict(path, text: str, models: list[str], whole_image: bool, explain: bool = False):
         if path is None:
             raise gr.Error("Please upload a photo, paste one, or take one with the webcam.")
         try:
@@ -94,7 +107,8 @@ def make_predict_fn(pool: ModelPool):
         labels = [f.top for f in result.faces] if result.faces and result.faces[0].fused else None
         boxed = facelib.draw_boxes(image, [facelib.Face(f.box, f.score) for f in result.faces], labels)
         boxed.thumbnail((1024, 1024))
-        return boxed, _rows(result), _figure(result), _status(result, len(models or []))
+        gallery = _explanations(result, pool) if explain else []
+        return boxed, _rows(result), _figure(result), _status(result, len(models or [])), gallery
     return predict
 
 
@@ -110,6 +124,7 @@ def predict_tab(pool: ModelPool, available: list[str], unavailable: dict[str, st
             text = gr.Textbox(label="Optional text (a caption, what the person said)", max_lines=4)
             models = gr.CheckboxGroup(available, value=available, label="Models")
             whole = gr.Checkbox(label="Treat the whole image as one face (for already-cropped faces)")
+            explain = gr.Checkbox(label="Explain: show what drove each prediction (Grad-CAM / saliency)")
             button = gr.Button("Classify", variant="primary")
             examples = sorted(str(p) for p in EXAMPLES.glob("*.jpg"))
             if examples:
@@ -120,14 +135,15 @@ def predict_tab(pool: ModelPool, available: list[str], unavailable: dict[str, st
             chart = gr.Plot(label="Fused result")
     table = gr.Dataframe(headers=["face", "model", *FER7, "top"], label="Probabilities per face and model",
                          interactive=False)
+    gallery = gr.Gallery(label="Explanations (red: what the model relied on most)", columns=6, height="auto")
     with gr.Accordion("Model availability", open=bool(unavailable)):
         status_table = gr.Dataframe(headers=["model", "available", "source", "reason"], interactive=False)
         refresh = gr.Button("Refresh", size="sm")
     refresh.click(lambda: _status_rows(pool), None, status_table, api_name="model_status")
-    button.click(make_predict_fn(pool), [image, text, models, whole], [boxed, table, chart, status],
+    button.click(make_predict_fn(pool), [image, text, models, whole, explain], [boxed, table, chart, status, gallery],
                  api_name="predict", concurrency_limit=4)
     return status_table
-    button.click(make_predict_fn(pool), [image, text, models, whole], [boxed, table, chart, status],
+    button.click(make_predict_fn(pool), [image, text, models, whole, explain], [boxed, table, chart, status, gallery],
                  api_name="predict", concurrency_limit=4)
 
 

@@ -19,7 +19,7 @@ def _table(result):
 def test_predict_real_photo_returns_probabilities_per_model(app_client):
     from gradio_client import handle_file
 
-    result = app_client.predict(handle_file(str(ASTRONAUT)), "", ["glove_cnn"], False, api_name="/predict")
+    result = app_client.predict(handle_file(str(ASTRONAUT)), "", ["glove_cnn"], False, False, api_name="/predict")
     rows = _table(result)
     assert [r[:2] for r in rows] == [[1, "glove_cnn"], [1, "fused"]]
     for row in rows:
@@ -41,9 +41,9 @@ def test_no_face_and_whole_image_mode(app_client, tmp_path):
 
     blank = tmp_path / "blank.png"
     Image.new("RGB", (320, 240), (200, 200, 200)).save(blank)
-    result = app_client.predict(handle_file(str(blank)), "", ["glove_cnn"], False, api_name="/predict")
+    result = app_client.predict(handle_file(str(blank)), "", ["glove_cnn"], False, False, api_name="/predict")
     assert _table(result) == [] and "No face found" in result[3]
-    result = app_client.predict(handle_file(str(blank)), "", ["glove_cnn"], True, api_name="/predict")
+    result = app_client.predict(handle_file(str(blank)), "", ["glove_cnn"], True, False, api_name="/predict")
     assert len(_table(result)) == 2 and "whole image" in result[3]
 
 
@@ -53,8 +53,8 @@ def test_bad_file_gives_a_clear_error_and_the_app_keeps_serving(app_client, tmp_
     fake = tmp_path / "holiday.jpg"
     fake.write_text("this is not a picture")
     with pytest.raises(Exception, match="cannot be used: this is not an image"):
-        app_client.predict(handle_file(str(fake)), "", ["glove_cnn"], False, api_name="/predict")
-    result = app_client.predict(handle_file(str(ASTRONAUT)), "", ["glove_cnn"], False, api_name="/predict")
+        app_client.predict(handle_file(str(fake)), "", ["glove_cnn"], False, False, api_name="/predict")
+    result = app_client.predict(handle_file(str(ASTRONAUT)), "", ["glove_cnn"], False, False, api_name="/predict")
     assert len(_table(result)) == 2
 
 
@@ -118,3 +118,11 @@ def test_privacy_no_run_history_no_analytics(app_url):
     config = httpx.get(app_url.rstrip("/") + "/config", timeout=10).json()
     assert config["run_history"] is False
     assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False" and os.environ["HF_HUB_DISABLE_TELEMETRY"].lower() in ("1", "true")
+
+
+def test_explain_returns_an_overlay_per_face_and_model(app_client):
+    from gradio_client import handle_file
+
+    result = app_client.predict(handle_file(str(ASTRONAUT)), "", ["glove_cnn"], False, True, api_name="/predict")
+    (item,) = result[4]
+    assert item["caption"].startswith("face 1, glove_cnn: ")

@@ -94,6 +94,10 @@ class CNNClassifier(EmotionClassifier):
             self.backbone.eval()
         return self
 
+    def cam_layer(self) -> nn.Module:
+        """The last convolutional block (Grad-CAM target, see fermm.explain)."""
+        return self.backbone[0] if self.backbone_name.startswith("vgg") else self.backbone.layer4
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, D) backbone features."""
         return self.backbone(x)

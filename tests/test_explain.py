@@ -1,0 +1,51 @@
+"""fermm.explain: Grad-CAM and gradient saliency maps."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fermm.explain import overlay, saliency
+from fermm.models.cnn import CNNClassifier
+
+
+@pytest.mark.parametrize("backbone", ["vgg11", "resnet18"])
+def test_gradcam_map_shape_range_and_target(backbone, astronaut):
+    torch.manual_seed(0)
+    model = CNNClassifier(backbone=backbone).eval()
+    heat, target = saliency(model, astronaut)
+    assert heat.shape == (48, 48) and 0 <= heat.min() and heat.max() <= 1 + 1e-6
+    assert target == int(model.predict_proba([astronaut]).argmax())
+    assert model.training is False and all(p.grad is None for p in model.parameters())
+
+
+def test_gradcam_follows_the_evidence():
+    """A model whose class-0 logit is the mean brightness of the image's left half: the map lights up there."""
+    torch.manual_seed(0)
+    model = CNNClassifier(backbone="vgg11").eval()
+
+    class LeftHalf(torch.nn.Module):
+        def forward(self, x):
+            return x
+    model.backbone[0] = torch.nn.Sequential(LeftHalf())  # identity "conv" block: activations = input
+    model.backbone[1] = torch.nn.AdaptiveAvgPool2d(1)
+    model.classifier = torch.nn.Linear(1, 7)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.weight[0, 0] = 1.0
+
+    def forward(x):
+        return model.classifier(x[..., :24].mean(dim=(2, 3)))  # only the left half counts
+    model.forward = forward
+    img = Image.fromarray(np.full((48, 48), 200, np.uint8))
+    heat, _ = saliency(model, img, target=0)
+    assert heat[:, :24].mean() > 0.9 and heat[:, 24:].mean() < 0.1
+
+
+def test_overlay_keeps_size_and_colours():
+    face = Image.new("L", (100, 120), 128)
+    heat = np.zeros((48, 48))
+    heat[:24] = 1.0
+    out = overlay(face, heat)
+    assert out.size == face.size and out.mode == "RGB"
+    top, bottom = np.asarray(out)[5, 50].astype(int), np.asarray(out)[115, 50].astype(int)
+    assert top[0] > top[2] and bottom[2] > bottom[0]  # red where the map is high, blue where low
