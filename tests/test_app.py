@@ -126,3 +126,61 @@ def test_explain_returns_an_overlay_per_face_and_model(app_client):
     result = app_client.predict(handle_file(str(ASTRONAUT)), "", ["glove_cnn"], False, True, api_name="/predict")
     (item,) = result[4]
     assert item["caption"].startswith("face 1, glove_cnn: ")
+
+
+def _bad_files(tmp_path, astronaut):
+    """name -> (path, expected: an error message pattern, or None for 'a correct result')."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from tests.test_faces import _png_header_only
+
+    def save(name, im, fmt, **kw):
+        p = tmp_path / name
+        im.save(p, format=fmt, **kw)
+        return p
+
+    def raw(name, data):
+        p = tmp_path / name
+        p.write_bytes(data)
+        return p
+
+    jpeg = io.BytesIO()
+    astronaut.save(jpeg, format="JPEG")
+    png = io.BytesIO()
+    astronaut.save(png, format="PNG")
+    frames = [astronaut.convert("P"), astronaut.convert("L").convert("P")]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    return {
+        "zero-byte": (raw("empty.jpg", b""), "empty"),
+        "text as jpg": (raw("notes.jpg", b"dear diary"), "not an image"),
+        "truncated jpeg": (raw("cut.jpg", jpeg.getvalue()[: len(jpeg.getvalue()) // 2]), "damaged or truncated"),
+        "truncated png": (raw("cut.png", png.getvalue()[: len(png.getvalue()) // 2]), "damaged or truncated"),
+        "bomb": (raw("bomb.png", _png_header_only(100_000, 100_000)), "decompression bomb|too large"),
+        "svg": (raw("x.svg.jpg", b'<svg xmlns="http://www.w3.org/2000/svg"/>'), "not an image"),
+        "html": (raw("page.png", b"<html><body><script>alert(1)</script></body></html>"), "not an image"),
+        "animated gif": (gif, None),
+        "16-bit png": (save("deep.png", Image.fromarray(np.asarray(astronaut.convert("L"), np.uint16) * 257), "PNG"), None),
+        "cmyk jpeg": (save("cmyk.jpg", astronaut.convert("CMYK"), "JPEG"), None),
+        "rgba png": (save("rgba.png", astronaut.convert("RGBA"), "PNG"), None),
+        "1x1": (save("dot.png", Image.new("RGB", (1, 1)), "PNG"), "no-face"),
+        "8000x6000": (save("big.jpg", astronaut.resize((8000, 6000)), "JPEG", quality=60), None),
+    }
+
+
+def test_every_bad_input_gets_a_message_or_a_result_and_the_app_keeps_serving(app_client, tmp_path, astronaut):
+    from gradio_client import handle_file
+
+    for name, (path, expected) in _bad_files(tmp_path, astronaut).items():
+        if expected in (None, "no-face"):
+            result = app_client.predict(handle_file(str(path)), "", ["glove_cnn"], False, False, api_name="/predict")
+            want = "No face found" if expected == "no-face" else "Found 1 face(s)"
+            assert want in result[3], name
+        else:
+            with pytest.raises(Exception, match=expected):
+                app_client.predict(handle_file(str(path)), "", ["glove_cnn"], False, False, api_name="/predict")
+    result = app_client.predict(handle_file(str(ASTRONAUT)), "", ["glove_cnn"], False, False, api_name="/predict")
+    assert "Found 1 face(s)" in result[3]  # still serving
