@@ -6,7 +6,7 @@ augmented and mixed on the fly with the epoch's generator, so runs are reproduci
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -76,13 +76,16 @@ class ImageTask:
 
     def __init__(self, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
                  n_classes: int, mean, std, aug: AugmentConfig | None = None, mix: MixConfig | None = None,
-                 label_smoothing: float = 0.0, weighted: bool = False, eval_batch: int = 512):
+                 label_smoothing: float = 0.0, weighted: bool = False, eval_batch: int = 512,
+                 input_fn: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.x, self.y = train
         self.val_x, self.val_y = val
         self.n_classes, self.mean, self.std = n_classes, mean, std
         self.aug, self.mix, self.smoothing = aug, mix or MixConfig(), label_smoothing
         self.weights = class_weights(self.y, n_classes) if weighted else None
         self.eval_batch = eval_batch
+        # (B, 1, H, W) in [0, 1] -> model input; default: normalise for the CNNs
+        self.input_fn = input_fn or (lambda x: normalize(x, self.mean, self.std))
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return len(self.y) // batch_size  # drop the last partial batch (BN needs >1 sample)
@@ -96,7 +99,7 @@ class ImageTask:
                 x = augment(x, self.aug, gen)
             t = F.one_hot(torch.from_numpy(self.y[idx]), self.n_classes).float()
             x, t = mix_batch(x, t, self.mix, gen)
-            yield normalize(x, self.mean, self.std), t
+            yield self.input_fn(x), t
 
     def loss(self, model: nn.Module, batch: tuple) -> tuple[torch.Tensor, int]:
         x, t = batch
@@ -110,7 +113,7 @@ class ImageTask:
         model.eval()
         out = []
         for i in range(0, len(images), self.eval_batch):
-            x = normalize(uint8_batch(images[i:i + self.eval_batch]), self.mean, self.std)
+            x = self.input_fn(uint8_batch(images[i:i + self.eval_batch]))
             out.append(model(x.contiguous(memory_format=torch.channels_last)).float())
         return torch.cat(out)
 
@@ -175,3 +178,35 @@ class ContrastiveTask(ImageTask):
             x = normalize(uint8_batch(images[i:i + self.eval_batch]), self.mean, self.std)
             out.append(m.zero_shot_logits(x.contiguous(memory_format=torch.channels_last)).float())
         return torch.cat(out)
+
+
+class FeatureTask:
+    """Training on cached (N, D) image features: CLIP linear probe and CoOp. The model maps features to
+    logits with ``logits_from_features``; there is no augmentation (the features are fixed)."""
+
+    def __init__(self, train: tuple[torch.Tensor, np.ndarray], val: tuple[torch.Tensor, np.ndarray],
+                 label_smoothing: float = 0.0):
+        self.x, self.y = train[0], torch.as_tensor(train[1])
+        self.val_x, self.val_y = val[0], torch.as_tensor(val[1])
+        self.smoothing = label_smoothing
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return max(1, len(self.y) // batch_size)
+
+    def batches(self, epoch: int, batch_size: int, gen: torch.Generator) -> Iterator[tuple]:
+        order = torch.randperm(len(self.y), generator=gen)
+        for i in range(self.steps_per_epoch(batch_size)):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            yield self.x[idx], self.y[idx]
+
+    def loss(self, model: nn.Module, batch: tuple) -> tuple[torch.Tensor, int]:
+        feats, y = batch
+        logits = getattr(model, "module", model).logits_from_features(feats)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.smoothing)
+        return loss, int((logits.argmax(-1) == y).sum())
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        logits = getattr(model, "module", model).logits_from_features(self.val_x).float()
+        return {"accuracy": float((logits.argmax(-1) == self.val_y).float().mean()),
+                "loss": float(F.cross_entropy(logits, self.val_y))}

@@ -138,8 +138,7 @@ class Trainer:
         tmp = self.out / "last.tmp"
         _rmtree(tmp)
         tmp.mkdir()
-        state = self.acc.unwrap_model(self.model).state_dict()
-        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"))
+        save_file(_resume_state(self.acc.unwrap_model(self.model)), str(tmp / "model.safetensors"))
         torch.save({"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict()}, tmp / "optim.pt")
         meta = {"epoch": epoch, "best_accuracy": self.best_acc, "best_epoch": self.best_epoch,
                 "history": self.history, "config": self.cfg.to_dict()}
@@ -157,7 +156,8 @@ class Trainer:
             return False
         from safetensors.torch import load_file
 
-        self.acc.unwrap_model(self.model).load_state_dict(load_file(str(last / "model.safetensors")))
+        model = self.acc.unwrap_model(self.model)
+        model.load_state_dict(load_file(str(last / "model.safetensors")), strict=not hasattr(model, "learned_state_dict"))
         optim = torch.load(last / "optim.pt", weights_only=True)
         self.opt.load_state_dict(optim["optimizer"])
         self.sched.load_state_dict(optim["scheduler"])
@@ -221,6 +221,12 @@ class Trainer:
         secs = time.time() - t0
         return {"epoch": epoch, "train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
                 "lr": self.sched.get_last_lr()[0], "epoch_seconds": secs, "images_per_second": seen / max(secs, 1e-9)}
+
+
+def _resume_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What resuming needs: everything, or only the learned part of models on a frozen base (CLIP)."""
+    state = model.learned_state_dict() if hasattr(model, "learned_state_dict") else model.state_dict()
+    return {k: v.detach().contiguous() for k, v in state.items()}
 
 
 def _save_state_dict(model: nn.Module, folder: Path, row: dict) -> None:

@@ -58,3 +58,39 @@ def write_ferplus_csv(ds, path: Path) -> Path:
 def split_signature(split) -> list[tuple[bytes, int]]:
     """Order-free content of a split: sorted (pixel bytes, label) pairs."""
     return sorted((pixels(item["image"]).tobytes(), item["label"]) for item in split)
+
+
+def clip_bpe_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """CLIP's real BPE vocabulary and merges, built from open_clip's bundled bpe_simple_vocab_16e6 (the
+    same construction as open_clip's SimpleTokenizer, with the Hub's special-token spellings)."""
+    import gzip
+
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+
+    lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")
+    merges = [tuple(m.split()) for m in lines[1:49152 - 256 - 2 + 1]]
+    vocab = list(bytes_to_unicode().values())
+    vocab += [v + "</w>" for v in vocab]
+    vocab += ["".join(m) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    return {tok: i for i, tok in enumerate(vocab)}, merges
+
+
+def make_tiny_clip(folder: Path, seed: int = 0) -> Path:
+    """A small random CLIPModel (vocab_size 49408, so EOS pooling sees the real EOS id) with the real
+    CLIP tokenizer, saved as a local folder that stands in for openai/clip-vit-base-patch32."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+    torch.manual_seed(seed)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=49406,
+                         eos_token_id=49407, pad_token_id=49407),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=16)
+    CLIPModel(config).save_pretrained(folder)
+    vocab, merges = clip_bpe_vocab()
+    CLIPTokenizer(vocab=vocab, merges=merges).save_pretrained(folder)
+    return folder

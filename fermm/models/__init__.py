@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fermm.models.base import EmotionClassifier
+from fermm.models.clip import ClipFinetune, ClipLinear, ClipZeroShot
 from fermm.models.cnn import CNNClassifier
+from fermm.models.coop import CoOp
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,8 @@ class ModelSpec:
 
 
 # config.json "fermm_class" -> class (no side-effect registration: add new families here)
-CLASSES: dict[str, type[EmotionClassifier]] = {"CNNClassifier": CNNClassifier}
+CLASSES: dict[str, type[EmotionClassifier]] = {
+    c.__name__: c for c in (CNNClassifier, ClipZeroShot, ClipLinear, ClipFinetune, CoOp)}
 
 MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("glove_cnn", "VGG11 pre-trained against word-vector label embeddings (seed 003), then fine-tuned",
@@ -32,6 +35,10 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("base_cnn", "VGG11 trained with plain cross-entropy (the GloVe-CNN's base twin)",
               "fermm/base-cnn-vgg11"),
     ModelSpec("resnet50", "ResNet50 for 48x48 grayscale faces, trained from scratch", "fermm/resnet50-fer2013"),
+    ModelSpec("clip_zeroshot", "CLIP ViT-B/32 zero-shot with a prompt ensemble", "fermm/clip-zeroshot"),
+    ModelSpec("clip_linear", "linear probe on frozen CLIP ViT-B/32 features", "fermm/clip-linear"),
+    ModelSpec("clip_finetune", "CLIP ViT-B/32 vision tower fine-tuned with LoRA", "fermm/clip-finetune-lora"),
+    ModelSpec("coop", "CoOp: 16 learned prompt context vectors on a frozen CLIP ViT-B/32", "fermm/coop-vit-b32"),
 )}
 
 

@@ -1,0 +1,208 @@
+"""Shared by the bench scripts: provenance header and JSON output, percentiles, test photos built from
+the bundled example, and the app run as a local subprocess (with its memory read from /proc)."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+from urllib.parse import urlparse
+
+import numpy as np
+from PIL import Image, ImageOps
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "fermm" / "assets" / "examples" / "astronaut.jpg"
+EXAMPLE_FACE = (178, 63, 91, 114)  # x, y, w, h of the one face YuNet finds in the 512x512 example
+# offline, no telemetry: the app must not reach the network while it is measured
+QUIET_ENV = {"HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+# --------------------------------------------------------------------------- provenance and output
+
+
+def provenance(script: str, argv: Sequence[str] | None) -> dict:
+    """command, commit, date and hardware, recorded with every figure."""
+    from fermm.evaluation import git_commit, hardware
+
+    args = argv if argv is not None else sys.argv[1:]
+    return {"command": f"python {script} " + " ".join(shlex.quote(a) for a in args), "commit": git_commit(),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "hardware": hardware()}
+
+
+def print_header(info: dict) -> None:
+    for key in ("command", "commit", "date", "hardware"):
+        print(f"# {key}: {info[key]}")
+    print()
+
+
+def write_json(path: str | None, info: dict, figures: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps({**info, **figures}, indent=2) + "\n")
+        print(f"\nwrote {path}")
+
+
+def percentiles(values_ms: Sequence[float], qs: Sequence[int] = (50, 95)) -> dict[str, float]:
+    """{"p50": ..., "p95": ...} in ms, rounded for printing and JSON."""
+    arr = np.asarray(values_ms, dtype=np.float64)
+    return {f"p{q}": round(float(np.percentile(arr, q)), 3) for q in qs} if len(arr) else {f"p{q}": None for q in qs}
+
+
+# --------------------------------------------------------------------------- test photos
+
+
+def example_face(margin: float = 0.45) -> Image.Image:
+    """The example's face with a margin around it, as a square crop (so pasted copies still look like faces)."""
+    x, y, w, h = EXAMPLE_FACE
+    side = max(w, h) * (1 + 2 * margin)
+    cx, cy = x + w / 2, y + h / 2
+    box = tuple(round(v) for v in (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2))
+    return Image.open(EXAMPLE).convert("RGB").crop(box)
+
+
+def photo(n_faces: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
+    """A photo of ``size`` with 1 face (the example scaled to fit) or ``n_faces`` copies of its face in a row."""
+    canvas = Image.new("RGB", size, (128, 128, 128))
+    w, h = size
+    if n_faces == 1:
+        im = ImageOps.contain(Image.open(EXAMPLE).convert("RGB"), size)  # scaled up or down to fit
+        canvas.paste(im, ((w - im.size[0]) // 2, (h - im.size[1]) // 2))
+        return canvas
+    side = min(w // n_faces - 8, h // 2)  # n copies side by side, 8 px apart
+    face = example_face().resize((side, side), Image.BILINEAR)
+    for i in range(n_faces):
+        canvas.paste(face, (4 + i * (side + 8), (h - side) // 2))
+    return canvas
+
+
+def save_photo(n_faces: int, folder: str | Path, size: tuple[int, int] = (640, 480)) -> Path:
+    path = Path(folder) / f"faces{n_faces}_{size[0]}x{size[1]}.jpg"
+    photo(n_faces, size).save(path, quality=90)
+    return path
+
+
+# --------------------------------------------------------------------------- the app as a subprocess
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_local(url: str) -> str:
+    """The URL, if it points at this machine; load is never sent anywhere else."""
+    host = urlparse(url).hostname
+    if host not in ("127.0.0.1", "localhost"):
+        raise SystemExit(f"refusing to send load to {url}: only 127.0.0.1 is allowed")
+    return url.rstrip("/") + "/"
+
+
+def model_env(app_models: Sequence[str]) -> dict[str, str]:
+    """NAME=PATH pairs -> FERMM_MODEL_<NAME> variables, so the app serves folders as registry models."""
+    env = {}
+    for pair in app_models:
+        name, sep, path = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--app_model expects NAME=PATH, got {pair!r}")
+        env[f"FERMM_MODEL_{name.upper()}"] = str(Path(path).resolve())
+    return env
+
+
+class App:
+    """``python app.py`` on a free port of 127.0.0.1; ``started`` and ``ready_s`` time its start."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None, timeout: float = 300.0):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        env = {**os.environ, **QUIET_ENV, **(extra_env or {}), "GRADIO_SERVER_NAME": "127.0.0.1",
+               "GRADIO_SERVER_PORT": str(self.port)}
+        self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"fermm_bench_app_{self.port}.log", "w+")
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        self.ready_s = self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> float:
+        """Seconds until the page answers (models are loaded by then: build_demo loads them all)."""
+        while time.perf_counter() - self.started < timeout:
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"app exited with {self.proc.returncode}:\n{self.log.read()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as r:
+                    if r.status == 200:
+                        return time.perf_counter() - self.started
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"app not ready after {timeout:.0f} s")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+    def __enter__(self) -> "App":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """Resident memory of a process in MB: ``rss`` now and ``peak`` (VmHWM, the high-water mark)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) / 1024  # kB -> MB
+    return {"rss": round(fields["VmRSS"], 1), "peak": round(fields["VmHWM"], 1)}
+
+
+# --------------------------------------------------------------------------- clients
+
+
+def client(url: str):
+    """A quiet gradio_client: no telemetry, and output files are not downloaded (latency is the answer's)."""
+    from gradio_client import Client
+
+    return Client(url, verbose=False, analytics_enabled=False, download_files=False)
+
+
+def served_models(url: str) -> tuple[list[str], dict[str, str]]:
+    """Names the app can serve, and the reasons of those it cannot."""
+    c = client(url)
+    try:
+        rows = c.predict(api_name="/model_status")["data"]
+    finally:
+        c.close()
+    return [r[0] for r in rows if r[1] == "yes"], {r[0]: r[3] for r in rows if r[1] != "yes"}
+
+
+def predict(c, path: str | Path, models: Sequence[str]) -> float:
+    """One /predict request (photo, no text, ``models``, detect faces, no explanations); seconds taken."""
+    from gradio_client import handle_file
+
+    t0 = time.perf_counter()
+    c.predict(handle_file(str(path)), "", list(models), False, False, api_name="/predict")
+    return time.perf_counter() - t0

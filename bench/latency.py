@@ -1,0 +1,177 @@
+"""Latency: per face for every model, face detection by image size, and the app end to end through
+gradio_client (a photo with one face, and with five) against `python app.py` started here on a free
+port of 127.0.0.1; with the app's peak memory and its cold start (launch to first answer).
+
+    python bench/latency.py --repeats 50 --json results/bench/latency.json
+
+Models: every registry model that loads (FERMM_MODEL_<NAME>, checkpoints/<name>, or a cached Hub copy)
+and any folders given with --models; the others are reported as unavailable. The app serves the
+registry models; --app_model NAME=PATH makes it serve a folder under a registry name (e.g. before a
+checkpoint exists). Each figure is p50/p95 over --repeats timed runs after warm-up, torch on 2 threads.
+End-to-end latency includes the upload, the queue and detection, not fetching the boxed image back.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common  # noqa: E402
+from fermm.models import list_models  # noqa: E402
+
+SIZES = ("320x240", "640x480", "1280x960", "4000x3000")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="*", default=list_models(), help="registry names or model folders")
+    p.add_argument("--repeats", type=int, default=50, help="timed runs per figure")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--sizes", nargs="*", default=list(SIZES), help="photo sizes WxH for face detection")
+    p.add_argument("--app_model", nargs="*", default=[], metavar="NAME=PATH", help="serve a folder as a registry model")
+    p.add_argument("--cold_starts", type=int, default=1, help="app launches timed to their first answer")
+    p.add_argument("--skip_models", action="store_true")
+    p.add_argument("--skip_detection", action="store_true")
+    p.add_argument("--skip_app", action="store_true")
+    p.add_argument("--json", help="also write the figures here")
+    return p.parse_args(argv)
+
+
+def timed(fn, repeats: int, warmup: int) -> list[float]:
+    """Milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def model_latency(names: Sequence[str], repeats: int, warmup: int) -> tuple[dict, dict]:
+    """ms per face at batch 1 (one call per face) and batch 32 (call time / 32), on the example's face crop."""
+    from fermm.faces import find_and_crop, load_image
+    from fermm.models import load_model
+
+    _, crops = find_and_crop(load_image(common.EXAMPLE))
+    out, unavailable = {}, {}
+    for name in names:
+        try:
+            model = load_model(name)
+        except Exception as e:  # a model that does not load is reported, never fatal
+            unavailable[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}" if str(e) else type(e).__name__
+            continue
+        b1 = timed(lambda: model.predict_proba(crops[:1], batch_size=1), repeats, warmup)
+        b32 = timed(lambda: model.predict_proba(crops[:1] * 32, batch_size=32), repeats, warmup)
+        out[name] = {"batch1": common.percentiles(b1),
+                     "batch32": common.percentiles([t / 32 for t in b32])}
+    return out, unavailable
+
+
+def detection_latency(sizes: Sequence[str], repeats: int, warmup: int) -> dict:
+    from fermm.faces import default_detector
+
+    detector = default_detector()
+    out = {}
+    for size in sizes:
+        w, h = (int(v) for v in size.lower().split("x"))
+        im = common.photo(1, (w, h))
+        n = len(detector.detect(im))
+        out[size] = {**common.percentiles(timed(lambda: detector.detect(im), repeats, warmup)), "faces": n}
+    return out
+
+
+def cold_start(env: dict[str, str], photo: Path) -> tuple[common.App, dict]:
+    """A fresh app and the seconds from launch to its page answering and to its first /predict answer."""
+    app = common.App(env)
+    try:
+        c = common.client(app.url)
+        common.predict(c, photo, common.served_models(app.url)[0])
+        c.close()
+    except BaseException:
+        app.stop()
+        raise
+    return app, {"ready_s": round(app.ready_s, 2), "first_answer_s": round(time.perf_counter() - app.started, 2)}
+
+
+def app_latency(args: argparse.Namespace, folder: Path) -> dict:
+    env = common.model_env(args.app_model)
+    photos = {n: common.save_photo(n, folder) for n in (1, 5)}
+    starts = []
+    for i in range(args.cold_starts):
+        app, start = cold_start(env, photos[1])
+        starts.append(start)
+        if i < args.cold_starts - 1:
+            app.stop()
+    with app:
+        at_start = common.memory_mb(app.pid)  # every model is loaded before the page answers
+        models, unavailable = common.served_models(app.url)
+        c = common.client(app.url)
+        try:
+            e2e = {f"{n}_faces": common.percentiles(timed(lambda: common.predict(c, p, models), args.repeats, 1))
+                   for n, p in photos.items()}
+        finally:
+            c.close()
+        after = common.memory_mb(app.pid)
+    return {"models": models, "unavailable": unavailable, "cold_start": starts, "request_ms": e2e,
+            "memory_mb": {"rss_ready": at_start["rss"], "peak_ready": at_start["peak"],
+                          "peak_after_requests": after["peak"]}}
+
+
+def report(figures: dict) -> None:
+    if "models" in figures:
+        print(f"{'model':<28} {'b1 p50':>8} {'b1 p95':>8} {'b32 p50':>8} {'b32 p95':>8}   (ms per face)")
+        for name, m in figures["models"].items():
+            print(f"{name:<28} {m['batch1']['p50']:>8.2f} {m['batch1']['p95']:>8.2f} "
+                  f"{m['batch32']['p50']:>8.3f} {m['batch32']['p95']:>8.3f}")
+        for name, why in figures["unavailable"].items():
+            print(f"{name:<28} unavailable: {why}")
+    if "detection" in figures:
+        print(f"\n{'detection':<28} {'p50 ms':>8} {'p95 ms':>8} {'faces':>6}")
+        for size, d in figures["detection"].items():
+            print(f"{size:<28} {d['p50']:>8.2f} {d['p95']:>8.2f} {d['faces']:>6}")
+    if "app" in figures:
+        a = figures["app"]
+        print(f"\napp serving: {', '.join(a['models']) or 'no model (face detection only)'}")
+        for name, why in a["unavailable"].items():
+            print(f"  {name} unavailable in the app: {why}")
+        print(f"{'request 640x480':<28} {'p50 ms':>8} {'p95 ms':>8}")
+        for key, d in a["request_ms"].items():
+            print(f"{key.replace('_', ' '):<28} {d['p50']:>8.1f} {d['p95']:>8.1f}")
+        m = a["memory_mb"]
+        print(f"memory: RSS {m['rss_ready']:.0f} MB when ready, peak {m['peak_ready']:.0f} MB when ready, "
+              f"peak {m['peak_after_requests']:.0f} MB after the requests")
+        for i, s in enumerate(a["cold_start"], 1):
+            print(f"cold start {i}: page answers after {s['ready_s']:.1f} s, first prediction after "
+                  f"{s['first_answer_s']:.1f} s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import torch
+
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    info = common.provenance("bench/latency.py", argv)
+    common.print_header(info)
+    figures: dict = {}
+    if not args.skip_models:
+        figures["models"], figures["unavailable"] = model_latency(args.models, args.repeats, args.warmup)
+    if not args.skip_detection:
+        figures["detection"] = detection_latency(args.sizes, args.repeats, args.warmup)
+    if not args.skip_app:
+        with tempfile.TemporaryDirectory() as tmp:
+            figures["app"] = app_latency(args, Path(tmp))
+    report(figures)
+    common.write_json(args.json, info, figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""CLIP-based classifiers on transformers' ``CLIPModel``: zero-shot, linear probe and fine-tuning.
+
+All of them score "normalised image features @ class weights" (as open_clip's zero-shot classifier
+does); they differ in where the class weights come from and what trains. Only what is learned is
+saved (the head, the LoRA adapter, or the tuned vision tower), with the base model id in
+``config.json``; the base CLIP (``openai/clip-vit-base-patch32`` by default, any CLIP id or local
+folder) is loaded from the Hub or its folder and is never copied into fermm checkpoints.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fermm.labels import FER7, PROMPT_NAMES, PROMPT_TEMPLATES
+from fermm.models.base import EmotionClassifier
+from fermm.transforms import CLIP_MEAN, CLIP_STD
+
+log = logging.getLogger(__name__)
+DEFAULT_CLIP = "openai/clip-vit-base-patch32"
+LEARNED_FILE = "learned.safetensors"
+
+
+class BaseWeightsUnavailable(OSError):
+    """The pretrained CLIP (or other base model) cannot be loaded here; the message says why."""
+
+
+def load_clip(base_model: str):
+    """(CLIPModel, CLIPTokenizer) from a Hub id or local folder, frozen and in eval mode."""
+    from transformers import CLIPModel, CLIPTokenizer
+
+    try:
+        model = CLIPModel.from_pretrained(base_model)
+        tokenizer = CLIPTokenizer.from_pretrained(base_model)
+    except (OSError, ValueError) as e:
+        raise BaseWeightsUnavailable(
+            f"pretrained CLIP weights {base_model!r} are not available here (offline with no cached copy, or no "
+            f"such folder); CLIP models need them from the Hugging Face Hub or a local folder "
+            f"[{type(e).__name__}: {str(e).splitlines()[0][:160]}]") from None
+    model.requires_grad_(False).eval()
+    return model, tokenizer
+
+
+def image_features(clip, pixels: torch.Tensor) -> torch.Tensor:
+    """(N, 3, S, S) normalised pixels -> (N, D) unit image embeddings."""
+    return F.normalize(clip.get_image_features(pixel_values=pixels).pooler_output, dim=-1)
+
+
+@torch.no_grad()
+def text_features(clip, tokenizer, texts: Sequence[str]) -> torch.Tensor:
+    """(len(texts), D) unit text embeddings."""
+    tok = tokenizer(list(texts), padding=True, return_tensors="pt")
+    return F.normalize(clip.get_text_features(**tok).pooler_output, dim=-1)
+
+
+def zero_shot_weights(clip, tokenizer, labels: Sequence[str], templates: Sequence[str] = PROMPT_TEMPLATES,
+                      names: dict[str, Sequence[str]] = PROMPT_NAMES) -> torch.Tensor:
+    """(C, D) class weights: per class, the normalised mean of its prompts' embeddings over every
+    template x synonym (the prompt ensemble of Radford et al. 2021)."""
+    rows = []
+    for label in labels:
+        prompts = [t.format(n) for t in templates for n in names.get(label, (label,))]
+        rows.append(F.normalize(text_features(clip, tokenizer, prompts).mean(0), dim=-1))
+    return torch.stack(rows)
+
+
+class ClipClassifier(EmotionClassifier):
+    """Base of the CLIP family: builds the base CLIP and saves only what is learned.
+
+    Subclasses implement ``class_weights()`` (C, D) and may mark parameters as learned through
+    ``learned_prefixes``; ``forward`` returns ``logit_scale * img @ weights.T``.
+    """
+
+    family = "clip"
+    learned_prefixes: tuple[str, ...] = ()
+
+    def _init_clip(self, base_model: str, labels: Sequence[str]) -> None:
+        self.base_model, self.labels = base_model, tuple(labels)
+        self.clip, self.tokenizer = load_clip(base_model)
+        self.input_size = self.clip.config.vision_config.image_size
+        self.channels, self.mean, self.std = 3, CLIP_MEAN, CLIP_STD
+
+    def image_embed(self, x: torch.Tensor) -> torch.Tensor:
+        return image_features(self.clip, x)
+
+    def class_weights(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def logit_scale(self) -> torch.Tensor:
+        return self.clip.logit_scale.exp().clamp(max=100)
+
+    def logits_from_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """(N, D) unit image features -> (N, C) logits (what trains on cached features)."""
+        return self.logit_scale() * feats @ self.class_weights().T
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) -> (N, C) logits."""
+        return self.logits_from_features(self.image_embed(x))
+
+    # ------------------------------------------------------------------ save only what is learned
+
+    def learned_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items()
+                if k.startswith(self.learned_prefixes)}
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        from safetensors.torch import save_file
+
+        state = self.learned_state_dict()
+        if state:
+            save_file(state, str(Path(save_directory) / LEARNED_FILE), metadata=self.learned_metadata())
+
+    def learned_metadata(self) -> dict[str, str]:
+        return {"base_model": self.base_model, "labels": ",".join(self.labels), "fermm_class": type(self).__name__}
+
+    def load_learned(self, state: dict[str, torch.Tensor], metadata: dict[str, str] | None) -> None:
+        """Load the saved learned tensors, refusing anything that does not match this model exactly."""
+        expected = self.learned_state_dict()
+        if metadata is not None:
+            mine = self.learned_metadata()
+            wrong = {k: (v, mine.get(k)) for k, v in metadata.items() if k in mine and mine[k] != v}
+            if wrong:
+                raise ValueError(f"saved adapter does not match this model: {wrong} (saved, expected)")
+        if set(state) != set(expected):
+            raise ValueError(f"saved tensors {sorted(set(state) ^ set(expected))[:5]} do not match the model's "
+                             f"learned parameters")
+        for k, v in state.items():
+            if v.shape != expected[k].shape:
+                raise ValueError(f"{k}: saved shape {tuple(v.shape)} != expected {tuple(expected[k].shape)}")
+        self.load_state_dict(state, strict=False)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision=None, cache_dir=None, force_download=False,
+                         local_files_only=False, token=None, map_location="cpu", strict=True, **model_kwargs):
+        from safetensors import safe_open
+
+        model = cls(**model_kwargs)
+        if not model.learned_state_dict():
+            return model
+        path = Path(model_id) / LEARNED_FILE
+        if not path.exists():
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(model_id, LEARNED_FILE, revision=revision, cache_dir=cache_dir,
+                                        force_download=force_download, token=token,
+                                        local_files_only=local_files_only))
+        with safe_open(str(path), framework="pt") as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}
+            metadata = f.metadata()
+        model.load_learned(state, metadata)
+        return model
+
+
+class ClipZeroShot(ClipClassifier):
+    """CLIP zero-shot: class weights from an ensemble of prompt templates and label synonyms,
+    computed once (nothing is trained, so nothing but ``config.json`` is saved)."""
+
+    def __init__(self, base_model: str = DEFAULT_CLIP, labels: Sequence[str] = FER7,
+                 templates: Sequence[str] = PROMPT_TEMPLATES):
+        super().__init__()
+        self._init_clip(base_model, labels)
+        self.templates = tuple(templates)
+        self.register_buffer("weights", zero_shot_weights(self.clip, self.tokenizer, self.labels, self.templates),
+                             persistent=False)
+
+    def class_weights(self) -> torch.Tensor:
+        return self.weights
+
+
+class ClipLinear(ClipClassifier):
+    """A linear probe on frozen CLIP image features, initialised from the zero-shot weights
+    (so it starts as the zero-shot classifier). Trains on cached features (see fermm.clip_features)."""
+
+    learned_prefixes = ("head.",)
+
+    def __init__(self, base_model: str = DEFAULT_CLIP, labels: Sequence[str] = FER7,
+                 templates: Sequence[str] = PROMPT_TEMPLATES):
+        super().__init__()
+        self._init_clip(base_model, labels)
+        self.templates = tuple(templates)
+        w = zero_shot_weights(self.clip, self.tokenizer, self.labels, self.templates)
+        self.head = nn.Linear(w.shape[1], len(self.labels))
+        with torch.no_grad():
+            self.head.weight.copy_(w * self.logit_scale())
+            self.head.bias.zero_()
+
+    def logits_from_features(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(feats)
+
+
+class ClipFinetune(ClipClassifier):
+    """Fine-tuned CLIP vision tower with a zero-shot-initialised head: ``mode="full"`` trains the whole
+    vision tower; ``mode="lora"`` adds LoRA adapters (peft) on its attention q/v projections.
+
+    Saved: the head plus either the LoRA tensors or the full vision tower + projection.
+    """
+
+    def __init__(self, base_model: str = DEFAULT_CLIP, labels: Sequence[str] = FER7, mode: str = "lora",
+                 lora_r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.1,
+                 templates: Sequence[str] = PROMPT_TEMPLATES):
+        super().__init__()
+        if mode not in ("full", "lora"):
+            raise ValueError(f"mode must be 'full' or 'lora', not {mode!r}")
+        self._init_clip(base_model, labels)
+        self.mode, self.templates = mode, tuple(templates)
+        w = zero_shot_weights(self.clip, self.tokenizer, self.labels, self.templates)
+        self.head = nn.Linear(w.shape[1], len(self.labels))
+        with torch.no_grad():
+            self.head.weight.copy_(w * self.logit_scale())
+            self.head.bias.zero_()
+        if mode == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            cfg = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                             target_modules=["q_proj", "v_proj"], bias="none")
+            self.vision = get_peft_model(self.clip.vision_model, cfg)
+            self.learned_prefixes = ("head.", "vision.")
+        else:
+            self.vision = self.clip.vision_model
+            self.vision.requires_grad_(True)
+            self.clip.visual_projection.requires_grad_(True)
+            self.learned_prefixes = ("head.", "clip.vision_model.", "clip.visual_projection.")
+
+    def learned_state_dict(self) -> dict[str, torch.Tensor]:
+        state = super().learned_state_dict()
+        if self.mode == "lora":  # only the adapter tensors of the wrapped tower
+            state = {k: v for k, v in state.items() if k.startswith("head.") or "lora_" in k}
+        return state
+
+    def image_embed(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.vision(pixel_values=x).pooler_output
+        return F.normalize(self.clip.visual_projection(pooled), dim=-1)
+
+    def logits_from_features(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(feats)
+
+    def merge_lora(self) -> None:
+        """Fold the LoRA adapters into the vision weights (same outputs, no adapter overhead)."""
+        if self.mode == "lora":
+            self.vision = self.vision.merge_and_unload()
+            self.mode = "merged"

@@ -1,0 +1,46 @@
+"""CLIP for facial expressions: zero-shot, linear probe on cached features, or fine-tuning (full / LoRA).
+
+    python train/clip.py --method zeroshot --output_dir runs/clip_zeroshot
+    python train/clip.py --method linear --output_dir runs/clip_linear
+    python train/clip.py --method finetune --lora --output_dir runs/clip_lora     # seed 000's preset
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fermm import clip_training  # noqa: E402
+from fermm.labels import FER7  # noqa: E402
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--method", default="linear", choices=("zeroshot", "linear", "finetune"))
+    p.add_argument("--lora", action="store_true", help="finetune with LoRA adapters instead of the full tower")
+    p.add_argument("--lora_r", type=int, default=8)
+    clip_training.add_args(p)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args = parse_args(argv)
+    if args.method == "zeroshot":
+        from fermm.models.clip import ClipZeroShot
+
+        model, stage, name = ClipZeroShot(base_model=args.model_name_or_path, labels=FER7), None, "clip_zeroshot"
+    elif args.method == "linear":
+        model, stage, name = clip_training.train_linear(args), "stage_linear", "clip_linear"
+    else:
+        model, stage, name = clip_training.train_finetune(args), "stage_finetune", "clip_finetune"
+    clip_training.finish(model, args, name, stage)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
