@@ -61,3 +61,27 @@ def model_card(name: str, model, training: dict | None = None, history: list[dic
         keep = {k: v for k, v in training.items() if k not in ("push_to_hub",) and v is not None}
         body += ["## Training", "", "```json", json.dumps(keep, indent=2, default=str), "```", ""]
     return "\n".join(front + body)
+
+
+TEXT_INTENDED_USE = (
+    "Research, teaching and demos of emotion classification of short English sentences (tweets), alone or "
+    "fused with a face in the fermm app.")
+TEXT_LIMITS = (
+    "Known limits and biases: trained on DAIR-AI emotion (English tweets, lower-cased, found by hashtags, so "
+    "the labels are distant supervision, not annotations). It has six labels (sadness, joy, love, anger, fear, "
+    "surprise): it cannot say 'neutral' or 'disgust', and 'surprise' (572 training sentences) and 'love' are the "
+    "least reliable. Sarcasm, negation, other languages and other registers are handled poorly.")
+
+
+def text_model_card(name: str, model, training: dict | None = None, history: list[dict] | None = None) -> str:
+    """Model card of a text emotion classifier."""
+    front = ["---", "library_name: fermm", "license: mit", "pipeline_tag: text-classification", "tags:",
+             "- emotion", "datasets:", "- dair-ai/emotion", "---", ""]
+    body = [f"# fermm `{name}`", "", f"A `{type(model).__name__}` text emotion classifier trained on DAIR-AI "
+            f"emotion with [fermm](https://github.com/fermm/fermm). Labels: {', '.join(model.labels)}.", "",
+            "## Intended use", "", TEXT_INTENDED_USE, "", "## Out-of-scope uses", "", OUT_OF_SCOPE, "",
+            *_metrics_section(name, history), "", "## Limitations and biases", "", TEXT_LIMITS, ""]
+    if training:
+        keep = {k: v for k, v in training.items() if k != "push_to_hub" and v is not None}
+        body += ["## Training", "", "```json", json.dumps(keep, indent=2, default=str), "```", ""]
+    return "\n".join(front + body)

@@ -47,7 +47,7 @@ def resolve(name: str, explicit: str | None = None) -> str:
     ``FERMM_MODEL_<NAME>`` -> ``checkpoints/<name>`` -> its default Hub repo id."""
     import os
 
-    from fermm.models import MODELS
+    from fermm.models import MODELS, TEXT_MODELS
 
     explicit = explicit or os.environ.get(f"FERMM_MODEL_{name.upper()}")
     if explicit:
@@ -55,7 +55,7 @@ def resolve(name: str, explicit: str | None = None) -> str:
     local = CHECKPOINTS / name
     if (local / "config.json").exists():
         return str(local)
-    return MODELS[name].hub_repo
+    return (MODELS.get(name) or TEXT_MODELS[name]).hub_repo
 
 
 def fetch_folder(path_or_repo: str) -> Path:

@@ -96,11 +96,44 @@ class FaceResult:
 
 
 @dataclass
+class TextResult:
+    model: str
+    probs: dict[str, float]  # over the text model's labels (DAIR-AI 6)
+    fer7: dict[str, float]  # the same mass on FER-7
+    weight: float  # its weight in the fusion
+
+    @property
+    def top(self) -> str:
+        return max(self.probs, key=self.probs.get)
+
+
+@dataclass
 class ImageResult:
     faces: list[FaceResult]
     unavailable: dict[str, str]
     whole_image: bool
     notes: list[str] = field(default_factory=list)
+    text: TextResult | None = None
+
+
+def predict_text(text: str | None, pool: ModelPool | None, model_name: str | None, weight: float
+                 ) -> tuple[TextResult | None, list[str], dict[str, str]]:
+    """The text model's reading of ``text`` (None when there is no usable text or model)."""
+    from fermm.fusion import text_to_fer7
+    from fermm.models.text import clean_text
+
+    if text is None or not text.strip() or pool is None or not model_name:
+        return None, [], {}
+    cleaned, notes = clean_text(text)
+    model = pool.get(model_name)
+    if model is None:
+        return None, notes, {model_name: pool.error(model_name)}
+    if not cleaned:
+        return None, notes, {}
+    p = model.predict_text([cleaned]).numpy()
+    fer = text_to_fer7(p)[0]
+    return (TextResult(model_name, {lab: float(v) for lab, v in zip(model.labels, p[0])},
+                       {lab: float(v) for lab, v in zip(FER7, fer)}, weight), notes, {})
 
 
 def to_fer7(probs: np.ndarray, labels: Sequence[str]) -> np.ndarray:
@@ -122,11 +155,17 @@ def fuse(per_model: Sequence[np.ndarray], weights: Sequence[float] | None = None
     return fused / fused.sum(-1, keepdims=True)
 
 
-def predict_image(image: Image.Image, pool: ModelPool, models: Sequence[str], whole_image: bool = False,
-                  max_faces: int = 20) -> ImageResult:
-    """Detect faces (or take the whole image), run each chosen model on all faces in one batch."""
+def predict_image(image: Image.Image | None, pool: ModelPool, models: Sequence[str], whole_image: bool = False,
+                  max_faces: int = 20, text: str | None = None, text_pool: ModelPool | None = None,
+                  text_model: str | None = None, text_weight: float = 0.5) -> ImageResult:
+    """Detect faces (or take the whole image), run each chosen model on all faces in one batch, and fuse
+    with the text's reading when there is text. With no image, the result is the text's alone."""
+    from fermm.fusion import fuse as fuse_text
+
+    text_result, notes, text_unavailable = predict_text(text, text_pool, text_model, text_weight)
+    if image is None:
+        return ImageResult([], text_unavailable, whole_image, notes, text_result)
     found, crops = facelib.find_and_crop(image, whole_image=whole_image)
-    notes = []
     if len(found) > max_faces:
         notes.append(f"{len(found)} faces found; showing the {max_faces} most confident")
         found, crops = found[:max_faces], crops[:max_faces]
@@ -144,6 +183,9 @@ def predict_image(image: Image.Image, pool: ModelPool, models: Sequence[str], wh
             r.probs[name] = {lab: float(v) for lab, v in zip(model.labels, row)}
         fer7.append(to_fer7(p, model.labels))
     if fer7:
-        for r, row in zip(results, fuse(fer7)):
+        image_probs = fuse(fer7)
+        text_fer = np.array([text_result.fer7[lab] for lab in FER7]) if text_result else None
+        for r, row in zip(results, fuse_text(image_probs, text_fer, text_weight)):
             r.fused = {lab: float(v) for lab, v in zip(FER7, row)}
-    return ImageResult(results, unavailable, whole_image, notes)
+    unavailable.update(text_unavailable)
+    return ImageResult(results, unavailable, whole_image, notes, text_result)

@@ -206,14 +206,15 @@ class Trainer:
             if step >= self.steps_per_epoch:
                 break
             if cfg.channels_last:
-                batch = tuple(b.contiguous(memory_format=torch.channels_last) if b.dim() == 4 else b for b in batch)
+                batch = tuple(b.contiguous(memory_format=torch.channels_last)
+                              if isinstance(b, torch.Tensor) and b.dim() == 4 else b for b in batch)
             with self.acc.autocast():
                 loss, n_correct = self.task.loss(self.model, batch)
             self.opt.zero_grad(set_to_none=True)
             self.acc.backward(loss)
             self.opt.step()
             self.sched.step()
-            n = len(batch[0])
+            n = len(batch[-1])  # tasks put the targets last
             total_loss, correct, seen = total_loss + loss.item() * n, correct + n_correct, seen + n
             bar.update(1)
             bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")

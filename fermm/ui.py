@@ -41,8 +41,12 @@ class FileImage(gr.Image):
 
 
 def _rows(result: ImageResult) -> list[list]:
-    """One row per face and model (+ the fused row): face, model, probabilities..., top label."""
+    """One row per face and model (+ the fused row): face, model, probabilities..., top label; and a row
+    for the text's reading (its mass moved onto FER-7; top = its own label)."""
     rows = []
+    if result.text:
+        t = result.text
+        rows.append(["text", f"{t.model} (text)", *[round(t.fer7[lab], 3) for lab in FER7], t.top])
     for face in result.faces:
         for model, probs in {**face.probs, "fused": face.fused}.items():
             if not probs:
@@ -52,20 +56,28 @@ def _rows(result: ImageResult) -> list[list]:
     return rows
 
 
-def _status(result: ImageResult, n_models: int) -> str:
+def _status(result: ImageResult, n_models: int, has_image: bool = True) -> str:
     lines = []
-    if not result.faces:
+    if result.text:
+        t = result.text
+        lines.append(f"Text ({html.escape(t.model)}): **{t.top}** ({t.probs[t.top]:.0%}).")
+        if result.faces:
+            lines.append(f"Each face's fused result weighs the text at {t.weight:.2f} and the face models at "
+                         f"{1 - t.weight:.2f}.")
+        else:
+            lines.append("**Text-only result**: no face was classified.")
+    if has_image and not result.faces:
         lines.append("**No face found.** Tick *Treat the whole image as one face* to classify the image as it is.")
-    elif result.whole_image:
+    elif result.faces and result.whole_image:
         lines.append("The whole image was classified as one face.")
-    else:
+    elif result.faces:
         tops = ", ".join(f"face {f.index}: **{f.top}**" for f in result.faces if f.top)
-        lines.append(f"Found {len(result.faces)} face(s). " + (tops if tops else ""))
+        lines.append(f"Found {len(result.faces)} face(s). " + tops)
     lines += [f"- {html.escape(n)}" for n in result.notes]
     if result.unavailable:
         lines.append("\nUnavailable models:")
         lines += [f"- `{n}`: {html.escape(r)}" for n, r in result.unavailable.items()]
-    if n_models == 0:
+    if n_models == 0 and has_image:
         lines.append("\nNo model is selected: showing detected faces only.")
     return "\n".join(lines)
 
@@ -74,11 +86,13 @@ def _figure(result: ImageResult):
     import plotly.graph_objects as go
 
     fig = go.Figure()
+    if result.text:
+        fig.add_bar(name=f"text ({result.text.model})", x=list(FER7), y=[result.text.fer7[lab] for lab in FER7])
     for face in result.faces:
         if face.fused:
             fig.add_bar(name=f"face {face.index}", x=list(FER7), y=[face.fused[lab] for lab in FER7])
     fig.update_layout(barmode="group", yaxis=dict(title="probability", range=[0, 1]), height=320,
-                      margin=dict(l=40, r=10, t=30, b=40), title="Fused probabilities per face")
+                      margin=dict(l=40, r=10, t=30, b=40), title="Fused probabilities per face (and the text's reading)")
     return fig
 
 
@@ -95,15 +109,21 @@ def _explanations(result: ImageResult, pool: ModelPool, max_faces: int = 5) -> l
     return out
 
 
-def make_predict_fn(pool: ModelPool):
-    def predict(path, text: str, models: list[str], whole_image: bool, explain: bool = False):
-        if path is None:
-            raise gr.Error("Please upload a photo, paste one, or take one with the webcam.")
-        try:
-            image = facelib.load_image(path)
-        except facelib.ImageError as e:
-            raise gr.Error(f"This file cannot be used: {e}.") from None
-        result = predict_image(image, pool, models or [], whole_image=bool(whole_image))
+def make_predict_fn(pool: ModelPool, text_pool: ModelPool, text_weight: float):
+    def predict(path, text: str, models: list[str], whole_image: bool, explain: bool = False,
+                text_model: str | None = None):
+        if path is None and not (text or "").strip():
+            raise gr.Error("Please upload a photo (or paste one, or use the webcam), or type a sentence.")
+        image = None
+        if path is not None:
+            try:
+                image = facelib.load_image(path)
+            except facelib.ImageError as e:
+                raise gr.Error(f"This file cannot be used: {e}.") from None
+        result = predict_image(image, pool, models or [], whole_image=bool(whole_image), text=text,
+                               text_pool=text_pool, text_model=text_model, text_weight=text_weight)
+        if image is None:
+            return None, _rows(result), _figure(result), _status(result, len(models or []), False), []
         labels = [f.top for f in result.faces] if result.faces and result.faces[0].fused else None
         boxed = facelib.draw_boxes(image, [facelib.Face(f.box, f.score) for f in result.faces], labels)
         boxed.thumbnail((1024, 1024))
@@ -112,16 +132,20 @@ def make_predict_fn(pool: ModelPool):
     return predict
 
 
-def _status_rows(pool: ModelPool) -> list[list]:
-    return [[s.name, "yes" if s.available else "no", s.source, s.reason] for s in pool.status()]
+def _status_rows(*pools: ModelPool) -> list[list]:
+    return [[s.name, "yes" if s.available else "no", s.source, s.reason] for p in pools for s in p.status()]
 
 
-def predict_tab(pool: ModelPool, available: list[str], unavailable: dict[str, str]) -> gr.Dataframe:
+def predict_tab(pool: ModelPool, available: list[str], unavailable: dict[str, str], text_pool: ModelPool,
+                text_models: list[str], text_weight: float) -> gr.Dataframe:
     with gr.Row():
         with gr.Column():
             image = FileImage(label="Photo", type="filepath", sources=["upload", "webcam", "clipboard"],
                               image_mode=None)
-            text = gr.Textbox(label="Optional text (a caption, what the person said)", max_lines=4)
+            text = gr.Textbox(label="Optional text (a caption, what the person said)", max_lines=4,
+                              max_length=20_000)
+            text_model = gr.Dropdown(text_models, value=text_models[0] if text_models else None,
+                                     label="Text model", visible=bool(text_models))
             models = gr.CheckboxGroup(available, value=available, label="Models")
             whole = gr.Checkbox(label="Treat the whole image as one face (for already-cropped faces)")
             explain = gr.Checkbox(label="Explain: show what drove each prediction (Grad-CAM / saliency)")
@@ -139,11 +163,13 @@ def predict_tab(pool: ModelPool, available: list[str], unavailable: dict[str, st
     with gr.Accordion("Model availability", open=bool(unavailable)):
         status_table = gr.Dataframe(headers=["model", "available", "source", "reason"], interactive=False)
         refresh = gr.Button("Refresh", size="sm")
-    refresh.click(lambda: _status_rows(pool), None, status_table, api_name="model_status")
-    button.click(make_predict_fn(pool), [image, text, models, whole, explain], [boxed, table, chart, status, gallery],
+    refresh.click(lambda: _status_rows(pool, text_pool), None, status_table, api_name="model_status")
+    button.click(make_predict_fn(pool, text_pool, text_weight), [image, text, models, whole, explain, text_model],
+                 [boxed, table, chart, status, gallery],
                  api_name="predict", concurrency_limit=4)
     return status_table
-    button.click(make_predict_fn(pool), [image, text, models, whole, explain], [boxed, table, chart, status, gallery],
+    button.click(make_predict_fn(pool, text_pool, text_weight), [image, text, models, whole, explain, text_model],
+                 [boxed, table, chart, status, gallery],
                  api_name="predict", concurrency_limit=4)
 
 
@@ -249,11 +275,16 @@ def about_tab() -> None:
     ]))
 
 
-def build_demo(pool: ModelPool | None = None, results_dir: str | Path | None = None) -> gr.Blocks:
+def build_demo(pool: ModelPool | None = None, results_dir: str | Path | None = None,
+               text_pool: ModelPool | None = None) -> gr.Blocks:
     """The whole app. Models are resolved once at start; each loads lazily and failures are shown."""
     from fermm.evaluation import RESULTS_DIR
+    from fermm.fusion import load_weight
+    from fermm.models import list_models
 
     pool = pool or ModelPool()
+    text_pool = text_pool or ModelPool(list_models("text"))
+    text_models = text_pool.available()
     results_dir = Path(results_dir or RESULTS_DIR)
     statuses = pool.status()
     available = [s.name for s in statuses if s.available]
@@ -262,7 +293,8 @@ def build_demo(pool: ModelPool | None = None, results_dir: str | Path | None = N
         gr.Markdown("# fermm: facial expression recognition\nUpload a photo: each face is found, boxed and "
                     "classified by every model. Read the About tab before drawing conclusions.")
         with gr.Tab("Predict"):
-            status_table = predict_tab(pool, available, unavailable)
+            status_table = predict_tab(pool, available, unavailable, text_pool, text_models,
+                                       load_weight(results_dir))
         with gr.Tab("Accuracy"):
             load_accuracy, accuracy_outputs = accuracy_tab(results_dir)
         with gr.Tab("Confusion"):
@@ -271,7 +303,7 @@ def build_demo(pool: ModelPool | None = None, results_dir: str | Path | None = N
             evaluate_tab(pool, available)
         with gr.Tab("About"):
             about_tab()
-        demo.load(lambda: _status_rows(pool), None, status_table)
+        demo.load(lambda: _status_rows(pool, text_pool), None, status_table)
         demo.load(load_accuracy, None, accuracy_outputs)
         demo.load(load_confusion, None, confusion_outputs)
     demo.queue(default_concurrency_limit=4, max_size=64)

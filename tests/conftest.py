@@ -82,9 +82,15 @@ def app_url(tmp_path_factory):
     CNNClassifier(backbone="vgg11").save_pretrained(folder)
     pool = ModelPool(names=["glove_cnn", "resnet50"], sources={"glove_cnn": str(folder),
                                                                "resnet50": str(folder.parent / "missing")})
+    from fermm.models.text import TextGRU
+
+    text_folder = folder.parent / "tiny_text"
+    TextGRU(vocab=["happy", "sad", "angry", "scared", "wow", "love"], embed_dim=16, hidden=8).save_pretrained(text_folder)
+    text_pool = ModelPool(names=["text_gru", "text_minilm"], sources={"text_gru": str(text_folder),
+                                                                      "text_minilm": str(folder.parent / "none")})
     results = tmp_path_factory.mktemp("results")
     _write_result(results)
-    demo = build_demo(pool, results_dir=results)
+    demo = build_demo(pool, results_dir=results, text_pool=text_pool)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     yield url
     demo.close()

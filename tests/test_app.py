@@ -19,7 +19,7 @@ def _table(result):
 def test_predict_real_photo_returns_probabilities_per_model(app_client):
     from gradio_client import handle_file
 
-    result = app_client.predict(handle_file(str(ASTRONAUT)), "", ["glove_cnn"], False, False, api_name="/predict")
+    result = app_client.predict(handle_file(str(ASTRONAUT)), "", ["glove_cnn"], False, False, "text_gru", api_name="/predict")
     rows = _table(result)
     assert [r[:2] for r in rows] == [[1, "glove_cnn"], [1, "fused"]]
     for row in rows:
@@ -41,9 +41,9 @@ def test_no_face_and_whole_image_mode(app_client, tmp_path):
 
     blank = tmp_path / "blank.png"
     Image.new("RGB", (320, 240), (200, 200, 200)).save(blank)
-    result = app_client.predict(handle_file(str(blank)), "", ["glove_cnn"], False, False, api_name="/predict")
+    result = app_client.predict(handle_file(str(blank)), "", ["glove_cnn"], False, False, "text_gru", api_name="/predict")
     assert _table(result) == [] and "No face found" in result[3]
-    result = app_client.predict(handle_file(str(blank)), "", ["glove_cnn"], True, False, api_name="/predict")
+    result = app_client.predict(handle_file(str(blank)), "", ["glove_cnn"], True, False, "text_gru", api_name="/predict")
     assert len(_table(result)) == 2 and "whole image" in result[3]
 
 
@@ -53,8 +53,8 @@ def test_bad_file_gives_a_clear_error_and_the_app_keeps_serving(app_client, tmp_
     fake = tmp_path / "holiday.jpg"
     fake.write_text("this is not a picture")
     with pytest.raises(Exception, match="cannot be used: this is not an image"):
-        app_client.predict(handle_file(str(fake)), "", ["glove_cnn"], False, False, api_name="/predict")
-    result = app_client.predict(handle_file(str(ASTRONAUT)), "", ["glove_cnn"], False, False, api_name="/predict")
+        app_client.predict(handle_file(str(fake)), "", ["glove_cnn"], False, False, "text_gru", api_name="/predict")
+    result = app_client.predict(handle_file(str(ASTRONAUT)), "", ["glove_cnn"], False, False, "text_gru", api_name="/predict")
     assert len(_table(result)) == 2
 
 
@@ -123,7 +123,7 @@ def test_privacy_no_run_history_no_analytics(app_url):
 def test_explain_returns_an_overlay_per_face_and_model(app_client):
     from gradio_client import handle_file
 
-    result = app_client.predict(handle_file(str(ASTRONAUT)), "", ["glove_cnn"], False, True, api_name="/predict")
+    result = app_client.predict(handle_file(str(ASTRONAUT)), "", ["glove_cnn"], False, True, "text_gru", api_name="/predict")
     (item,) = result[4]
     assert item["caption"].startswith("face 1, glove_cnn: ")
 
@@ -176,11 +176,62 @@ def test_every_bad_input_gets_a_message_or_a_result_and_the_app_keeps_serving(ap
 
     for name, (path, expected) in _bad_files(tmp_path, astronaut).items():
         if expected in (None, "no-face"):
-            result = app_client.predict(handle_file(str(path)), "", ["glove_cnn"], False, False, api_name="/predict")
+            result = app_client.predict(handle_file(str(path)), "", ["glove_cnn"], False, False, "text_gru", api_name="/predict")
             want = "No face found" if expected == "no-face" else "Found 1 face(s)"
             assert want in result[3], name
         else:
             with pytest.raises(Exception, match=expected):
-                app_client.predict(handle_file(str(path)), "", ["glove_cnn"], False, False, api_name="/predict")
-    result = app_client.predict(handle_file(str(ASTRONAUT)), "", ["glove_cnn"], False, False, api_name="/predict")
+                app_client.predict(handle_file(str(path)), "", ["glove_cnn"], False, False, "text_gru", api_name="/predict")
+    result = app_client.predict(handle_file(str(ASTRONAUT)), "", ["glove_cnn"], False, False, "text_gru", api_name="/predict")
     assert "Found 1 face(s)" in result[3]  # still serving
+
+
+
+def _predict(app_client, image, text, whole=False):
+    from gradio_client import handle_file
+
+    return app_client.predict(handle_file(str(image)) if image else None, text, ["glove_cnn"], whole, False,
+                              "text_gru", api_name="/predict")
+
+
+def test_text_fuses_with_the_face_and_no_text_changes_nothing(app_client):
+    without = _predict(app_client, ASTRONAUT, "")
+    again = _predict(app_client, ASTRONAUT, "   ")
+    assert _table(without) == _table(again)  # no usable text: the image result exactly
+    with_text = _predict(app_client, ASTRONAUT, "i feel so happy and loved today")
+    rows = {r[1]: r for r in _table(with_text)}
+    assert set(rows) == {"text_gru (text)", "glove_cnn", "fused"}
+    image_only = {r[1]: r for r in _table(without)}["fused"]
+    assert rows["glove_cnn"][2:9] == {r[1]: r for r in _table(without)}["glove_cnn"][2:9]
+    assert rows["fused"][2:9] != image_only[2:9] and sum(rows["fused"][2:9]) == pytest.approx(1, abs=0.01)
+    assert "Text (text_gru)" in with_text[3] and "weighs the text at" in with_text[3]
+
+
+def test_text_only_and_text_with_no_face(app_client, tmp_path):
+    from PIL import Image
+
+    only = _predict(app_client, None, "why did this happen to me, i am so sad")
+    assert [r[1] for r in _table(only)] == ["text_gru (text)"] and "Text-only result" in only[3]
+    assert "No face found" not in only[3]
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 200), (90, 90, 90)).save(blank)
+    noface = _predict(app_client, blank, "what a surprise")
+    assert [r[1] for r in _table(noface)] == ["text_gru (text)"] and "Text-only result" in noface[3]
+    assert "No face found" in noface[3]
+    with pytest.raises(Exception, match="upload a photo .* or type a sentence"):
+        _predict(app_client, None, "")
+
+
+@pytest.mark.parametrize("text,note", [
+    ("x" * 12_000, "only the first 2,000 were used"),
+    ("<script>alert('hi')</script> i am angry", "HTML tags in the text were ignored"),
+    ("😀😀😀", None),
+    ("je suis très heureux aujourd'hui", None),
+    ("\n\t  ", None),
+])
+def test_awkward_text_is_handled(app_client, text, note):
+    result = _predict(app_client, ASTRONAUT, text)
+    assert "Found 1 face(s)" in result[3]
+    if note:
+        assert note in result[3]
+    assert "<script>" not in result[3]  # never echoed as markup

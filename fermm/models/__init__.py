@@ -14,6 +14,7 @@ from fermm.models.base import EmotionClassifier
 from fermm.models.clip import ClipFinetune, ClipLinear, ClipZeroShot
 from fermm.models.cnn import CNNClassifier
 from fermm.models.coop import CoOp
+from fermm.models.text import TextGRU, TextMiniLM
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class ModelSpec:
 
 # config.json "fermm_class" -> class (no side-effect registration: add new families here)
 CLASSES: dict[str, type[EmotionClassifier]] = {
-    c.__name__: c for c in (CNNClassifier, ClipZeroShot, ClipLinear, ClipFinetune, CoOp)}
+    c.__name__: c for c in (CNNClassifier, ClipZeroShot, ClipLinear, ClipFinetune, CoOp, TextGRU, TextMiniLM)}
 
 MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("glove_cnn", "VGG11 pre-trained against word-vector label embeddings (seed 003), then fine-tuned",
@@ -42,9 +43,17 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
 )}
 
 
-def list_models() -> list[str]:
-    """Names of the product's models (whether or not their weights resolve here)."""
-    return list(MODELS)
+# Text models (DAIR-AI emotion, 6 labels): the optional sentence beside a photo.
+TEXT_MODELS: dict[str, ModelSpec] = {s.name: s for s in (
+    ModelSpec("text_minilm", "all-MiniLM-L6-v2 fine-tuned on DAIR-AI emotion", "fermm/text-minilm-emotion"),
+    ModelSpec("text_gru", "bidirectional GRU over word2vec-initialised embeddings (seed 004's baseline)",
+              "fermm/text-gru-emotion"),
+)}
+
+
+def list_models(kind: str = "image") -> list[str]:
+    """Names of the product's image (or ``kind="text"``) models, whether or not they resolve here."""
+    return list(TEXT_MODELS if kind == "text" else MODELS)
 
 
 def model_class(folder_or_config: str | Path | dict) -> type[EmotionClassifier]:
@@ -65,7 +74,8 @@ def load_model(name_or_path: str, source: str | None = None) -> EmotionClassifie
     """Load a model by registry name (resolved by :func:`fermm.hub.resolve`), folder or Hub repo id."""
     from fermm.hub import fetch_folder, resolve
 
-    where = resolve(name_or_path, source) if name_or_path in MODELS else name_or_path
+    known = name_or_path in MODELS or name_or_path in TEXT_MODELS
+    where = resolve(name_or_path, source) if known else name_or_path
     folder = fetch_folder(where)
     model = model_class(folder).from_pretrained(str(folder), strict=True)
     return model.eval()

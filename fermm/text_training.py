@@ -1,0 +1,138 @@
+"""Recipes for ``train/text.py``: the GRU baseline and MiniLM (LoRA or full) on DAIR-AI emotion."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fermm import data
+from fermm.image_training import REPO_ROOT, _save_best
+from fermm.labels import TEXT6
+from fermm.models.text import TextGRU, TextMiniLM, words
+from fermm.training import Trainer, TrainConfig
+
+log = logging.getLogger(__name__)
+DEFAULT_TEXT = REPO_ROOT.parent / "shared" / "data" / "emotion_text"
+DEFAULT_VECTORS = REPO_ROOT.parent / "shared" / "weights" / "word2vec-gnews-subset" / "word2vec_gnews_subset_300d.npz"
+
+
+class TextTask:
+    """Sentence classification; batches are (model inputs, labels)."""
+
+    def __init__(self, model, train: tuple[list[str], np.ndarray], val: tuple[list[str], np.ndarray],
+                 label_smoothing: float = 0.0, eval_batch: int = 128):
+        self.encode = model.encode_batch
+        self.texts, self.y = train[0], torch.as_tensor(train[1])
+        self.val_texts, self.val_y = val[0], torch.as_tensor(val[1])
+        self.smoothing, self.eval_batch = label_smoothing, eval_batch
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return max(1, len(self.texts) // batch_size)
+
+    def batches(self, epoch: int, batch_size: int, gen: torch.Generator) -> Iterator[tuple]:
+        order = torch.randperm(len(self.texts), generator=gen)
+        for i in range(self.steps_per_epoch(batch_size)):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            yield self.encode([self.texts[j] for j in idx]), self.y[idx]
+
+    def loss(self, model, batch: tuple) -> tuple[torch.Tensor, int]:
+        inputs, y = batch
+        logits = model(**inputs)
+        return F.cross_entropy(logits.float(), y, label_smoothing=self.smoothing), int((logits.argmax(-1) == y).sum())
+
+    @torch.no_grad()
+    def validate(self, model) -> dict[str, float]:
+        model.eval()
+        logits = torch.cat([model(**self.encode(self.val_texts[i:i + self.eval_batch])).float()
+                            for i in range(0, len(self.val_texts), self.eval_batch)])
+        return {"accuracy": float((logits.argmax(-1) == self.val_y).float().mean()),
+                "loss": float(F.cross_entropy(logits, self.val_y))}
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="gru", choices=("gru", "minilm"))
+    p.add_argument("--mode", default="lora", choices=("lora", "full"), help="MiniLM: LoRA adapters or full fine-tuning")
+    p.add_argument("--dataset", default=str(DEFAULT_TEXT), help="DAIR-AI emotion: parquet/txt folder or Hub id")
+    p.add_argument("--word_vectors", default=str(DEFAULT_VECTORS), help="GRU embedding init ('' = random)")
+    p.add_argument("--vocab_size", type=int, default=20000)
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--push_to_hub", metavar="REPO_ID")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--weight_decay", type=float, default=0.01)
+    p.add_argument("--label_smoothing", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--log_with", default="tensorboard", choices=("tensorboard", "wandb", "none"))
+    p.add_argument("--max_steps_per_epoch", type=int, default=0, help=argparse.SUPPRESS)
+
+
+def build_vocab(texts: Sequence[str], size: int, min_count: int = 2) -> list[str]:
+    counts = Counter(w for t in texts for w in words(t))
+    return [w for w, c in counts.most_common(size) if c >= min_count]
+
+
+def init_embeddings(model: TextGRU, vectors_path: str) -> float:
+    """Copy word vectors into the embedding table; returns the share of the vocabulary covered."""
+    if not vectors_path:
+        return 0.0
+    from fermm.wordvec import WordVectors
+
+    table = WordVectors.load(vectors_path)
+    if table.dim != model.embed.embedding_dim:
+        raise ValueError(f"{vectors_path}: {table.dim}-d vectors, the model has {model.embed.embedding_dim}-d embeddings")
+    hits = 0
+    with torch.no_grad():
+        for i, w in enumerate(model.vocab):
+            if w in table:
+                model.embed.weight[i] = torch.from_numpy(table[w])
+                hits += 1
+    return hits / max(1, len(model.vocab) - 2)
+
+
+def train(args: argparse.Namespace):
+    torch.manual_seed(args.seed)
+    ds = data.load_text(args.dataset)
+    split = {s: (list(ds[s]["text"]), np.asarray(ds[s]["label"])) for s in ("train", "validation")}
+    extra = {}
+    if args.model == "gru":
+        model = TextGRU(vocab=build_vocab(split["train"][0], args.vocab_size), labels=TEXT6)
+        extra["embedding_coverage"] = init_embeddings(model, args.word_vectors)
+        defaults = {"epochs": 12, "lr": 2e-3, "optimizer": "adamw"}
+    else:
+        model = TextMiniLM(labels=TEXT6, mode=args.mode)
+        defaults = {"epochs": 5, "lr": 5e-4 if args.mode == "lora" else 5e-5, "optimizer": "adamw"}
+    cfg = TrainConfig(output_dir=str(Path(args.output_dir) / "stage_text"), epochs=args.epochs or defaults["epochs"],
+                      batch_size=args.batch_size, optimizer=defaults["optimizer"], lr=args.lr or defaults["lr"],
+                      weight_decay=args.weight_decay, warmup_epochs=0.5, label_smoothing=args.label_smoothing,
+                      mixed_precision="no", channels_last=False, seed=args.seed, threads=args.threads,
+                      log_with=args.log_with, max_steps_per_epoch=args.max_steps_per_epoch,
+                      extra={**vars(args), **extra})
+    task = TextTask(model, split["train"], split["validation"], args.label_smoothing)
+    trainer = Trainer(model, task, cfg, task.steps_per_epoch(cfg.batch_size), save_best=_save_best)
+    trainer.resume()
+    trainer.fit()
+    best = type(model).from_pretrained(str(Path(cfg.output_dir) / "best"))
+    return best, extra
+
+
+def finish(model, args: argparse.Namespace, name: str, extra: dict) -> Path:
+    from fermm import cards
+
+    out = Path(args.output_dir)
+    history = json.loads((out / "stage_text" / "history.json").read_text())
+    card = cards.text_model_card(name, model, training={**vars(args), **extra}, history=history)
+    model.save_with_card(out, card=card, training_args={**vars(args), **extra})
+    if args.push_to_hub:
+        from fermm.hub import push_model_folder
+
+        push_model_folder(out, args.push_to_hub)
+    return out

@@ -1,0 +1,91 @@
+"""Text models, text cleaning and image + text fusion."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fermm import fusion
+from fermm.labels import FER7, TEXT6
+from fermm.models import load_model
+from fermm.models.text import TextGRU, clean_text
+from tests.conftest import FIXTURES
+
+EMOTION_TINY = FIXTURES / "emotion_tiny"
+
+
+@pytest.mark.parametrize("raw,clean,note", [
+    ("  i feel   fine ", "i feel fine", None),
+    ("", "", "the text is empty"),
+    ("x" * 3000, "x" * 2000, "only the first 2,000 were used"),
+    ("<b>so</b> happy <script>x()</script>", "so happy x()", "HTML tags"),
+    ("&lt;3 love", "<3 love", None),
+    ("😀", "😀", None),
+])
+def test_clean_text(raw, clean, note):
+    text, notes = clean_text(raw)
+    assert text == clean
+    assert (note is None and not notes) or any(note in n for n in notes)
+
+
+def test_gru_predicts_distributions_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    model = TextGRU(vocab=["happy", "sad"], embed_dim=8, hidden=4).eval()
+    p = model.predict_text(["i am happy", "", "unknown words only", "<p>sad</p>"])
+    assert p.shape == (4, 6) and torch.allclose(p.sum(-1), torch.ones(4))
+    model.save_pretrained(tmp_path / "m")
+    assert torch.allclose(load_model(str(tmp_path / "m")).predict_text(["i am happy"]), p[:1], atol=1e-6)  # padding-independent
+
+
+@pytest.mark.parametrize("extra", [["--model", "gru", "--word_vectors", ""], ["--model", "minilm", "--mode", "lora"]],
+                         ids=["gru", "minilm-lora"])
+def test_text_script_lands_a_checkpoint(tmp_path, extra):
+    import train.text as script
+
+    out = tmp_path / "run"
+    assert script.main(["--dataset", str(EMOTION_TINY), "--output_dir", str(out), "--epochs", "2",
+                        "--batch_size", "8", "--log_with", "none", *extra]) == 0
+    model = load_model(str(out))
+    assert model.labels == TEXT6 and model.predict_text(["i feel great"]).shape == (1, 6)
+    card = (out / "README.md").read_text()
+    assert "DAIR-AI" in card and "Out-of-scope" in card
+    if "minilm" in extra:  # only the adapter and the head are stored, not the 90 MB encoder
+        assert (out / "model.safetensors").stat().st_size < 2_000_000
+
+
+def test_fusion_math():
+    p_img = np.array([[0.1, 0, 0, 0.6, 0.3, 0, 0]])
+    p_txt = fusion.text_to_fer7(np.eye(6)[[TEXT6.index("love")]])
+    assert p_txt[0, FER7.index("happy")] == 1.0  # love -> happy
+    assert np.array_equal(fusion.fuse(p_img, None, 0.7), p_img)  # no text: unchanged
+    fused = fusion.fuse(p_img, p_txt[0], 0.5)
+    assert fused[0, FER7.index("happy")] == pytest.approx(0.8) and fused.sum() == pytest.approx(1)
+
+
+def test_fit_weight_prefers_the_better_signal():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, 400)
+    noisy_img = np.eye(7)[np.where(rng.random(400) < 0.4, y, rng.integers(0, 7, 400))] * 0.6 + 0.4 / 7
+    good_txt = np.eye(7)[np.where(rng.random(400) < 0.9, y, rng.integers(0, 7, 400))] * 0.6 + 0.4 / 7
+    w, curve = fusion.fit_weight(noisy_img, good_txt, y)
+    assert w > 0.5 and curve[w] >= curve[0.0] and curve[w] >= curve[1.0]
+
+
+def test_pairing_congruent_and_conflicting():
+    faces = np.array([FER7.index(x) for x in ("happy", "sad", "disgust", "neutral", "angry")])
+    texts = np.array([TEXT6.index(x) for x in ("joy", "love", "sadness", "anger", "fear", "surprise")])
+    fi, si = fusion.pair_sentences(faces, texts, conflict=False, seed=0)
+    assert fi.tolist() == [0, 1, 4]  # disgust and neutral have no sentences
+    mapped = [FER7.index(fusion.TEXT6_TO_FER7[TEXT6[texts[s]]]) for s in si]
+    assert mapped == faces[fi].tolist()
+    fi, si = fusion.pair_sentences(faces, texts, conflict=True, seed=0)
+    mapped = [FER7.index(fusion.TEXT6_TO_FER7[TEXT6[texts[s]]]) for s in si]
+    assert all(m != f for m, f in zip(mapped, faces[fi]))
+
+
+def test_fitted_weight_file(tmp_path):
+    assert fusion.load_weight(tmp_path) == fusion.DEFAULT_TEXT_WEIGHT
+    (tmp_path / "fusion.json").write_text(json.dumps({"text_weight": 0.35}))
+    assert fusion.load_weight(tmp_path) == 0.35

@@ -1,0 +1,34 @@
+"""Train a text emotion classifier on DAIR-AI emotion: the GRU baseline or MiniLM (LoRA or full).
+
+    python train/text.py --model gru --output_dir runs/text_gru
+    python train/text.py --model minilm --mode lora --output_dir runs/text_minilm
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fermm import text_training  # noqa: E402
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    text_training.add_args(p)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args = parse_args(argv)
+    model, extra = text_training.train(args)
+    text_training.finish(model, args, f"text_{args.model}", extra)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
