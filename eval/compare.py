@@ -37,7 +37,8 @@ def histories(runs: Sequence[str]) -> dict[str, list[dict]]:
 
 def write_figures(results: Sequence[dict], out: Path, runs: Sequence[str]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    figs = {"accuracy": plots.accuracy_bars(results), "per_class_f1": plots.per_class_f1(results)}
+    faces = [r for r in results if r.get("task", "image") == "image"]
+    figs = {"accuracy": plots.accuracy_bars(faces), "per_class_f1": plots.per_class_f1(faces)}
     for r in results:
         figs[f"confusion_{evaluation.result_name(r['model'], r['split'], r['tta'])}"] = plots.confusion_heatmap(r)
     if runs:

@@ -16,12 +16,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fermm import evaluation, evaluator  # noqa: E402
 from fermm.image_training import DEFAULT_DATASET  # noqa: E402
 from fermm.models import list_models  # noqa: E402
+from fermm.text_training import DEFAULT_TEXT  # noqa: E402
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", default=list_models(), help="registry names, folders or Hub ids")
+    p.add_argument("--models", nargs="+", default=list_models() + list_models("text"),
+                   help="registry names, folders or Hub ids (image and text models)")
     p.add_argument("--dataset", default=str(DEFAULT_DATASET))
+    p.add_argument("--text_dataset", default=str(DEFAULT_TEXT), help="DAIR-AI emotion, for text models")
     p.add_argument("--split", default="test", choices=("train", "validation", "test"))
     p.add_argument("--tta", default="none", choices=("none", "flip", "tencrop"))
     p.add_argument("--output_dir", default="results")
@@ -34,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     command = "python eval/evaluate.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     written, skipped = evaluator.evaluate_all(args.models, args.dataset, args.split, args.tta, args.output_dir,
-                                              evaluation.RunInfo(command, args.seed))
+                                              evaluation.RunInfo(command, args.seed), args.text_dataset)
     for path in written:
         print(f"wrote {path}")
     for name, reason in skipped.items():

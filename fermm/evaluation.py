@@ -187,17 +187,30 @@ def read_results(folder: str | Path) -> list[dict]:
 
 
 def markdown_table(results: Sequence[dict], published: Sequence[dict] = ()) -> str:
-    """The results as a markdown table, with published figures listed (and labelled) below."""
+    """The results as markdown: face models on FER2013, then text models on DAIR-AI emotion, with
+    published figures listed (and labelled) below."""
+    faces = [r for r in results if r.get("task", "image") == "image"]
+    texts = [r for r in results if r.get("task") == "text"]
     rows = ["| model | split | TTA | accuracy (95% CI) | macro-F1 | FER+ acc. | ECE | img/s | commit, date |",
             "|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(results, key=lambda r: -r["accuracy"]):
+    for r in sorted(faces, key=lambda r: -r["accuracy"]):
         lo, hi = r["accuracy_ci95"]
         fp = f"{r['ferplus']['accuracy']:.1%}" if r.get("ferplus") else "n/a"
         rows.append(f"| `{r['model']}` | {r['split']} | {r['tta']} | {r['accuracy']:.2%} ({lo:.1%}-{hi:.1%}) | "
                     f"{r['macro_f1']:.3f} | {fp} | {r['ece']:.3f} | {r['images_per_second']:.0f} | "
                     f"{r['commit']}, {r['date'][:10]} |")
-    if not results:
+    if not faces:
         rows.append("| *(no model measured yet)* | | | | | | | | |")
+    if texts:
+        rows += ["", "| text model | split | accuracy (95% CI) | macro-F1 | F1 love / surprise | sentences/s | "
+                     "commit, date |", "|---|---|---|---|---|---|---|"]
+        for r in sorted(texts, key=lambda r: -r["accuracy"]):
+            lo, hi = r["accuracy_ci95"]
+            pc = r["per_class"]
+            rows.append(f"| `{r['model']}` | {r['split']} | {r['accuracy']:.2%} ({lo:.1%}-{hi:.1%}) | "
+                        f"{r['macro_f1']:.3f} | {pc['love']['f1']:.3f} / {pc['surprise']['f1']:.3f} | "
+                        f"{r['images_per_second']:.0f} | {r['commit']}, {r['date'][:10]} |")
     pub = ["", "Published, not measured here: " + "; ".join(
-        f"{p['model']} {p['accuracy']:.1%}" + (f" ({p['note']})" if p.get("note") else "") for p in published)] if published else []
+        f"{p['model']} {p['accuracy']:.1%}" + (f" ({p['note']})" if p.get("note") else "") for p in published)
+           ] if published else []
     return "\n".join(rows + pub)

@@ -55,25 +55,46 @@ def _labels_for(model, fer7_labels: np.ndarray) -> np.ndarray:
     return mapping[fer7_labels]
 
 
+def evaluate_text_model(model, name: str, source: str, dataset: str, split: str, run: evaluation.RunInfo) -> dict:
+    """A text model on DAIR-AI emotion, in the same schema (``images_per_second`` counts sentences)."""
+    ds = data.load_text(dataset)[split]
+    texts, y = list(ds["text"]), np.asarray(ds["label"])
+    t0 = time.perf_counter()
+    probs = model.predict_text(texts).numpy().astype(np.float64)
+    rate = len(texts) / (time.perf_counter() - t0)
+    return {"model": name, "source": source, "dataset": dataset, "split": split, "tta": "none", "task": "text",
+            **evaluation.score(probs, y, model.labels, run.seed), "images_per_second": rate, **run.as_dict(),
+            "schema_version": evaluation.SCHEMA_VERSION}
+
+
 def evaluate_all(names: Sequence[str], dataset: str, split: str, tta: str, output_dir: str | Path,
-                 run: evaluation.RunInfo) -> tuple[list[Path], dict[str, str]]:
-    """Evaluate every model that resolves; returns written files and {model: reason} for skipped ones."""
+                 run: evaluation.RunInfo, text_dataset: str | None = None) -> tuple[list[Path], dict[str, str]]:
+    """Evaluate every model that resolves; returns written files and {model: reason} for skipped ones.
+    Text models are scored on ``text_dataset`` (DAIR-AI emotion), image models on ``dataset``."""
     from fermm.hub import resolve
-    from fermm.models import MODELS, load_model
+    from fermm.models import MODELS, TEXT_MODELS, load_model
 
     torch.manual_seed(run.seed)
-    split_data = load_split(dataset, split)
+    split_data = None
     written, skipped = [], {}
     for name_or_path in names:
-        name = name_or_path if name_or_path in MODELS else Path(name_or_path.rstrip("/")).name
-        source = resolve(name_or_path) if name_or_path in MODELS else name_or_path
+        known = name_or_path in MODELS or name_or_path in TEXT_MODELS
+        name = name_or_path if known else Path(name_or_path.rstrip("/")).name
+        source = resolve(name_or_path) if known else name_or_path
         try:
             model = load_model(name_or_path)
         except Exception as e:  # one model's absence never stops the others
             skipped[name] = f"{type(e).__name__}: {e}"
             log.warning("skipping %s: %s", name, skipped[name])
             continue
-        result = evaluate_model(model, name, source, split_data, dataset, split, tta, run)
+        if getattr(model, "family", "") == "text":
+            if text_dataset is None:
+                skipped[name] = "a text model: give --text_dataset"
+                continue
+            result = evaluate_text_model(model, name, source, text_dataset, split, run)
+        else:
+            split_data = split_data or load_split(dataset, split)
+            result = evaluate_model(model, name, source, split_data, dataset, split, tta, run)
         written.append(evaluation.write_result(result, output_dir))
         log.info("%s: accuracy %.4f (95%% CI %.4f-%.4f), macro-F1 %.4f, %.0f img/s", name, result["accuracy"],
                  *result["accuracy_ci95"], result["macro_f1"], result["images_per_second"])

@@ -178,8 +178,9 @@ def accuracy_tab(results_dir: Path):
 
     def load():
         results = evaluation.read_results(results_dir)
-        return (evaluation.markdown_table(results, plots.PUBLISHED), plots.accuracy_bars(results),
-                plots.per_class_f1(results))
+        faces = [r for r in results if r.get("task", "image") == "image"]
+        return (evaluation.markdown_table(results, plots.PUBLISHED), plots.accuracy_bars(faces),
+                plots.per_class_f1(faces))
 
     gr.Markdown("Test accuracy of each model as measured here by `eval/evaluate.py` (FER2013 PrivateTest "
                 "unless stated), with 95% bootstrap confidence intervals. Grey bars are published figures, "

@@ -89,3 +89,28 @@ def test_fitted_weight_file(tmp_path):
     assert fusion.load_weight(tmp_path) == fusion.DEFAULT_TEXT_WEIGHT
     (tmp_path / "fusion.json").write_text(json.dumps({"text_weight": 0.35}))
     assert fusion.load_weight(tmp_path) == 0.35
+
+
+def test_fusion_and_text_evaluation_scripts(tmp_path):
+    import eval.evaluate as evaluate
+    import eval.fusion as fusion_script
+    from fermm import evaluation
+    from fermm.models.cnn import CNNClassifier
+    from tests.conftest import FER_TINY
+
+    torch.manual_seed(0)
+    CNNClassifier(backbone="vgg11").save_pretrained(tmp_path / "img")
+    TextGRU(vocab=["happy", "sad", "feel"], embed_dim=8, hidden=4).save_pretrained(tmp_path / "txt")
+    out = tmp_path / "results"
+    assert fusion_script.main(["--image_model", str(tmp_path / "img"), "--text_model", str(tmp_path / "txt"),
+                               "--dataset", str(FER_TINY), "--text_dataset", str(EMOTION_TINY),
+                               "--output_dir", str(out)]) == 0
+    result = json.loads((out / "fusion.json").read_text())
+    assert 0 <= result["text_weight"] <= 1 and result["test_congruent"]["n_pairs"] == 10  # no disgust/neutral
+    assert set(result["test_conflict"]) >= {"fused_follows_face", "fused_follows_text"}
+    assert fusion.load_weight(out) == result["text_weight"]
+    assert evaluate.main(["--models", str(tmp_path / "txt"), "--text_dataset", str(EMOTION_TINY),
+                          "--output_dir", str(out)]) == 0
+    (text_result,) = [r for r in evaluation.read_results(out) if r.get("task") == "text"]
+    assert text_result["n"] == 18 and text_result["labels"] == list(TEXT6)
+    assert "| text model |" in evaluation.markdown_table(evaluation.read_results(out))

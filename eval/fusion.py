@@ -1,0 +1,87 @@
+"""Image + text fusion, evaluated on synthetic pairs: FER faces with DAIR-AI sentences whose label maps
+to the face's label (congruent) or to another one (conflict). Fits the text weight on validation pairs
+and writes results/fusion.json, which the app uses.
+
+    python eval/fusion.py --image_model base_cnn --text_model text_gru
+
+The pairing is synthetic (no dataset pairs faces with what the person said): it shows how the two
+signals combine, not how real captions behave. Disgust and neutral faces have no matching sentences
+and are left out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fermm import data, evaluation, evaluator, fusion  # noqa: E402
+from fermm.image_training import DEFAULT_DATASET  # noqa: E402
+from fermm.labels import FER7, TEXT6, TEXT6_TO_FER7  # noqa: E402
+from fermm.predict import to_fer7  # noqa: E402
+from fermm.text_training import DEFAULT_TEXT  # noqa: E402
+
+
+def probabilities(image_model, text_model, dataset: str, text_dataset: str, split: str):
+    faces = evaluator.load_split(dataset, split)
+    p_img = to_fer7(evaluator.predict_split(image_model, faces["images"], "none")[0], image_model.labels)
+    texts = data.load_text(text_dataset)[split]
+    p_txt = fusion.text_to_fer7(text_model.predict_text(list(texts["text"])).numpy())
+    return p_img, faces["labels"], p_txt, np.asarray(texts["label"])
+
+
+def pair_scores(p_img, y_face, p_txt, y_text, conflict: bool, weight: float, seed: int) -> dict:
+    fi, si = fusion.pair_sentences(y_face, y_text, conflict, seed)
+    y = y_face[fi]
+    text_fer = np.array([FER7.index(TEXT6_TO_FER7[TEXT6[t]]) for t in y_text[si]])
+    fused = fusion.fuse(p_img[fi], p_txt[si], weight).argmax(1)
+    out = {"n_pairs": int(len(fi)), "image_only": float((p_img[fi].argmax(1) == y).mean()),
+           "text_only": float((p_txt[si].argmax(1) == y).mean()), "fused": float((fused == y).mean())}
+    if conflict:  # whom does the fused result follow when face and sentence disagree?
+        out["fused_follows_face"] = out["fused"]
+        out["fused_follows_text"] = float((fused == text_fer).mean())
+    return out
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--image_model", default="base_cnn")
+    p.add_argument("--text_model", default="text_gru")
+    p.add_argument("--dataset", default=str(DEFAULT_DATASET))
+    p.add_argument("--text_dataset", default=str(DEFAULT_TEXT))
+    p.add_argument("--output_dir", default="results")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from fermm.models import load_model
+
+    args = parse_args(argv)
+    command = "python eval/fusion.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    image_model, text_model = load_model(args.image_model), load_model(args.text_model)
+    val = probabilities(image_model, text_model, args.dataset, args.text_dataset, "validation")
+    fi, si = fusion.pair_sentences(val[1], val[3], False, args.seed)
+    weight, curve = fusion.fit_weight(val[0][fi], val[2][si], val[1][fi])
+    test = probabilities(image_model, text_model, args.dataset, args.text_dataset, "test")
+    result = {"image_model": args.image_model, "text_model": args.text_model, "text_weight": weight,
+              "validation_accuracy_by_weight": curve, "pairing": "synthetic (see eval/fusion.py)",
+              "test_congruent": pair_scores(*test, conflict=False, weight=weight, seed=args.seed),
+              "test_conflict": pair_scores(*test, conflict=True, weight=weight, seed=args.seed),
+              **evaluation.RunInfo(command, args.seed).as_dict()}
+    out = Path(args.output_dir) / fusion.FUSION_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("text_weight", "test_congruent", "test_conflict")}, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
