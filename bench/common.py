@@ -35,11 +35,13 @@ def provenance(script: str, argv: Sequence[str] | None) -> dict:
 
     args = argv if argv is not None else sys.argv[1:]
     return {"command": f"python {script} " + " ".join(shlex.quote(a) for a in args), "commit": git_commit(),
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "hardware": hardware()}
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "hardware": hardware(),
+            # other work on the 2 cores skews every figure (2 torch threads on busy cores: ~10x at batch 1)
+            "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
 def print_header(info: dict) -> None:
-    for key in ("command", "commit", "date", "hardware"):
+    for key in ("command", "commit", "date", "hardware", "load_average_1min"):
         print(f"# {key}: {info[key]}")
     print()
 

@@ -111,18 +111,19 @@ def app_latency(args: argparse.Namespace, folder: Path) -> dict:
         if i < args.cold_starts - 1:
             app.stop()
     with app:
-        at_start = common.memory_mb(app.pid)  # every model is loaded before the page answers
+        first = common.memory_mb(app.pid)  # every served model is loaded before the page answers
         models, unavailable = common.served_models(app.url)
         c = common.client(app.url)
+        e2e = {}
         try:
-            e2e = {f"{n}_faces": common.percentiles(timed(lambda: common.predict(c, p, models), args.repeats, 1))
-                   for n, p in photos.items()}
+            for n, path in photos.items():
+                ms = timed(lambda: common.predict(c, path, models), args.repeats, 1)
+                e2e[f"{n}_face" + "s" * (n > 1)] = common.percentiles(ms)
         finally:
             c.close()
         after = common.memory_mb(app.pid)
     return {"models": models, "unavailable": unavailable, "cold_start": starts, "request_ms": e2e,
-            "memory_mb": {"rss_ready": at_start["rss"], "peak_ready": at_start["peak"],
-                          "peak_after_requests": after["peak"]}}
+            "memory_mb": {"after_first_answer": first, "after_all_requests": after}}
 
 
 def report(figures: dict) -> None:
@@ -146,8 +147,8 @@ def report(figures: dict) -> None:
         for key, d in a["request_ms"].items():
             print(f"{key.replace('_', ' '):<28} {d['p50']:>8.1f} {d['p95']:>8.1f}")
         m = a["memory_mb"]
-        print(f"memory: RSS {m['rss_ready']:.0f} MB when ready, peak {m['peak_ready']:.0f} MB when ready, "
-              f"peak {m['peak_after_requests']:.0f} MB after the requests")
+        for when, mem in m.items():
+            print(f"app memory {when.replace('_', ' ')}: RSS {mem['rss']:.0f} MB, peak (VmHWM) {mem['peak']:.0f} MB")
         for i, s in enumerate(a["cold_start"], 1):
             print(f"cold start {i}: page answers after {s['ready_s']:.1f} s, first prediction after "
                   f"{s['first_answer_s']:.1f} s")

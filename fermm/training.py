@@ -106,7 +106,11 @@ class Trainer:
     def __init__(self, model: nn.Module, task: Task, cfg: TrainConfig, steps_per_epoch: int,
                  save_best: Callable[[nn.Module, Path, dict], None] | None = None):
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
 
+        # one process may train several stages with different precisions (GloVe-CNN, tests): start each
+        # from a clean accelerator state, keeping the distributed set-up (PartialState) as it is
+        AcceleratorState._reset_state(reset_partial_state=False)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.cfg, self.task = cfg, task
