@@ -137,3 +137,13 @@ def test_glove_cnn_script_lands_a_checkpoint_equal_to_the_in_memory_model(tmp_pa
         assert all(torch.equal(a, b) for a, b in zip(pre.backbone.state_dict().values(),
                                                      saved.backbone.state_dict().values()))
         assert not torch.equal(pre.classifier.weight, saved.classifier.weight)
+
+
+def test_resnet50_script_runs_on_the_fixture(tmp_path, astronaut):
+    import train.resnet50 as script
+
+    out = tmp_path / "r50"
+    assert script.main(["--dataset", str(FER_TINY), "--output_dir", str(out), "--epochs", "1", "--batch_size", "8",
+                        "--stem", "imagenet", "--max_steps_per_epoch", "2", "--log_with", "none"]) == 0
+    model = load_model(str(out))
+    assert model.backbone_name == "resnet50" and model.predict_proba([astronaut]).shape == (1, 7)

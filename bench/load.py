@@ -1,0 +1,181 @@
+"""Load: N concurrent clients x M /predict requests against the app on 127.0.0.1 (started here as
+`python app.py` on a free port, or a running one given with --url): errors, p50/p95/p99 latency and
+requests per second; with --soak SECONDS, the clients run until the time is up while the app's RSS is
+sampled, and the report says whether memory grew (mean of the last third of samples vs the first).
+
+    python bench/load.py --clients 16 --requests 25 --json results/bench/load.json
+    python bench/load.py --clients 8 --soak 900 --json results/bench/soak.json
+
+Each client is a thread with its own gradio_client Client (its own session, as separate users are),
+sending a 640x480 photo with --faces faces to every model the app serves, after one untimed request.
+Load only ever goes to 127.0.0.1. Memory is read from /proc/<pid>/status (--pid with --url).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common  # noqa: E402
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("-n", "--clients", type=int, default=16, help="concurrent clients")
+    p.add_argument("-m", "--requests", type=int, default=25, help="requests per client (ignored with --soak)")
+    p.add_argument("--soak", type=float, default=0, help="run for this many seconds instead of M requests")
+    p.add_argument("--sample_every", type=float, default=5.0, help="seconds between RSS samples")
+    p.add_argument("--growth_threshold", type=float, default=0.05,
+                   help="relative RSS growth (last vs first third) reported as 'grows'")
+    p.add_argument("--faces", type=int, default=1, help="faces in the photo sent")
+    p.add_argument("--url", help="a running app on 127.0.0.1 (default: start python app.py here)")
+    p.add_argument("--pid", type=int, help="process id of the --url app, to read its memory")
+    p.add_argument("--app_model", nargs="*", default=[], metavar="NAME=PATH", help="serve a folder as a registry model")
+    p.add_argument("--json", help="also write the figures here")
+    return p.parse_args(argv)
+
+
+def client_run(url: str, photo: Path, models: list[str], n: int, soak: float,
+               start: threading.Barrier) -> tuple[list[float], list[str]]:
+    """One client's latencies (ms) and errors: ``n`` requests, or with ``soak`` requests for that many seconds."""
+    latencies, errors = [], []
+    try:
+        c = common.client(url)
+    except Exception as e:
+        c = None
+        errors.append(f"connect: {type(e).__name__}: {str(e)[:200]}")
+    start.wait()  # every client starts together, connected or not, so no one waits forever
+    deadline = time.perf_counter() + soak
+    if c is None:
+        return latencies, errors
+    try:
+        i = 0
+        while (time.perf_counter() < deadline) if soak else (i < n):
+            try:
+                latencies.append(common.predict(c, photo, models) * 1000)
+            except Exception as e:  # every failure is counted and reported, and the client goes on
+                errors.append(f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+            i += 1
+    finally:
+        c.close()
+    return latencies, errors
+
+
+class MemorySampler(threading.Thread):
+    """RSS (MB) of ``pid`` every ``every`` seconds, with the seconds since start, until :meth:`stop`."""
+
+    def __init__(self, pid: int, every: float):
+        super().__init__(daemon=True)
+        self.pid, self.every, self.samples = pid, every, []
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        t0 = time.perf_counter()
+        while True:
+            try:
+                self.samples.append((round(time.perf_counter() - t0, 1), common.memory_mb(self.pid)["rss"]))
+            except (OSError, KeyError):  # the process is gone: nothing more to sample
+                return
+            if self._stop_event.wait(self.every):
+                return
+
+    def stop(self) -> list[tuple[float, float]]:
+        self._stop_event.set()
+        self.join()
+        return self.samples
+
+
+def memory_trend(samples: list[tuple[float, float]], threshold: float) -> dict:
+    """Mean RSS of the first and last thirds of the samples and whether it grew by more than ``threshold``."""
+    rss = [r for _, r in samples]
+    if len(rss) < 3:
+        return {"samples": samples, "verdict": "too few samples (soak longer or sample more often)"}
+    k = len(rss) // 3
+    first, last = float(np.mean(rss[:k])), float(np.mean(rss[-k:]))
+    growth = (last - first) / first
+    return {"samples": samples, "first_third_mb": round(first, 1), "last_third_mb": round(last, 1),
+            "growth_mb": round(last - first, 1), "growth": round(growth, 4),
+            "verdict": "grows" if growth > threshold else "flat"}
+
+
+def run_load(args: argparse.Namespace, url: str, pid: int | None, photo: Path) -> dict:
+    models, unavailable = common.served_models(url)
+    warm = common.client(url)
+    common.predict(warm, photo, models)  # untimed: first-request work is not load
+    warm.close()
+    memory_before = common.memory_mb(pid) if pid else None
+    sampler = MemorySampler(pid, args.sample_every) if pid and args.soak else None
+    start = threading.Barrier(args.clients + 1, timeout=600)  # never hang on a client that died early
+    with ThreadPoolExecutor(args.clients) as pool:
+        futures = [pool.submit(client_run, url, photo, models, args.requests, args.soak, start)
+                   for _ in range(args.clients)]
+        start.wait()  # timing starts once every client is connected
+        t0 = time.perf_counter()
+        if sampler:
+            sampler.start()
+        results = [f.result() for f in futures]
+        wall = time.perf_counter() - t0
+    latencies = [ms for lat, _ in results for ms in lat]
+    errors = Counter(e for _, errs in results for e in errs)
+    out = {"models": models, "unavailable": unavailable, "clients": args.clients, "faces": args.faces,
+           "requests": len(latencies) + sum(errors.values()), "ok": len(latencies),
+           "errors": sum(errors.values()), "error_messages": dict(errors.most_common(5)),
+           "seconds": round(wall, 2), "requests_per_second": round(len(latencies) / wall, 2),
+           "latency_ms": common.percentiles(latencies, (50, 95, 99))}
+    if pid:
+        out["memory_mb"] = {"before": memory_before, "after": common.memory_mb(pid)}
+    if sampler:
+        out["memory_trend"] = memory_trend(sampler.stop(), args.growth_threshold)
+    return out
+
+
+def report(r: dict) -> None:
+    print(f"app serving: {', '.join(r['models']) or 'no model (face detection only)'}")
+    for name, why in r["unavailable"].items():
+        print(f"  {name} unavailable in the app: {why}")
+    lat = r["latency_ms"]
+    print(f"{r['clients']} clients, {r['faces']}-face 640x480 photo: {r['requests']} requests in {r['seconds']:.1f} s, "
+          f"{r['ok']} ok, {r['errors']} errors")
+    for message, count in r["error_messages"].items():
+        print(f"  {count} x {message}")
+    print(f"latency ms: p50 {lat['p50']}, p95 {lat['p95']}, p99 {lat['p99']}; {r['requests_per_second']:.2f} requests/s")
+    if "memory_mb" in r:
+        b, a = r["memory_mb"]["before"], r["memory_mb"]["after"]
+        print(f"app RSS {b['rss']:.0f} MB before, {a['rss']:.0f} MB after (peak {a['peak']:.0f} MB)")
+    if "memory_trend" in r:
+        t = r["memory_trend"]
+        if "growth" in t:
+            print(f"soak RSS ({len(t['samples'])} samples): first third {t['first_third_mb']:.0f} MB, last third "
+                  f"{t['last_third_mb']:.0f} MB, {t['growth_mb']:+.0f} MB ({t['growth']:+.1%}): {t['verdict']}")
+        else:
+            print(f"soak RSS: {t['verdict']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    info = common.provenance("bench/load.py", argv)
+    common.print_header(info)
+    with tempfile.TemporaryDirectory() as tmp:
+        photo = common.save_photo(args.faces, tmp)
+        if args.url:
+            figures = run_load(args, common.check_local(args.url), args.pid, photo)
+        else:
+            with common.App(common.model_env(args.app_model)) as app:
+                figures = run_load(args, app.url, app.pid, photo)
+    report(figures)
+    common.write_json(args.json, info, figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Train ResNet50 from scratch on FER2013 (48x48 grayscale; see fermm.models.cnn for the stem).
+
+    python train/resnet50.py --output_dir runs/resnet50 [--stem imagenet] [--push_to_hub USER/fermm-resnet50]
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fermm import image_training  # noqa: E402
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    image_training.add_common_args(p)
+    p.set_defaults(backbone="resnet50")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args = parse_args(argv)
+    model = image_training.train_plain(args)
+    image_training.finish(model, args, "resnet50")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
