@@ -53,6 +53,11 @@ def write_json(path: str | None, info: dict, figures: dict) -> None:
         print(f"\nwrote {path}")
 
 
+def short(reason: str, n: int = 160) -> str:
+    """A reason cut for a report line (the JSON keeps it whole)."""
+    return reason if len(reason) <= n else reason[:n - 3] + "..."
+
+
 def percentiles(values_ms: Sequence[float], qs: Sequence[int] = (50, 95)) -> dict[str, float]:
     """{"p50": ..., "p95": ...} in ms, rounded for printing and JSON."""
     arr = np.asarray(values_ms, dtype=np.float64)
@@ -192,13 +197,17 @@ def client(url: str):
 
 
 def served_models(url: str) -> tuple[list[str], dict[str, str]]:
-    """Names the app can serve, and the reasons of those it cannot."""
+    """Image models the app can serve (the /predict model list; text models are another input, and the
+    photos sent carry no text), and the reasons of the models it cannot serve."""
+    from fermm.models import list_models
+
     c = client(url)
     try:
         rows = c.predict(api_name="/model_status")["data"]
     finally:
         c.close()
-    return [r[0] for r in rows if r[1] == "yes"], {r[0]: r[3] for r in rows if r[1] != "yes"}
+    image = set(list_models("image"))
+    return [r[0] for r in rows if r[1] == "yes" and r[0] in image], {r[0]: r[3] for r in rows if r[1] != "yes"}
 
 
 def predict(c, path: str | Path, models: Sequence[str]) -> float:

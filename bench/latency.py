@@ -133,7 +133,7 @@ def report(figures: dict) -> None:
             print(f"{name:<28} {m['batch1']['p50']:>8.2f} {m['batch1']['p95']:>8.2f} "
                   f"{m['batch32']['p50']:>8.3f} {m['batch32']['p95']:>8.3f}")
         for name, why in figures["unavailable"].items():
-            print(f"{name:<28} unavailable: {why}")
+            print(f"{name:<28} unavailable: {common.short(why)}")
     if "detection" in figures:
         print(f"\n{'detection':<28} {'p50 ms':>8} {'p95 ms':>8} {'faces':>6}")
         for size, d in figures["detection"].items():
@@ -142,7 +142,7 @@ def report(figures: dict) -> None:
         a = figures["app"]
         print(f"\napp serving: {', '.join(a['models']) or 'no model (face detection only)'}")
         for name, why in a["unavailable"].items():
-            print(f"  {name} unavailable in the app: {why}")
+            print(f"  {name} unavailable in the app: {common.short(why)}")
         print(f"{'request 640x480':<28} {'p50 ms':>8} {'p95 ms':>8}")
         for key, d in a["request_ms"].items():
             print(f"{key.replace('_', ' '):<28} {d['p50']:>8.1f} {d['p95']:>8.1f}")

@@ -142,13 +142,14 @@ def run_load(args: argparse.Namespace, url: str, pid: int | None, photo: Path) -
 def report(r: dict) -> None:
     print(f"app serving: {', '.join(r['models']) or 'no model (face detection only)'}")
     for name, why in r["unavailable"].items():
-        print(f"  {name} unavailable in the app: {why}")
+        print(f"  {name} unavailable in the app: {common.short(why)}")
     lat = r["latency_ms"]
     print(f"{r['clients']} clients, {r['faces']}-face 640x480 photo: {r['requests']} requests in {r['seconds']:.1f} s, "
           f"{r['ok']} ok, {r['errors']} errors")
     for message, count in r["error_messages"].items():
         print(f"  {count} x {message}")
-    print(f"latency ms: p50 {lat['p50']}, p95 {lat['p95']}, p99 {lat['p99']}; {r['requests_per_second']:.2f} requests/s")
+    print(f"latency ms: p50 {lat['p50']}, p95 {lat['p95']}, p99 {lat['p99']}; "
+          f"{r['requests_per_second']:.2f} requests/s")
     if "memory_mb" in r:
         b, a = r["memory_mb"]["before"], r["memory_mb"]["after"]
         print(f"app RSS {b['rss']:.0f} MB before, {a['rss']:.0f} MB after (peak {a['peak']:.0f} MB)")

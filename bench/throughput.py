@@ -113,7 +113,7 @@ def report(figures: dict) -> None:
         for name, r in figures["eval"].items():
             print(f"{name:<28} {r['images']:>7} {r['images_per_second']:>9.1f}")
         for name, why in figures["unavailable"].items():
-            print(f"{name:<28} unavailable: {why}")
+            print(f"{name:<28} unavailable: {common.short(why)}")
     if "train" in figures:
         heads = [f"{p}{' CL' if cl else ''}" for p, cl in VARIANTS]
         print(f"\n{'train img/s (batch %d)' % figures['train_batch_size']:<28} "

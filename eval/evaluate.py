@@ -29,6 +29,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tta", default="none", choices=("none", "flip", "tencrop"))
     p.add_argument("--output_dir", default="results")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap confidence intervals")
+    p.add_argument("--readme", help="then rewrite the results table of this README (eval/compare.py)")
     return p.parse_args(argv)
 
 
@@ -42,6 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {path}")
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
+    if args.readme:
+        import eval.compare as compare
+
+        compare.main(["--results", args.output_dir, "--readme", args.readme])
     return 0 if written or not args.models else 1
 
 

@@ -263,7 +263,17 @@ def evaluate_tab(pool: ModelPool, available: list[str]) -> None:
                  concurrency_limit=1)
 
 
-def about_tab() -> None:
+def _card(pool: ModelPool, name: str) -> str:
+    """The model card (README.md) of a model that resolves to a local folder, without its front matter."""
+    folder = Path(pool.source(name))
+    card = folder / "README.md"
+    if not card.is_file():
+        return f"No model card found for `{name}` ({html.escape(pool.error(name) or str(folder))})."
+    text = card.read_text(encoding="utf-8", errors="replace")
+    return text.split("---", 2)[2] if text.startswith("---") and text.count("---") >= 2 else text
+
+
+def about_tab(pools: list[ModelPool]) -> None:
     from fermm.cards import INTENDED_USE, LIMITS, OUT_OF_SCOPE
 
     gr.Markdown("\n\n".join([
@@ -273,7 +283,12 @@ def about_tab() -> None:
         "### Data and licences", "FER2013 (Goodfellow et al., 2013; research and non-commercial use); FER+ votes "
         "(Microsoft, MIT); DAIR-AI emotion text (Saravia et al., 2018; educational and research use). Face "
         "detector: YuNet (OpenCV Zoo, MIT). Example photo: NASA astronaut portrait (public domain).",
+        "### Model cards",
     ]))
+    for pool in pools:
+        for name in pool.names:
+            with gr.Accordion(f"Model card: {name}", open=False):
+                gr.Markdown(_card(pool, name))
 
 
 def build_demo(pool: ModelPool | None = None, results_dir: str | Path | None = None,
@@ -303,7 +318,7 @@ def build_demo(pool: ModelPool | None = None, results_dir: str | Path | None = N
         with gr.Tab("Evaluate"):
             evaluate_tab(pool, available)
         with gr.Tab("About"):
-            about_tab()
+            about_tab([pool, text_pool])
         demo.load(lambda: _status_rows(pool, text_pool), None, status_table)
         demo.load(load_accuracy, None, accuracy_outputs)
         demo.load(load_confusion, None, confusion_outputs)

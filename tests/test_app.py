@@ -235,3 +235,17 @@ def test_awkward_text_is_handled(app_client, text, note):
     if note:
         assert note in result[3]
     assert "<script>" not in result[3]  # never echoed as markup
+
+
+def test_about_tab_shows_model_cards(tmp_path):
+    import torch
+
+    from fermm.models.cnn import CNNClassifier
+    from fermm.predict import ModelPool
+    from fermm.ui import _card
+
+    CNNClassifier(backbone="vgg11").save_with_card(tmp_path / "m", card="---\nlicense: mit\n---\n# My card\nper class")
+    pool = ModelPool(names=["base_cnn", "resnet50"], sources={"base_cnn": str(tmp_path / "m"),
+                                                             "resnet50": str(tmp_path / "none")})
+    assert _card(pool, "base_cnn").strip() == "# My card\nper class"
+    assert "No model card found for `resnet50`" in _card(pool, "resnet50")
