@@ -15,14 +15,35 @@ from fermm.transforms import faces_to_tensor, tta_views
 log = logging.getLogger(__name__)
 
 
-class EmotionClassifier(
-    nn.Module,
-    PyTorchModelHubMixin,
-    library_name="fermm",
-    tags=["facial-expression-recognition", "image-classification", "fermm"],
-    repo_url="https://github.com/fermm/fermm",
-    license="mit",
-):
+class FermmModel(nn.Module, PyTorchModelHubMixin, library_name="fermm", repo_url="https://github.com/fermm/fermm",
+                 license="mit"):
+    """What every fermm model (face or text) shares: Hub save/load with ``fermm_class`` in config.json,
+    and saving with its model card and training arguments."""
+
+    def save_pretrained(self, save_directory, **kwargs):
+        """The hub mixin's save, with the class name in ``config.json`` so :func:`fermm.models.load_model`
+        can rebuild any fermm model from its folder alone."""
+        config = {**(self._hub_mixin_config or {}), "fermm_class": type(self).__name__}
+        return super().save_pretrained(save_directory, config=config, **kwargs)
+
+    def save_with_card(self, folder: str | Path, card: str | None = None, training_args: dict | None = None,
+                       fp16: bool = False) -> Path:
+        """``save_pretrained`` (+ fp16 weights if asked) and write the card and training arguments."""
+        folder = Path(folder)
+        model = self
+        if fp16:  # a copy, so the in-memory model keeps fp32
+            import copy
+
+            model = copy.deepcopy(self).half()
+        model.save_pretrained(folder)
+        if card is not None:
+            (folder / "README.md").write_text(card)
+        if training_args is not None:
+            (folder / "training_args.json").write_text(json.dumps(training_args, indent=2, default=str))
+        return folder
+
+
+class EmotionClassifier(FermmModel, tags=["facial-expression-recognition", "image-classification", "fermm"]):
     """Base class: subclasses build their layers in ``__init__`` from JSON-able keyword arguments.
 
     The hub mixin stores those arguments in ``config.json`` and the weights as safetensors, so a saved
@@ -61,25 +82,3 @@ class EmotionClassifier(
         self.eval()
         views = tta_views(x, tta)
         return torch.stack([self(v).float().softmax(-1) for v in views]).mean(0)
-
-    def save_pretrained(self, save_directory, **kwargs):
-        """The hub mixin's save, with the class name in ``config.json`` so :func:`fermm.models.load_model`
-        can rebuild any fermm model from its folder alone."""
-        config = {**(self._hub_mixin_config or {}), "fermm_class": type(self).__name__}
-        return super().save_pretrained(save_directory, config=config, **kwargs)
-
-    def save_with_card(self, folder: str | Path, card: str | None = None, training_args: dict | None = None,
-                       fp16: bool = False) -> Path:
-        """``save_pretrained`` (+ fp16 weights if asked) and write the card and training arguments."""
-        folder = Path(folder)
-        model = self
-        if fp16:  # a copy, so the in-memory model keeps fp32
-            import copy
-
-            model = copy.deepcopy(self).half()
-        model.save_pretrained(folder)
-        if card is not None:
-            (folder / "README.md").write_text(card)
-        if training_args is not None:
-            (folder / "training_args.json").write_text(json.dumps(training_args, indent=2, default=str))
-        return folder

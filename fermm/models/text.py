@@ -18,10 +18,10 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from fermm.labels import TEXT6
+from fermm.models.base import FermmModel
 
 MAX_CHARS = 2000  # longer input is truncated (DAIR-AI sentences are < 300 characters)
 TOKEN = re.compile(r"[a-z0-9']+")
@@ -48,27 +48,11 @@ def words(text: str) -> list[str]:
     return TOKEN.findall(text.lower())
 
 
-class TextClassifierBase(nn.Module, PyTorchModelHubMixin, library_name="fermm",
-                         tags=["text-classification", "emotion", "fermm"], license="mit"):
-    """Shared ``predict_text`` and the registry hook (``fermm_class`` in config.json)."""
+class TextClassifierBase(FermmModel, tags=["text-classification", "emotion", "fermm"]):
+    """Shared ``predict_text``; subclasses implement ``encode_batch`` and ``forward(**inputs)``."""
 
     family = "text"
     labels: tuple[str, ...]
-
-    def save_pretrained(self, save_directory, **kwargs):
-        config = {**(self._hub_mixin_config or {}), "fermm_class": type(self).__name__}
-        return super().save_pretrained(save_directory, config=config, **kwargs)
-
-    def save_with_card(self, folder, card: str | None = None, training_args: dict | None = None) -> Path:
-        import json
-
-        folder = Path(folder)
-        self.save_pretrained(folder)
-        if card is not None:
-            (folder / "README.md").write_text(card)
-        if training_args is not None:
-            (folder / "training_args.json").write_text(json.dumps(training_args, indent=2, default=str))
-        return folder
 
     def encode_batch(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
