@@ -54,6 +54,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drop_cross_split_duplicates", action="store_true")
     p.add_argument("--precision", default="bf16", choices=("bf16", "no"))
     p.add_argument("--no_channels_last", action="store_true")
+    p.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights, e.g. 0.999 (0 = off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--log_with", default="tensorboard", choices=("tensorboard", "wandb", "none"))
@@ -89,7 +90,7 @@ def train_config(args: argparse.Namespace, output_dir: Path, epochs: int, lr: fl
         weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
         class_weighted=args.class_weighted, mixed_precision=args.precision,
         channels_last=not args.no_channels_last, seed=args.seed, threads=args.threads, log_with=args.log_with,
-        max_steps_per_epoch=args.max_steps_per_epoch, extra={k: v for k, v in vars(args).items()})
+        max_steps_per_epoch=args.max_steps_per_epoch, ema_decay=args.ema, extra={k: v for k, v in vars(args).items()})
 
 
 def augment_config(args: argparse.Namespace) -> AugmentConfig:

@@ -45,6 +45,7 @@ class TrainConfig:
     threads: int = 0  # torch threads; 0 = torch's default
     log_with: str = "tensorboard"  # tensorboard | wandb | none
     max_steps_per_epoch: int = 0  # 0 = whole epoch (tests set a few)
+    ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights
     extra: dict = field(default_factory=dict)  # task- and script-specific arguments, recorded as-is
 
     def to_dict(self) -> dict:
@@ -126,6 +127,11 @@ class Trainer:
         opt = make_optimizer(model.parameters(), cfg)
         total = self.steps_per_epoch * cfg.epochs
         sched = cosine_with_warmup(opt, round(cfg.warmup_epochs * self.steps_per_epoch), total)
+        self.ema = None
+        if cfg.ema_decay > 0:  # per-step EMA of weights and batch-norm statistics
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
         self.model, self.opt, self.sched = self.acc.prepare(model, opt, sched)
         self.raw_model = model
         self.save_best = save_best or _save_state_dict
@@ -144,6 +150,8 @@ class Trainer:
         tmp.mkdir()
         save_file(_resume_state(self.acc.unwrap_model(self.model)), str(tmp / "model.safetensors"))
         torch.save({"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict()}, tmp / "optim.pt")
+        if self.ema is not None:
+            save_file({k: v.detach().contiguous() for k, v in self.ema.state_dict().items()}, str(tmp / "ema.safetensors"))
         meta = {"epoch": epoch, "best_accuracy": self.best_acc, "best_epoch": self.best_epoch,
                 "history": self.history, "config": self.cfg.to_dict()}
         (tmp / "trainer.json").write_text(json.dumps(meta, indent=2))
@@ -165,6 +173,8 @@ class Trainer:
         optim = torch.load(last / "optim.pt", weights_only=True)
         self.opt.load_state_dict(optim["optimizer"])
         self.sched.load_state_dict(optim["scheduler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(load_file(str(last / "ema.safetensors")))
         meta = json.loads((last / "trainer.json").read_text())
         self.start_epoch = meta["epoch"] + 1
         self.best_acc, self.best_epoch = meta["best_accuracy"], meta["best_epoch"]
@@ -184,10 +194,11 @@ class Trainer:
         t0 = time.time()
         for epoch in range(self.start_epoch, cfg.epochs):
             row = self._train_epoch(epoch)
-            row.update({f"val_{k}": v for k, v in self.task.validate(self.model).items()})
+            evaluated = self.ema.module if self.ema is not None else self.model
+            row.update({f"val_{k}": v for k, v in self.task.validate(evaluated).items()})
             if row["val_accuracy"] > self.best_acc:
                 self.best_acc, self.best_epoch = row["val_accuracy"], epoch
-                self.save_best(self.raw_model, self.out / "best", row)
+                self.save_best(self.ema.module if self.ema is not None else self.raw_model, self.out / "best", row)
             row["best_val_accuracy"] = self.best_acc
             self.history.append(row)
             self.acc.log({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
@@ -218,6 +229,8 @@ class Trainer:
             self.acc.backward(loss)
             self.opt.step()
             self.sched.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.raw_model)
             n = len(batch[-1])  # tasks put the targets last
             total_loss, correct, seen = total_loss + loss.item() * n, correct + n_correct, seen + n
             bar.update(1)

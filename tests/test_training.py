@@ -67,7 +67,7 @@ def _tiny_task(seed=0):
                      mix=MixConfig(mixup_alpha=0.2))
 
 
-def _run(out, fail_after_epoch=None):
+def _run(out, fail_after_epoch=None, ema=0.0):
     torch.manual_seed(0)
     task = _tiny_task()
     if fail_after_epoch is not None:
@@ -79,7 +79,7 @@ def _run(out, fail_after_epoch=None):
                 raise KeyboardInterrupt  # the process is killed mid-run
             return validate(model)
         task.validate = failing
-    cfg = TrainConfig(output_dir=str(out), epochs=3, batch_size=16, log_with="none")
+    cfg = TrainConfig(output_dir=str(out), epochs=3, batch_size=16, log_with="none", ema_decay=ema)
     trainer = Trainer(CNNClassifier(backbone="vgg11"), task, cfg, task.steps_per_epoch(16))
     trainer.resume()
     try:
@@ -89,14 +89,19 @@ def _run(out, fail_after_epoch=None):
     return trainer
 
 
-def test_resume_after_interruption_ends_in_the_same_state(tmp_path):
-    straight = _run(tmp_path / "a")
-    assert _run(tmp_path / "b", fail_after_epoch=1) is None
-    resumed = _run(tmp_path / "b")
+@pytest.mark.parametrize("ema", [0.0, 0.9], ids=["plain", "ema"])
+def test_resume_after_interruption_ends_in_the_same_state(tmp_path, ema):
+    straight = _run(tmp_path / "a", ema=ema)
+    assert _run(tmp_path / "b", fail_after_epoch=1, ema=ema) is None
+    resumed = _run(tmp_path / "b", ema=ema)
     assert resumed.start_epoch == 2  # epochs 0 and 1 were not redone
     a = straight.acc.unwrap_model(straight.model).state_dict()
     b = resumed.acc.unwrap_model(resumed.model).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    if ema:
+        ea, eb = straight.ema.state_dict(), resumed.ema.state_dict()
+        assert all(torch.equal(ea[k], eb[k]) for k in ea) and int(ea["n_averaged"]) == 3 * 6
+        assert not torch.equal(ea["module.classifier.weight"], a["classifier.weight"])  # an average, not a copy
     assert straight.history == [{**h, "epoch_seconds": straight.history[i]["epoch_seconds"],
                                  "images_per_second": straight.history[i]["images_per_second"]}
                                 for i, h in enumerate(resumed.history)]
