@@ -104,7 +104,10 @@ def _explanations(result: ImageResult, pool: ModelPool, max_faces: int = 5) -> l
     for face in result.faces[:max_faces]:
         for name in face.probs:
             model = pool.get(name)
-            heat, target = saliency(model, face.crop)
+            try:
+                heat, target = saliency(model, face.crop)
+            except NotImplementedError:  # ensembles combine probabilities, there is no one gradient
+                continue
             out.append((overlay(face.crop, heat), f"face {face.index}, {name}: {model.labels[target]}"))
     return out
 

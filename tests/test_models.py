@@ -89,3 +89,21 @@ def test_zero_shot_scores_unseen_labels():
     extra = torch.randn(8, 16)  # e.g. FER+ labels incl. contempt
     logits = model.zero_shot_logits(x, extra)
     assert logits.shape == (3, 8) and logits.abs().max() <= 1 / model.tau + 1e-4  # cosine / tau
+
+
+def test_ensemble_averages_members_and_round_trips(tmp_path, astronaut):
+    from fermm.models.ensemble import EnsembleClassifier
+
+    torch.manual_seed(0)
+    for name in ("a", "b"):
+        CNNClassifier(backbone="vgg11").save_pretrained(tmp_path / name)
+    members = [str(tmp_path / "a"), str(tmp_path / "b")]
+    ens = EnsembleClassifier(members=members, weights=[3, 1])
+    pa, pb = (load_model(m).predict_proba([astronaut]) for m in members)
+    assert torch.allclose(ens.predict_proba([astronaut]), 0.75 * pa + 0.25 * pb, atol=1e-6)
+    ens.save_pretrained(tmp_path / "ens")
+    assert not (tmp_path / "ens" / "model.safetensors").exists()
+    again = load_model(str(tmp_path / "ens"))
+    assert torch.allclose(again.predict_proba([astronaut]), ens.predict_proba([astronaut]))
+    with pytest.raises(ValueError, match="2 members but 1 weights"):
+        EnsembleClassifier(members=members, weights=[1])

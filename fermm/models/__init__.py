@@ -14,6 +14,7 @@ from fermm.models.base import EmotionClassifier
 from fermm.models.clip import ClipFinetune, ClipLinear, ClipZeroShot
 from fermm.models.cnn import CNNClassifier
 from fermm.models.coop import CoOp
+from fermm.models.ensemble import EnsembleClassifier
 from fermm.models.text import TextGRU, TextMiniLM
 
 
@@ -28,7 +29,8 @@ class ModelSpec:
 
 # config.json "fermm_class" -> class (no side-effect registration: add new families here)
 CLASSES: dict[str, type[EmotionClassifier]] = {
-    c.__name__: c for c in (CNNClassifier, ClipZeroShot, ClipLinear, ClipFinetune, CoOp, TextGRU, TextMiniLM)}
+    c.__name__: c for c in (CNNClassifier, ClipZeroShot, ClipLinear, ClipFinetune, CoOp, EnsembleClassifier, TextGRU,
+                            TextMiniLM)}
 
 MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("glove_cnn", "VGG11 pre-trained against word-vector label embeddings (seed 003), then fine-tuned",

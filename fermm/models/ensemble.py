@@ -1,0 +1,60 @@
+"""An ensemble: the (weighted) mean of its members' FER-7 probabilities.
+
+Members are registry names, folders or Hub ids, loaded with :func:`fermm.models.load_model`; the
+ensemble's own folder holds only ``config.json`` (the member list and weights) and its card. Members
+may preprocess differently (48 px grey CNNs, 224 px RGB CLIP): each gets the face crops as they are.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from fermm.labels import FER7
+from fermm.models.base import EmotionClassifier
+
+
+class EnsembleClassifier(EmotionClassifier):
+    family = "ensemble"
+
+    def __init__(self, members: Sequence[str] = (), weights: Sequence[float] | None = None,
+                 labels: Sequence[str] = FER7):
+        super().__init__()
+        from fermm.models import load_model
+
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        if weights is not None and len(weights) != len(members):
+            raise ValueError(f"{len(members)} members but {len(weights)} weights")
+        self.member_sources, self.labels = list(members), tuple(labels)
+        self.models = nn.ModuleList(load_model(m) for m in members)
+        w = np.ones(len(members)) if weights is None else np.asarray(weights, dtype=np.float64)
+        self.weights = (w / w.sum()).tolist()
+        first = self.models[0]
+        self.input_size, self.channels, self.mean, self.std = first.input_size, first.channels, first.mean, first.std
+
+    def _save_pretrained(self, save_directory) -> None:
+        pass  # nothing of its own is learned: config.json lists the members
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, **kwargs):
+        hub_args = ("revision", "cache_dir", "force_download", "local_files_only", "token", "map_location", "strict")
+        return cls(**{k: v for k, v in kwargs.items() if k not in hub_args})
+
+    @torch.inference_mode()
+    def predict_proba(self, faces: Sequence, texts: Sequence[str] | None = None, tta: str = "none",
+                      batch_size: int = 64) -> torch.Tensor:
+        from fermm.predict import to_fer7
+
+        if len(faces) == 0:
+            return torch.empty(0, len(self.labels))
+        total = np.zeros((len(faces), len(FER7)))
+        for w, model in zip(self.weights, self.models):
+            total += w * to_fer7(model.predict_proba(faces, tta=tta, batch_size=batch_size).numpy(), model.labels)
+        probs = to_fer7(total, FER7)  # renormalised
+        return torch.from_numpy(probs[:, [FER7.index(lab) for lab in self.labels]]).float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError("an ensemble combines probabilities: use predict_proba")
