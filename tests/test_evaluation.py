@@ -123,3 +123,22 @@ def test_batch_predict_cli_writes_a_row_per_face_and_skips_bad_files(tmp_path, m
                                                                           "sad", "surprise", "neutral")
     err = capsys.readouterr().err
     assert "broken.jpg: this is not an image" in err and "model resnet50 unavailable" in err
+
+
+def test_zero_shot_words_scores_an_unseen_label(tmp_path):
+    import eval.zero_shot_words as script
+    from fermm.labels import FERPLUS8
+    from fermm.wordvec import default_vectors, label_vectors
+
+    torch.manual_seed(0)
+    model = CNNClassifier(backbone="vgg11", word_dim=300)
+    model.label_vectors.copy_(torch.from_numpy(label_vectors(model.labels, default_vectors())))
+    model.save_pretrained(tmp_path / "glove")
+    assert script.main(["--model", str(tmp_path / "glove"), "--dataset", str(FER_TINY), "--split", "validation",
+                        "--output_dir", str(tmp_path)]) == 0
+    (result,) = evaluation.read_results(tmp_path)
+    assert result["labels"] == list(FERPLUS8) and result["ferplus8"] is not None
+    assert np.asarray(result["confusion_matrix"]).shape == (8, 8)
+    CNNClassifier(backbone="vgg11").save_pretrained(tmp_path / "base")
+    with pytest.raises(ValueError, match="no word-vector head"):
+        script.main(["--model", str(tmp_path / "base"), "--dataset", str(FER_TINY)])
