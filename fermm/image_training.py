@@ -165,7 +165,31 @@ def finish(model: CNNClassifier, args: argparse.Namespace, name: str) -> Path:
 
 
 def _last_stage(out: Path) -> str:
-    for stage in ("stage_finetune", "stage_ce", "stage_contrastive"):
+    for stage in ("stage_finetune", "stage_ce", "stage_distill", "stage_contrastive"):
         if (out / stage / "history.json").exists():
             return stage
     raise FileNotFoundError(f"{out}: no training history found")
+
+
+def teacher_fn(teacher):
+    """(B, 1, 48, 48) faces in [0, 1] -> the teacher's (B, 7) FER-7 probabilities."""
+    from fermm.predict import to_fer7
+
+    def probs(x: torch.Tensor) -> torch.Tensor:
+        faces = list((x[:, 0] * 255).round().to(torch.uint8).numpy())
+        p = teacher.predict_proba(faces, batch_size=len(faces)).numpy()
+        return torch.from_numpy(to_fer7(p, teacher.labels)).float()
+    return probs
+
+
+def train_distilled(args: argparse.Namespace, arrays=None) -> CNNClassifier:
+    """A small student trained to match a teacher (e.g. the ensemble) on augmented batches."""
+    from fermm.models import load_model
+    from fermm.tasks import DistillTask
+
+    arrays = arrays or load_arrays(args)
+    teacher = load_model(args.teacher).eval()
+    model = CNNClassifier(backbone=args.backbone, stem=args.stem, dropout=args.dropout)
+    task = image_task(DistillTask, arrays, args, teacher_probs=teacher_fn(teacher), alpha=args.alpha,
+                      temperature=args.temperature)
+    return run_stage(model, task, train_config(args, Path(args.output_dir) / "stage_distill", args.epochs, args.lr))

@@ -210,3 +210,33 @@ class FeatureTask:
         logits = getattr(model, "module", model).logits_from_features(self.val_x).float()
         return {"accuracy": float((logits.argmax(-1) == self.val_y).float().mean()),
                 "loss": float(F.cross_entropy(logits, self.val_y))}
+
+
+class DistillTask(ImageTask):
+    """Knowledge distillation (Hinton et al. 2015): the student matches the teacher's softened
+    probabilities on the same augmented batch, plus cross-entropy on the labels.
+
+    loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels)
+    The teacher is any model with ``predict_proba``-style probabilities on the batch (an ensemble too).
+    """
+
+    def __init__(self, *args, teacher_probs, alpha: float = 0.7, temperature: float = 4.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.teacher_probs = teacher_probs  # (B, 1, H, W) in [0, 1] -> (B, C) probabilities
+        self.alpha, self.temperature = alpha, temperature
+
+    def batches(self, epoch: int, batch_size: int, gen: torch.Generator) -> Iterator[tuple]:
+        for x, t in super().batches(epoch, batch_size, gen):
+            raw = x * torch.tensor(self.std).view(1, -1, 1, 1) + torch.tensor(self.mean).view(1, -1, 1, 1)
+            with torch.no_grad():
+                teacher = self.teacher_probs(raw.clamp(0, 1)).float()
+            yield x, teacher, t
+
+    def loss(self, model: nn.Module, batch: tuple) -> tuple[torch.Tensor, int]:
+        x, teacher, t = batch
+        logits = model(x).float()
+        tau = self.temperature
+        soft_teacher = F.softmax(torch.log(teacher.clamp(min=1e-8)) / tau, -1)
+        kd = F.kl_div(F.log_softmax(logits / tau, -1), soft_teacher, reduction="batchmean") * tau * tau
+        ce = soft_cross_entropy(logits, t)
+        return self.alpha * kd + (1 - self.alpha) * ce, int((logits.argmax(-1) == t.argmax(-1)).sum())

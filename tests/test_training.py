@@ -152,3 +152,31 @@ def test_resnet50_script_runs_on_the_fixture(tmp_path, astronaut):
                         "--stem", "imagenet", "--max_steps_per_epoch", "2", "--log_with", "none"]) == 0
     model = load_model(str(out))
     assert model.backbone_name == "resnet50" and model.predict_proba([astronaut]).shape == (1, 7)
+
+
+def test_distill_script_lands_a_student(tmp_path):
+    """The distillation script runs end to end and lands a student checkpoint."""
+    import train.distill as script
+
+    torch.manual_seed(0)
+    CNNClassifier(backbone="mini").save_pretrained(tmp_path / "teacher")
+    out = tmp_path / "student"
+    assert script.main(["--teacher", str(tmp_path / "teacher"), "--dataset", str(FER_TINY), "--output_dir",
+                        str(out), "--epochs", "1", "--batch_size", "8", "--alpha", "1.0", "--log_with", "none",
+                        "--rotation", "0", "--translate", "0", "--erasing", "0", "--no_flip"]) == 0
+    student = load_model(str(out))
+    assert student.backbone_name == "mini" and (out / "stage_distill" / "history.json").exists()
+
+
+def test_distill_loss_is_zero_when_student_equals_teacher():
+    from fermm.tasks import DistillTask
+
+    task = DistillTask((np.zeros((4, 48, 48), np.uint8), np.zeros(4, int)), (np.zeros((4, 48, 48), np.uint8),
+                       np.zeros(4, int)), 7, (0.5,), (0.25,), teacher_probs=None, alpha=1.0)
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return torch.log(torch.tensor([[0.5, 0.2, 0.1, 0.1, 0.05, 0.03, 0.02]])).expand(len(x), -1)
+    teacher = Fixed()(torch.zeros(3)).softmax(-1)
+    loss, _ = task.loss(Fixed(), (torch.zeros(3, 1, 48, 48), teacher, torch.eye(7)[[0, 1, 2]]))
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)

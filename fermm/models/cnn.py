@@ -21,11 +21,16 @@ from fermm.labels import FER7
 from fermm.models.base import EmotionClassifier
 from fermm.transforms import FER_MEAN, FER_STD
 
-BACKBONES: tuple[str, ...] = ("vgg11", "vgg16", "resnet18", "resnet50")
+BACKBONES: tuple[str, ...] = ("vgg11", "vgg16", "resnet18", "resnet50", "mini")
+MINI_CFG = (32, 32, "M", 64, 64, "M", 128, 128, "M", 256, 256)  # a small VGG for fast students (~1.2M params)
 
 
 def make_backbone(name: str, in_chans: int = 1, stem: str = "small") -> tuple[nn.Module, int]:
     """A feature extractor mapping (N, in_chans, 48, 48) -> (N, D) and its width D."""
+    if name == "mini":
+        features = torchvision.models.vgg.make_layers(list(MINI_CFG), batch_norm=True)
+        features[0] = nn.Conv2d(in_chans, MINI_CFG[0], kernel_size=3, padding=1)
+        return nn.Sequential(features, nn.AdaptiveAvgPool2d(1), nn.Flatten()), MINI_CFG[-1]
     if name in ("vgg11", "vgg16"):
         vgg = getattr(torchvision.models, f"{name}_bn")(weights=None)
         layers = list(vgg.features)
@@ -96,7 +101,7 @@ class CNNClassifier(EmotionClassifier):
 
     def cam_layer(self) -> nn.Module:
         """The last convolutional block (Grad-CAM target, see fermm.explain)."""
-        return self.backbone[0] if self.backbone_name.startswith("vgg") else self.backbone.layer4
+        return self.backbone.layer4 if self.backbone_name.startswith("resnet") else self.backbone[0]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, D) backbone features."""

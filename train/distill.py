@@ -1,0 +1,37 @@
+"""Distil a teacher (any fermm model or ensemble) into a small, fast CNN student.
+
+    python train/distill.py --teacher checkpoints/ensemble --backbone mini --output_dir runs/student_mini
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fermm import image_training  # noqa: E402
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    image_training.add_common_args(p)
+    p.add_argument("--teacher", required=True, help="registry name, folder or Hub id of the teacher")
+    p.add_argument("--alpha", type=float, default=0.7, help="weight of the distillation term")
+    p.add_argument("--temperature", type=float, default=4.0)
+    p.set_defaults(backbone="mini")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args = parse_args(argv)
+    model = image_training.train_distilled(args)
+    image_training.finish(model, args, f"student_{args.backbone}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
