@@ -34,7 +34,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     pred.add_argument("--models", nargs="+", default=list_models())
     pred.add_argument("--output", default="predictions.csv")
     pred.add_argument("--whole_image", action="store_true", help="treat each image as one face (pre-cropped)")
+    bundle = sub.add_parser("bundle", help="copy a trained model into checkpoints/NAME as fp16 with its model card")
+    bundle.add_argument("run_dir", help="a saved model folder (e.g. runs/base_vgg11)")
+    bundle.add_argument("--name", required=True, help="registry name, e.g. base_cnn")
+    bundle.add_argument("--checkpoints", default=None, help="default: the repo's checkpoints/")
     return p.parse_args(argv)
+
+
+def bundle(args: argparse.Namespace) -> Path:
+    """fp16 weights + config + a card whose metrics come from results/<name>.json (if measured)."""
+    import json
+
+    from fermm import cards
+    from fermm.hub import CHECKPOINTS
+    from fermm.models import load_model
+
+    model = load_model(args.run_dir)
+    out = Path(args.checkpoints or CHECKPOINTS) / args.name
+    training = json.loads((Path(args.run_dir) / "training_args.json").read_text()) \
+        if (Path(args.run_dir) / "training_args.json").exists() else None
+    card = cards.model_card(args.name, model, training=training)
+    model.save_with_card(out, card=card, training_args=training, fp16=True)
+    return out
 
 
 def predict_files(args: argparse.Namespace) -> tuple[int, int, list[str]]:
@@ -79,6 +100,9 @@ def predict_files(args: argparse.Namespace) -> tuple[int, int, list[str]]:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     args = parse_args(argv)
+    if args.command == "bundle":
+        print(f"bundled {bundle(args)}")
+        return 0
     n_img, n_faces, problems = predict_files(args)
     for line in problems:
         print(f"skipped: {line}", file=sys.stderr)

@@ -107,3 +107,18 @@ def test_ensemble_averages_members_and_round_trips(tmp_path, astronaut):
     assert torch.allclose(again.predict_proba([astronaut]), ens.predict_proba([astronaut]))
     with pytest.raises(ValueError, match="2 members but 1 weights"):
         EnsembleClassifier(members=members, weights=[1])
+
+
+def test_bundle_writes_fp16_checkpoint_with_card(tmp_path, astronaut):
+    from fermm.__main__ import main
+
+    torch.manual_seed(0)
+    model = CNNClassifier(backbone="vgg11").eval()
+    model.save_with_card(tmp_path / "run", training_args={"epochs": 3})
+    assert main(["bundle", str(tmp_path / "run"), "--name", "base_cnn", "--checkpoints", str(tmp_path / "ck")]) == 0
+    folder = tmp_path / "ck" / "base_cnn"
+    size = (folder / "model.safetensors").stat().st_size
+    assert size < (tmp_path / "run" / "model.safetensors").stat().st_size * 0.6  # fp16
+    assert "Out-of-scope uses" in (folder / "README.md").read_text()
+    assert torch.allclose(load_model(str(folder)).predict_proba([astronaut]), model.predict_proba([astronaut]),
+                          atol=2e-3)
