@@ -78,3 +78,26 @@ def fetch_folder(path_or_repo: str) -> Path:
         else:
             why = f"it could not be downloaded ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
         raise FileNotFoundError(f"no local checkpoint, and Hub repo {path_or_repo}: {why}") from None
+
+
+def offline_if_unreachable(timeout: float = 3.0) -> bool:
+    """Switch huggingface_hub (and transformers) to offline mode when the Hub cannot be reached, so a
+    machine without network starts in seconds instead of retrying every download. Returns True if offline."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        return True
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+        return False
+    except OSError:
+        log.warning("the Hugging Face Hub (%s) is unreachable: working offline with local and cached models",
+                    constants.ENDPOINT)
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        constants.HF_HUB_OFFLINE = True
+        return True

@@ -299,8 +299,10 @@ def build_demo(pool: ModelPool | None = None, results_dir: str | Path | None = N
     """The whole app. Models are resolved once at start; each loads lazily and failures are shown."""
     from fermm.evaluation import RESULTS_DIR
     from fermm.fusion import load_weight
+    from fermm.hub import offline_if_unreachable
     from fermm.models import list_models
 
+    offline_if_unreachable()
     pool = pool or ModelPool()
     text_pool = text_pool or ModelPool(list_models("text"))
     text_models = text_pool.available()

@@ -73,3 +73,15 @@ def test_hub_dataset_id_is_a_source(mock_hub, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "train: 0 groups holding 0 images; 35 distinct" in run.stdout
     assert "validation: 0 groups holding 0 images; 14 distinct" in run.stdout
+
+
+def test_unreachable_hub_switches_to_offline(monkeypatch, mock_hub):
+    from huggingface_hub import constants
+
+    from fermm.hub import offline_if_unreachable
+
+    assert offline_if_unreachable() is False  # the mock Hub answers
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert offline_if_unreachable(timeout=1.0) is True
+    assert constants.is_offline_mode()
