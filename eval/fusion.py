@@ -28,24 +28,47 @@ from fermm.predict import to_fer7  # noqa: E402
 from fermm.text_training import DEFAULT_TEXT  # noqa: E402
 
 
+LOVE_DROPPED = {**TEXT6_TO_FER7, "love": None}  # the alternative to love -> happy, measured beside it
+
+
 def probabilities(image_model, text_model, dataset: str, text_dataset: str, split: str):
+    """FER-7 face probabilities, face labels, DAIR-AI 6-way text probabilities, text labels."""
     faces = evaluator.load_split(dataset, split)
     p_img = to_fer7(evaluator.predict_split(image_model, faces["images"], "none")[0], image_model.labels)
     texts = data.load_text(text_dataset)[split]
-    p_txt = fusion.text_to_fer7(text_model.predict_text(list(texts["text"])).numpy())
-    return p_img, faces["labels"], p_txt, np.asarray(texts["label"])
+    p_txt6 = text_model.predict_text(list(texts["text"])).numpy().astype(np.float64)
+    return p_img, faces["labels"], p_txt6, np.asarray(texts["label"])
 
 
-def pair_scores(p_img, y_face, p_txt, y_text, conflict: bool, weight: float, seed: int) -> dict:
+def mapping_effect(p_txt6: np.ndarray, y_text: np.ndarray) -> dict:
+    """Text accuracy in DAIR-AI's 6 labels vs on FER-7 after the label bridge (love -> happy merges the
+    joy/love confusions), and with love's mass dropped instead (scored on the non-love sentences)."""
+    y_fer = np.array([FER7.index(TEXT6_TO_FER7[TEXT6[t]]) for t in y_text])
+    not_love = y_text != TEXT6.index("love")
+    dropped = fusion.text_to_fer7(p_txt6, LOVE_DROPPED).argmax(1)
+    return {"text6_accuracy": float((p_txt6.argmax(1) == y_text).mean()),
+            "fer7_accuracy_love_to_happy": float((fusion.text_to_fer7(p_txt6).argmax(1) == y_fer).mean()),
+            "fer7_accuracy_love_dropped_non_love_sentences": float((dropped[not_love] == y_fer[not_love]).mean()),
+            "share_of_love_sentences": float(1 - not_love.mean())}
+
+
+def pair_scores(p_img, y_face, p_txt, y_text, conflict: bool, weight: float, seed: int,
+                head: fusion.LearnedFusion | None = None) -> dict:
+    """Image-only, text-only and fused accuracy on synthetic pairs (``p_txt``: FER-7 text probabilities)."""
     fi, si = fusion.pair_sentences(y_face, y_text, conflict, seed)
     y = y_face[fi]
     text_fer = np.array([FER7.index(TEXT6_TO_FER7[TEXT6[t]]) for t in y_text[si]])
     fused = fusion.fuse(p_img[fi], p_txt[si], weight).argmax(1)
     out = {"n_pairs": int(len(fi)), "image_only": float((p_img[fi].argmax(1) == y).mean()),
            "text_only": float((p_txt[si].argmax(1) == y).mean()), "fused": float((fused == y).mean())}
+    if head is not None:
+        learned = head.predict_proba(p_img[fi], p_txt[si]).argmax(1)
+        out["fused_learned_head"] = float((learned == y).mean())
     if conflict:  # whom does the fused result follow when face and sentence disagree?
         out["fused_follows_face"] = out["fused"]
         out["fused_follows_text"] = float((fused == text_fer).mean())
+        if head is not None:
+            out["learned_head_follows_text"] = float((learned == text_fer).mean())
     return out
 
 
@@ -66,19 +89,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     command = "python eval/fusion.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     image_model, text_model = load_model(args.image_model), load_model(args.text_model)
-    val = probabilities(image_model, text_model, args.dataset, args.text_dataset, "validation")
-    fi, si = fusion.pair_sentences(val[1], val[3], False, args.seed)
-    weight, curve = fusion.fit_weight(val[0][fi], val[2][si], val[1][fi])
-    test = probabilities(image_model, text_model, args.dataset, args.text_dataset, "test")
+    p_img, y_face, p_txt6, y_text = probabilities(image_model, text_model, args.dataset, args.text_dataset,
+                                                  "validation")
+    p_txt = fusion.text_to_fer7(p_txt6)
+    fi, si = fusion.pair_sentences(y_face, y_text, False, args.seed)
+    weight, curve = fusion.fit_weight(p_img[fi], p_txt[si], y_face[fi])
+    head = fusion.LearnedFusion(seed=args.seed).fit(p_img[fi], p_txt[si], y_face[fi])
+    p_img, y_face, p_txt6, y_text = probabilities(image_model, text_model, args.dataset, args.text_dataset, "test")
+    test = (p_img, y_face, fusion.text_to_fer7(p_txt6), y_text)
+    love_dropped = (p_img, y_face, fusion.text_to_fer7(p_txt6, LOVE_DROPPED), y_text)
     result = {"image_model": args.image_model, "text_model": args.text_model, "text_weight": weight,
               "validation_accuracy_by_weight": curve, "pairing": "synthetic (see eval/fusion.py)",
-              "test_congruent": pair_scores(*test, conflict=False, weight=weight, seed=args.seed),
-              "test_conflict": pair_scores(*test, conflict=True, weight=weight, seed=args.seed),
+              "test_congruent": pair_scores(*test, conflict=False, weight=weight, seed=args.seed, head=head),
+              "test_conflict": pair_scores(*test, conflict=True, weight=weight, seed=args.seed, head=head),
+              "test_congruent_love_dropped": pair_scores(*love_dropped, conflict=False, weight=weight, seed=args.seed),
+              "label_mapping_on_text_test": mapping_effect(p_txt6, y_text),
               **evaluation.RunInfo(command, args.seed).as_dict()}
     out = Path(args.output_dir) / fusion.FUSION_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("text_weight", "test_congruent", "test_conflict")}, indent=2))
+    print(json.dumps({k: result[k] for k in ("text_weight", "test_congruent", "test_conflict",
+                                             "test_congruent_love_dropped", "label_mapping_on_text_test")}, indent=2))
     print(f"wrote {out}")
     return 0
 

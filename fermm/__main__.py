@@ -53,7 +53,8 @@ def bundle(args: argparse.Namespace) -> Path:
     out = Path(args.checkpoints or CHECKPOINTS) / args.name
     training = json.loads((Path(args.run_dir) / "training_args.json").read_text()) \
         if (Path(args.run_dir) / "training_args.json").exists() else None
-    card = cards.model_card(args.name, model, training=training)
+    make_card = cards.text_model_card if getattr(model, "family", "") == "text" else cards.model_card
+    card = make_card(args.name, model, training=training)
     model.save_with_card(out, card=card, training_args=training, fp16=True)
     return out
 

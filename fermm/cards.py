@@ -21,7 +21,8 @@ LIMITS = (
     "and likely lower. Expressions are also read differently across cultures.")
 
 
-def _metrics_section(name: str, history: list[dict] | None) -> list[str]:
+def _metrics_section(name: str, history: list[dict] | None,
+                     validation: str = "FER2013 PublicTest") -> list[str]:
     lines = ["## Metrics", ""]
     result_file = RESULTS_DIR / f"{name}.json"
     if result_file.exists():
@@ -36,7 +37,7 @@ def _metrics_section(name: str, history: list[dict] | None) -> list[str]:
             lines.append(f"| {c} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} |")
     elif history:
         best = max(history, key=lambda h: h.get("val_accuracy", -1))
-        lines.append(f"Validation (FER2013 PublicTest) accuracy during training: {best['val_accuracy']:.4f} at epoch "
+        lines.append(f"Validation ({validation}) accuracy during training: {best['val_accuracy']:.4f} at epoch "
                      f"{best['epoch'] + 1}. Test accuracy has not been measured yet: run `python eval/evaluate.py`.")
     else:
         lines.append("Not measured yet.")
@@ -80,7 +81,8 @@ def text_model_card(name: str, model, training: dict | None = None, history: lis
     body = [f"# fermm `{name}`", "", f"A `{type(model).__name__}` text emotion classifier trained on DAIR-AI "
             f"emotion with [fermm](https://github.com/fermm/fermm). Labels: {', '.join(model.labels)}.", "",
             "## Intended use", "", TEXT_INTENDED_USE, "", "## Out-of-scope uses", "", OUT_OF_SCOPE, "",
-            *_metrics_section(name, history), "", "## Limitations and biases", "", TEXT_LIMITS, ""]
+            *_metrics_section(name, history, "DAIR-AI emotion validation"), "", "## Limitations and biases", "",
+            TEXT_LIMITS, ""]
     if training:
         keep = {k: v for k, v in training.items() if k != "push_to_hub" and v is not None}
         body += ["## Training", "", "```json", json.dumps(keep, indent=2, default=str), "```", ""]

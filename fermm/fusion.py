@@ -23,9 +23,12 @@ DEFAULT_TEXT_WEIGHT = 0.5
 FUSION_FILE = "fusion.json"  # in results/: the fitted weight, written by eval/fusion.py
 
 
-def text_to_fer7(p_text: np.ndarray) -> np.ndarray:
-    """(N, 6) DAIR-AI probabilities -> (N, 7) FER-7 probabilities."""
-    return np.asarray(p_text, dtype=np.float64) @ np.asarray(text6_to_fer7_matrix())
+def text_to_fer7(p_text: np.ndarray, mapping: dict[str, str | None] | None = None) -> np.ndarray:
+    """(N, 6) DAIR-AI probabilities -> (N, 7) FER-7 probabilities (``mapping``: see
+    :func:`fermm.labels.text6_to_fer7_matrix`; mass of labels mapped to None is dropped, rows renormalised)."""
+    p = np.asarray(p_text, dtype=np.float64) @ np.asarray(text6_to_fer7_matrix(mapping))
+    total = p.sum(1, keepdims=True)
+    return np.divide(p, total, out=np.full_like(p, 1 / len(FER7)), where=total > 0)
 
 
 def fuse(p_image: np.ndarray, p_text_fer: np.ndarray | None, weight: float) -> np.ndarray:
@@ -46,6 +49,30 @@ def fit_weight(p_image: np.ndarray, p_text_fer: np.ndarray, y: np.ndarray,
         scores[round(float(w), 4)] = (acc, -nll)
     best = max(scores, key=lambda w: scores[w])
     return best, {w: s[0] for w, s in scores.items()}
+
+
+class LearnedFusion:
+    """The "small learned fusion head": multinomial logistic regression on [log p_image, log p_text]
+    (14 features -> FER-7), fitted on validation pairs. Compared with the weighted mean in eval/fusion.py."""
+
+    def __init__(self, c: float = 1.0, seed: int = 0):
+        from sklearn.linear_model import LogisticRegression
+
+        self.clf = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+
+    @staticmethod
+    def features(p_image: np.ndarray, p_text_fer: np.ndarray) -> np.ndarray:
+        return np.log(np.clip(np.concatenate([p_image, p_text_fer], 1), 1e-6, 1))  # (N, 14)
+
+    def fit(self, p_image: np.ndarray, p_text_fer: np.ndarray, y: np.ndarray) -> "LearnedFusion":
+        self.clf.fit(self.features(p_image, p_text_fer), y)
+        return self
+
+    def predict_proba(self, p_image: np.ndarray, p_text_fer: np.ndarray) -> np.ndarray:
+        """(N, 7) over FER-7 (classes never seen in fitting get probability 0)."""
+        out = np.zeros((len(p_image), len(FER7)))
+        out[:, self.clf.classes_] = self.clf.predict_proba(self.features(p_image, p_text_fer))
+        return out
 
 
 def pair_sentences(face_labels: np.ndarray, text_labels: np.ndarray, conflict: bool, seed: int

@@ -69,6 +69,13 @@ PROMPT_TEMPLATES: tuple[str, ...] = (
     "a close-up photo of a {} facial expression.",
     "a grayscale photo of a {} face.",
 )
+# Sentence prompts for CLIP's zero-shot reading of a sentence's emotion (the text head starts from them).
+TEXT_PROMPT_TEMPLATES: tuple[str, ...] = (
+    "a sentence expressing {}.",
+    "someone writing with {}.",
+    "a tweet full of {}.",
+)
+
 # Adjective forms read better in the templates above.
 PROMPT_NAMES: dict[str, tuple[str, ...]] = {
     "angry": ("angry", "furious"),
@@ -90,9 +97,11 @@ def index_of(labels: tuple[str, ...] | list[str], name: str) -> int:
         raise ValueError(f"unknown label {name!r}; expected one of {', '.join(labels)}") from None
 
 
-def text6_to_fer7_matrix() -> list[list[float]]:
-    """(6, 7) matrix M with M[t, f] = 1 where text label t maps to FER label f.
+def text6_to_fer7_matrix(mapping: dict[str, str | None] | None = None) -> list[list[float]]:
+    """(6, 7) matrix M with M[t, f] = 1 where text label t maps to FER label f (default
+    :data:`TEXT6_TO_FER7`; a label mapped to None gets a zero row, i.e. its mass is dropped).
 
     ``p_fer = p_text @ M`` moves a text distribution onto FER-7 (rows sum to 1, so mass is kept).
     """
-    return [[1.0 if TEXT6_TO_FER7[t] == f else 0.0 for f in FER7] for t in TEXT6]
+    mapping = TEXT6_TO_FER7 if mapping is None else mapping
+    return [[1.0 if mapping.get(t) == f else 0.0 for f in FER7] for t in TEXT6]

@@ -89,6 +89,7 @@ class FaceResult:
     crop: Image.Image
     probs: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> label -> p
     fused: dict[str, float] = field(default_factory=dict)
+    joint: dict[str, dict[str, float]] = field(default_factory=dict)  # CLIP model -> its joint face + text scores
 
     @property
     def top(self) -> str:
@@ -182,6 +183,9 @@ def predict_image(image: Image.Image | None, pool: ModelPool, models: Sequence[s
         for r, row in zip(results, p):
             r.probs[name] = {lab: float(v) for lab, v in zip(model.labels, row)}
         fer7.append(to_fer7(p, model.labels))
+        if text_result and getattr(model, "family", "") == "clip":  # CLIP also reads the text in its own space
+            for r, row in zip(results, model.predict_proba(crops, texts=[text]).numpy()):
+                r.joint[name] = {lab: float(v) for lab, v in zip(model.labels, row)}
     if fer7:
         image_probs = fuse(fer7)
         text_fer = np.array([text_result.fer7[lab] for lab in FER7]) if text_result else None

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from fermm import data
 from fermm.image_training import REPO_ROOT, _save_best
 from fermm.labels import TEXT6
-from fermm.models.text import TextGRU, TextMiniLM, words
+from fermm.models.text import TextCLIP, TextGRU, TextMiniLM, words
 from fermm.training import Trainer, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,10 @@ class TextTask:
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="gru", choices=("gru", "minilm"))
+    p.add_argument("--model", default="gru", choices=("gru", "minilm", "clip"))
     p.add_argument("--mode", default="lora", choices=("lora", "full"), help="MiniLM: LoRA adapters or full fine-tuning")
+    p.add_argument("--model_name_or_path", default="openai/clip-vit-base-patch32",
+                   help="CLIP (--model clip): Hub id or local folder of the frozen text tower")
     p.add_argument("--dataset", default=str(DEFAULT_TEXT), help="DAIR-AI emotion: parquet/txt folder or Hub id")
     p.add_argument("--word_vectors", default=str(DEFAULT_VECTORS), help="GRU embedding init ('' = random)")
     p.add_argument("--vocab_size", type=int, default=20000)
@@ -107,6 +109,9 @@ def train(args: argparse.Namespace):
         model = TextGRU(vocab=build_vocab(split["train"][0], args.vocab_size), labels=TEXT6)
         extra["embedding_coverage"] = init_embeddings(model, args.word_vectors)
         defaults = {"epochs": 12, "lr": 2e-3, "optimizer": "adamw"}
+    elif args.model == "clip":  # a head on the frozen tower, starting from CLIP's zero-shot reading
+        model = TextCLIP(base_model=args.model_name_or_path, labels=TEXT6)
+        defaults = {"epochs": 5, "lr": 1e-3, "optimizer": "adamw"}
     else:
         model = TextMiniLM(labels=TEXT6, mode=args.mode)
         defaults = {"epochs": 5, "lr": 5e-4 if args.mode == "lora" else 5e-5, "optimizer": "adamw"}

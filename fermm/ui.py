@@ -48,7 +48,8 @@ def _rows(result: ImageResult) -> list[list]:
         t = result.text
         rows.append(["text", f"{t.model} (text)", *[round(t.fer7[lab], 3) for lab in FER7], t.top])
     for face in result.faces:
-        for model, probs in {**face.probs, "fused": face.fused}.items():
+        joint = {f"{m} + text (CLIP joint)": p for m, p in face.joint.items()}
+        for model, probs in {**face.probs, **joint, "fused": face.fused}.items():
             if not probs:
                 continue
             cells = [round(probs.get(lab, float("nan")), 3) for lab in FER7]

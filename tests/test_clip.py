@@ -187,3 +187,65 @@ def test_lora_adapter_round_trip_and_merge_changes_no_logit(tiny_clip, tmp_path,
 def test_missing_base_weights_say_so(tmp_path):
     with pytest.raises(BaseWeightsUnavailable, match="pretrained CLIP weights .* are not available here"):
         ClipZeroShot(base_model=str(tmp_path / "no-clip-here"))
+
+
+def test_joint_image_text_scoring(tiny_clip, astronaut):
+    model = ClipZeroShot(base_model=tiny_clip)
+    faces = [astronaut, astronaut.convert("L")]
+    image_only = model.predict_proba(faces)
+    assert torch.equal(model.predict_proba(faces, texts=None), image_only)
+    assert torch.allclose(model.predict_proba(faces, texts=["so happy"], text_weight=0), image_only)
+    joint = model.predict_proba(faces, texts=["i am so happy today", "<b>this is awful</b>"])
+    assert joint.shape == (2, 7) and torch.allclose(joint.sum(-1), torch.ones(2))
+    # a product of experts: log p_joint - log p_image is the text's log-softmax, up to a per-row constant
+    text = model.text_logits(["i am so happy today", "this is awful"]).log_softmax(-1)
+    diff = joint.log() - image_only.log() - text
+    assert torch.allclose(diff, diff[:, :1].expand_as(diff), atol=1e-4)
+    with pytest.raises(ValueError, match="one sentence or one per face"):
+        model.predict_proba(faces, texts=["a", "b", "c"])
+
+
+def test_clip_text_classifier_trains_saves_only_the_head(tiny_clip, tmp_path):
+    import train.text as script
+    from fermm.labels import TEXT6
+    from tests.test_text import EMOTION_TINY
+
+    out = tmp_path / "text_clip"
+    assert script.main(["--model", "clip", "--model_name_or_path", tiny_clip, "--dataset", str(EMOTION_TINY),
+                        "--output_dir", str(out), "--epochs", "2", "--batch_size", "8", "--log_with", "none"]) == 0
+    model = load_model(str(out))
+    assert model.labels == TEXT6 and model.base_model == tiny_clip
+    p = model.predict_text(["i feel great", ""])
+    assert p.shape == (2, 6) and torch.allclose(p.sum(-1), torch.ones(2))
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model.safetensors"), framework="pt") as f:
+        assert sorted(f.keys()) == ["head.bias", "head.weight"] and f.metadata()["base_model"] == tiny_clip
+    base = load_model(str(out)).clip.state_dict()  # the tower is CLIP's own, untouched by training
+    fresh = CLIPModelFromFolder(tiny_clip).state_dict()
+    assert all(torch.equal(base[k], fresh[k]) for k in fresh)
+
+
+def CLIPModelFromFolder(path):
+    from transformers import CLIPModel
+
+    return CLIPModel.from_pretrained(path)
+
+
+def test_app_prediction_shows_clip_joint_scores_only_with_text(tiny_clip, tmp_path, astronaut):
+    from fermm.models.text import TextGRU
+    from fermm.predict import ModelPool, predict_image
+    from fermm.ui import _rows
+
+    ClipZeroShot(base_model=tiny_clip).save_pretrained(tmp_path / "zs")
+    TextGRU(vocab=["happy"], embed_dim=8, hidden=4).save_pretrained(tmp_path / "gru")
+    pool = ModelPool(["clip_zeroshot"], sources={"clip_zeroshot": str(tmp_path / "zs")})
+    text_pool = ModelPool(["text_gru"], sources={"text_gru": str(tmp_path / "gru")})
+    plain = predict_image(astronaut, pool, ["clip_zeroshot"], text_pool=text_pool, text_model="text_gru")
+    assert plain.faces and not plain.faces[0].joint
+    with_text = predict_image(astronaut, pool, ["clip_zeroshot"], text="so happy", text_pool=text_pool,
+                              text_model="text_gru")
+    face = with_text.faces[0]
+    assert face.probs == plain.faces[0].probs  # the image-only row is unchanged by the text
+    assert sum(face.joint["clip_zeroshot"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert "clip_zeroshot + text (CLIP joint)" in [row[1] for row in _rows(with_text)]

@@ -64,6 +64,19 @@ def test_fusion_math():
     assert fused[0, FER7.index("happy")] == pytest.approx(0.8) and fused.sum() == pytest.approx(1)
 
 
+def test_love_dropped_mapping_and_learned_head():
+    love = np.eye(6)[[TEXT6.index("love"), TEXT6.index("joy")]] * 0.8 + 0.2 / 6
+    dropped = fusion.text_to_fer7(love, {**fusion.TEXT6_TO_FER7, "love": None})
+    assert np.allclose(dropped.sum(1), 1) and dropped[0, FER7.index("happy")] == pytest.approx(0.2) and dropped[1, FER7.index("happy")] > 0.8
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, 300)
+    img = np.eye(7)[np.where(rng.random(300) < 0.5, y, rng.integers(0, 7, 300))] * 0.6 + 0.4 / 7
+    txt = np.eye(7)[np.where(rng.random(300) < 0.9, y, rng.integers(0, 7, 300))] * 0.6 + 0.4 / 7
+    head = fusion.LearnedFusion().fit(img, txt, y)
+    p = head.predict_proba(img, txt)
+    assert p.shape == (300, 7) and np.allclose(p.sum(1), 1) and (p.argmax(1) == y).mean() > 0.85
+
+
 def test_fit_weight_prefers_the_better_signal():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 7, 400)
@@ -107,7 +120,9 @@ def test_fusion_and_text_evaluation_scripts(tmp_path):
                                "--output_dir", str(out)]) == 0
     result = json.loads((out / "fusion.json").read_text())
     assert 0 <= result["text_weight"] <= 1 and result["test_congruent"]["n_pairs"] == 10  # no disgust/neutral
-    assert set(result["test_conflict"]) >= {"fused_follows_face", "fused_follows_text"}
+    assert set(result["test_conflict"]) >= {"fused_follows_face", "fused_follows_text", "learned_head_follows_text"}
+    mapping = result["label_mapping_on_text_test"]
+    assert 0 <= mapping["text6_accuracy"] <= mapping["fer7_accuracy_love_to_happy"] <= 1  # merging can only help
     assert fusion.load_weight(out) == result["text_weight"]
     assert evaluate.main(["--models", str(tmp_path / "txt"), "--text_dataset", str(EMOTION_TINY),
                           "--output_dir", str(out)]) == 0

@@ -1,7 +1,9 @@
-"""Train a text emotion classifier on DAIR-AI emotion: the GRU baseline or MiniLM (LoRA or full).
+"""Train a text emotion classifier on DAIR-AI emotion: the GRU baseline, MiniLM (LoRA or full) or a head
+on CLIP's text tower.
 
     python train/text.py --model gru --output_dir runs/text_gru
     python train/text.py --model minilm --mode lora --output_dir runs/text_minilm
+    python train/text.py --model clip --output_dir runs/text_clip   # needs pretrained CLIP (Hub or folder)
 """
 from __future__ import annotations
 

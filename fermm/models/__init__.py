@@ -15,7 +15,7 @@ from fermm.models.clip import ClipFinetune, ClipLinear, ClipZeroShot
 from fermm.models.cnn import CNNClassifier
 from fermm.models.coop import CoOp
 from fermm.models.ensemble import EnsembleClassifier
-from fermm.models.text import TextGRU, TextMiniLM
+from fermm.models.text import TextCLIP, TextGRU, TextMiniLM
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class ModelSpec:
 # config.json "fermm_class" -> class (no side-effect registration: add new families here)
 CLASSES: dict[str, type[EmotionClassifier]] = {
     c.__name__: c for c in (CNNClassifier, ClipZeroShot, ClipLinear, ClipFinetune, CoOp, EnsembleClassifier, TextGRU,
-                            TextMiniLM)}
+                            TextMiniLM, TextCLIP)}
 
 MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("glove_cnn", "VGG11 pre-trained against word-vector label embeddings (seed 003), then fine-tuned",
@@ -50,6 +50,8 @@ TEXT_MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("text_minilm", "all-MiniLM-L6-v2 fine-tuned on DAIR-AI emotion", "fermm/text-minilm-emotion"),
     ModelSpec("text_gru", "bidirectional GRU over word2vec-initialised embeddings (seed 004's baseline)",
               "fermm/text-gru-emotion"),
+    ModelSpec("text_clip", "a head on CLIP ViT-B/32's frozen text tower (needs pretrained CLIP)",
+              "fermm/text-clip-emotion"),
 )}
 
 

