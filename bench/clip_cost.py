@@ -23,7 +23,7 @@ from typing import Sequence
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-METHODS = ("linear_cached", "coop_cached", "coop_reencode", "lora", "full")
+METHODS = ("linear_cached", "linear_reencode", "coop_cached", "coop_reencode", "lora", "full")
 
 
 def build_vit_b32(folder: Path) -> Path:
@@ -42,7 +42,7 @@ def make_model(method: str, base: str):
     from fermm.models.clip import ClipFinetune, ClipLinear
     from fermm.models.coop import CoOp
 
-    if method == "linear_cached":
+    if method.startswith("linear"):
         return ClipLinear(base_model=base)
     if method.startswith("coop"):
         return CoOp(base_model=base, n_ctx=16)
@@ -58,7 +58,7 @@ def one_method(method: str, base: str, batch: int, steps: int) -> dict:
     model = make_model(method, base)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=1e-3)
-    pixels = torch.randn(batch, 3, 224, 224)
+    pixels = torch.randn(batch, 3, model.input_size, model.input_size)
     feats = F.normalize(torch.randn(batch, model.clip.config.projection_dim), dim=-1)
     y = torch.randint(0, 7, (batch,))
 
@@ -108,9 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{'method':<15} {'trainable':>12} {'s/step':>8} {'peak MB':>8}   (batch {args.batch}, ViT-B/32)")
     for r in rows:
         print(f"{r['method']:<15} {r['trainable_params']:>12,} {r['seconds_per_step']:>8.3f} {r['peak_rss_mb']:>8.0f}")
-    if "coop_cached" in by and "coop_reencode" in by:
-        ratio = by["coop_reencode"]["seconds_per_step"] / by["coop_cached"]["seconds_per_step"]
-        print(f"CoOp on cached features is {ratio:.0f}x faster per step than re-encoding the images")
+    for name in ("linear", "coop"):
+        if f"{name}_cached" in by and f"{name}_reencode" in by:
+            ratio = by[f"{name}_reencode"]["seconds_per_step"] / by[f"{name}_cached"]["seconds_per_step"]
+            print(f"{name} on cached features is {ratio:,.0f}x faster per step than re-encoding the images")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"command": command, "commit": git_commit(), "hardware": hardware(),

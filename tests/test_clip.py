@@ -249,3 +249,17 @@ def test_app_prediction_shows_clip_joint_scores_only_with_text(tiny_clip, tmp_pa
     assert face.probs == plain.faces[0].probs  # the image-only row is unchanged by the text
     assert sum(face.joint["clip_zeroshot"].values()) == pytest.approx(1.0, abs=1e-5)
     assert "clip_zeroshot + text (CLIP joint)" in [row[1] for row in _rows(with_text)]
+
+
+def test_clip_cost_bench_reports_every_method(tiny_clip, tmp_path, capsys):
+    import bench.clip_cost as clip_cost
+
+    out = tmp_path / "cost.json"
+    assert clip_cost.main(["--base", tiny_clip, "--batch", "4", "--steps", "1", "--json", str(out)]) == 0
+    rows = {r["method"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == set(clip_cost.METHODS)
+    n = {m: r["trainable_params"] for m, r in rows.items()}
+    # the linear head is 16x7+7; CoOp's context 16 tokens x 32; LoRA adds adapters; full trains the tower
+    assert n["linear_cached"] == n["linear_reencode"] == 16 * 7 + 7 and n["coop_cached"] == 16 * 32
+    assert n["linear_cached"] < n["coop_cached"] < n["lora"] < n["full"]
+    assert "cached features is" in capsys.readouterr().out

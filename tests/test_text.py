@@ -129,3 +129,17 @@ def test_fusion_and_text_evaluation_scripts(tmp_path):
     (text_result,) = [r for r in evaluation.read_results(out) if r.get("task") == "text"]
     assert text_result["n"] == 18 and text_result["labels"] == list(TEXT6)
     assert "| text model |" in evaluation.markdown_table(evaluation.read_results(out))
+
+
+def test_bucketed_batches_cover_each_sentence_once_with_similar_lengths():
+    from fermm.text_training import bucketed_batches
+
+    lengths = np.random.default_rng(0).integers(5, 300, 1000)
+    batches = bucketed_batches(lengths, 32, torch.Generator().manual_seed(0), n_batches=31)
+    flat = np.concatenate(batches)
+    assert len(batches) == 31 and all(len(b) == 32 for b in batches)
+    assert len(set(flat.tolist())) == len(flat) == 31 * 32  # no sentence twice in an epoch
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    assert spread < 0.2 * np.ptp(lengths)  # similar lengths per batch, so little padding
+    again = bucketed_batches(lengths, 32, torch.Generator().manual_seed(0), n_batches=31)
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again))  # seeded: resumable
