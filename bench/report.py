@@ -1,0 +1,177 @@
+"""Write BENCHMARKS.md from the figures the bench scripts saved in results/bench/*.json (and the peer's and
+our accuracies in results/*.json), so every number there comes from a command recorded beside it.
+
+    python bench/report.py            # -> BENCHMARKS.md
+
+Sections appear for the JSON files that exist; a missing one is listed with the command that makes it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMANDS = {
+    "latency": "python bench/latency.py --repeats 50 --json results/bench/latency.json",
+    "load": "python bench/load.py --clients 16 --requests 25 --json results/bench/load.json",
+    "soak": "python bench/load.py --clients 8 --soak 300 --json results/bench/soak.json",
+    "throughput": "python bench/throughput.py --steps 20 --json results/bench/throughput.json",
+    "clip_cost": "python bench/clip_cost.py --json results/bench/clip_cost.json",
+}
+# issue targets on this 2-core CPU: (what, limit, unit, lower is better)
+TARGETS = {"request_p50": ("one-face request p50, all bundled models", 150, "ms"),
+           "load_p95": ("16 x 25 load test p95", 1000, "ms"), "memory": ("app RSS with the bundled models", 1536, "MB"),
+           "fast_ms": ("fastest model >= 70% accuracy, ms per face (batch 1)", 1.0, "ms")}
+
+
+def load(results: Path, name: str) -> dict | None:
+    path = results / "bench" / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def provenance(r: dict) -> list[str]:
+    return [f"`{r['command']}` (commit {r.get('commit', '?')}, {r.get('date', '?')}, {r.get('hardware', '?')}"
+            + (f", 1-min load {r['load_average_1min']}" if "load_average_1min" in r else "") + ")", ""]
+
+
+def accuracies(results: Path) -> dict[str, float]:
+    """Test accuracy (no TTA) per model from results/<model>.json."""
+    out = {}
+    for path in results.glob("*.json"):
+        r = json.loads(path.read_text())
+        if r.get("split") == "test" and r.get("tta") == "none" and "accuracy" in r and r.get("task") != "text":
+            out[r["model"]] = r["accuracy"]
+    return out
+
+
+def latency_section(r: dict, acc: dict[str, float], peer_ms: float | None) -> list[str]:
+    lines = ["## Latency", "", *provenance(r)]
+    if r.get("models"):
+        lines += ["| model | FER test acc. | batch 1 p50 / p95 (ms per face) | batch 32 p50 (ms per face) | x peer (b1) |",
+                  "|---|---|---|---|---|"]
+        for name, m in r["models"].items():
+            ratio = f"{m['batch1']['p50'] / peer_ms:.1f}x" if peer_ms else "n/a"
+            a = f"{acc[name]:.1%}" if name in acc else "n/a"
+            lines.append(f"| `{name}` | {a} | {m['batch1']['p50']:.2f} / {m['batch1']['p95']:.2f} | "
+                         f"{m['batch32']['p50']:.3f} | {ratio} |")
+        if peer_ms:
+            lines.append(f"| `fer` peer (mini-Xception, TFLite) | {acc.get('fer_peer', float('nan')):.1%} | "
+                         f"{peer_ms:.3f} | n/a | 1.0x |")
+        lines += [""] + [f"- `{n}` unavailable: {why[:160]}" for n, why in r.get("unavailable", {}).items()] + [""]
+    if r.get("detection"):
+        lines += ["Face detection (YuNet, one face):", "", "| photo | p50 ms | p95 ms |", "|---|---|---|"]
+        lines += [f"| {size} | {d['p50']:.1f} | {d['p95']:.1f} |" for size, d in r["detection"].items()] + [""]
+    if r.get("app"):
+        a = r["app"]
+        lines += [f"App end to end through gradio_client, serving {', '.join(f'`{m}`' for m in a['models'])}:", "",
+                  "| 640x480 request | p50 ms | p95 ms |", "|---|---|---|"]
+        lines += [f"| {k.replace('_', ' ')} | {d['p50']:.0f} | {d['p95']:.0f} |" for k, d in a["request_ms"].items()]
+        mem = a["memory_mb"]["after_all_requests"]
+        lines += ["", f"App memory after the requests: RSS {mem['rss']:.0f} MB, peak {mem['peak']:.0f} MB. "
+                  + "; ".join(f"cold start {i}: page after {s['ready_s']:.1f} s, first answer after "
+                              f"{s['first_answer_s']:.1f} s" for i, s in enumerate(a["cold_start"], 1)), ""]
+    return lines
+
+
+def load_section(title: str, r: dict) -> list[str]:
+    lat = r["latency_ms"]
+    lines = [f"## {title}", "", *provenance(r),
+             f"{r['clients']} clients, {r['faces']}-face 640x480 photo, models {', '.join(r['models'])}: "
+             f"{r['requests']} requests in {r['seconds']:.0f} s, **{r['errors']} errors**; latency p50 {lat['p50']:.0f} ms, "
+             f"p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms; {r['requests_per_second']:.1f} requests/s."]
+    if "memory_trend" in r:
+        lines.append(f"Memory over the soak: {r['memory_trend'].get('verdict', '')}.")
+    return lines + [""]
+
+
+def throughput_section(r: dict) -> list[str]:
+    lines = ["## Throughput", "", *provenance(r)]
+    if r.get("eval"):
+        lines += [f"Evaluation (batch {r['eval_batch_size']}, FER2013 test faces, preprocessing included):", "",
+                  "| model | img/s |", "|---|---|"]
+        lines += [f"| `{n}` | {e['images_per_second']:.0f} |" for n, e in r["eval"].items()] + [""]
+    if r.get("train"):
+        variants = list(next(iter(r["train"].values())))
+        lines += [f"Training (batch {r['train_batch_size']}, img/s; CL = channels_last):", "",
+                  "| backbone | " + " | ".join(variants) + " | best / fp32 |", "|---" * (len(variants) + 2) + "|"]
+        for key, row in r["train"].items():
+            nums = [v for v in row.values() if isinstance(v, (int, float))]
+            base = row.get("fp32") if isinstance(row.get("fp32"), (int, float)) else None
+            ratio = f"{max(nums) / base:.2f}x" if nums and base else "n/a"
+            cells = " | ".join(f"{v:.0f}" if isinstance(v, (int, float)) else "failed" for v in row.values())
+            lines.append(f"| {key} | {cells} | {ratio} |")
+        lines.append("")
+    return lines
+
+
+def clip_section(r: dict) -> list[str]:
+    rows = {x["method"]: x for x in r["rows"]}
+    lines = ["## CLIP training cost", "", *provenance(r),
+             "ViT-B/32 architecture with random weights (cost does not depend on the weights), batch "
+             f"{r['rows'][0]['batch']}:", "", "| method | trainable parameters | s / step | peak RSS MB |", "|---|---|---|---|"]
+    lines += [f"| {m} | {x['trainable_params']:,} | {x['seconds_per_step']:.3f} | {x['peak_rss_mb']:.0f} |"
+              for m, x in rows.items()]
+    for name in ("linear", "coop"):
+        if f"{name}_cached" in rows and f"{name}_reencode" in rows:
+            ratio = rows[f"{name}_reencode"]["seconds_per_step"] / rows[f"{name}_cached"]["seconds_per_step"]
+            lines.append(f"\n{name}: training on cached image features is **{ratio:,.0f}x** faster per step than "
+                         "re-encoding the images.")
+    return lines + [""]
+
+
+def targets_section(lat: dict | None, load_r: dict | None, acc: dict[str, float]) -> list[str]:
+    seen = {}
+    if lat and lat.get("app"):
+        seen["request_p50"] = lat["app"]["request_ms"]["1_face"]["p50"]
+        seen["memory"] = lat["app"]["memory_mb"]["after_all_requests"]["rss"]
+    if load_r:
+        seen["load_p95"] = load_r["latency_ms"]["p95"]
+    if lat and lat.get("models"):
+        fast = [m["batch1"]["p50"] for n, m in lat["models"].items() if acc.get(n, 0) >= 0.70]
+        seen["fast_ms"] = min(fast) if fast else None
+    lines = ["## Targets", "", "| target | limit | measured | |", "|---|---|---|---|"]
+    for key, (what, limit, unit) in TARGETS.items():
+        v = seen.get(key)
+        verdict = "not measured" if key not in seen else ("no model reaches 70% yet" if v is None else
+                                                          ("met" if v <= limit else f"missed by {v - limit:.1f} {unit}"))
+        shown = "n/a" if v is None else f"{v:.1f} {unit}"
+        lines.append(f"| {what} | <= {limit} {unit} | {shown} | {verdict} |")
+    return lines + [""]
+
+
+def render(results: Path) -> str:
+    acc = accuracies(results)
+    peer = results / "fer_peer.json"
+    peer_ms = 1000 / json.loads(peer.read_text())["images_per_second"] if peer.exists() else None
+    lat, load_r, soak = load(results, "latency"), load(results, "load"), load(results, "soak")
+    out = ["# Benchmarks", "", "Written by `python bench/report.py` from `results/bench/*.json`; each section names the "
+           "command that measured it. Figures are from one 2-core CPU; other work on the cores skews them (the load "
+           "average is recorded).", ""]
+    out += targets_section(lat, load_r, acc)
+    out += latency_section(lat, acc, peer_ms) if lat else []
+    out += load_section("Load", load_r) if load_r else []
+    out += load_section("Soak", soak) if soak else []
+    tp, clip = load(results, "throughput"), load(results, "clip_cost")
+    out += throughput_section(tp) if tp else []
+    out += clip_section(clip) if clip else []
+    missing = [f"- {name}: `{cmd}`" for name, cmd in COMMANDS.items() if load(results, name) is None]
+    if missing:
+        out += ["## Not measured yet", "", *missing, ""]
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--results", default=str(ROOT / "results"))
+    p.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
+    args = p.parse_args(argv)
+    Path(args.output).write_text(render(Path(args.results)))
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
