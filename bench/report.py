@@ -58,8 +58,8 @@ def latency_section(r: dict, acc: dict[str, float], peer_ms: float | None) -> li
             lines.append(f"| `{name}` | {a} | {m['batch1']['p50']:.2f} / {m['batch1']['p95']:.2f} | "
                          f"{m['batch32']['p50']:.3f} | {ratio} |")
         if peer_ms:
-            lines.append(f"| `fer` peer (mini-Xception, TFLite) | {acc.get('fer_peer', float('nan')):.1%} | "
-                         f"{peer_ms:.3f} | n/a | 1.0x |")
+            lines.append(f"| `fer` peer (mini-Xception, TFLite; mean, preprocessing excluded) | "
+                         f"{acc.get('fer_peer', float('nan')):.1%} | {peer_ms:.3f} | n/a | 1.0x |")
         lines += [""] + [f"- `{n}` unavailable: {why[:160]}" for n, why in r.get("unavailable", {}).items()] + [""]
     if r.get("detection"):
         lines += ["Face detection (YuNet, one face):", "", "| photo | p50 ms | p95 ms |", "|---|---|---|"]
@@ -110,8 +110,8 @@ def throughput_section(r: dict) -> list[str]:
 def clip_section(r: dict) -> list[str]:
     rows = {x["method"]: x for x in r["rows"]}
     lines = ["## CLIP training cost", "", *provenance(r),
-             "ViT-B/32 architecture with random weights (cost does not depend on the weights), batch "
-             f"{r['rows'][0]['batch']}:", "", "| method | trainable parameters | s / step | peak RSS MB |", "|---|---|---|---|"]
+             "CLIP ViT-B/32 architecture (a random-weight copy unless the command names --base; cost does not "
+             f"depend on the weights), batch {r['rows'][0]['batch']}:", "", "| method | trainable parameters | s / step | peak RSS MB |", "|---|---|---|---|"]
     lines += [f"| {m} | {x['trainable_params']:,} | {x['seconds_per_step']:.3f} | {x['peak_rss_mb']:.0f} |"
               for m, x in rows.items()]
     for name in ("linear", "coop"):

@@ -25,10 +25,10 @@ FUSION_FILE = "fusion.json"  # in results/: the fitted weight, written by eval/f
 
 def text_to_fer7(p_text: np.ndarray, mapping: dict[str, str | None] | None = None) -> np.ndarray:
     """(N, 6) DAIR-AI probabilities -> (N, 7) FER-7 probabilities (``mapping``: see
-    :func:`fermm.labels.text6_to_fer7_matrix`; mass of labels mapped to None is dropped, rows renormalised)."""
+    :func:`fermm.labels.text6_to_fer7_matrix`). The mass of a label mapped to None is spread evenly over
+    FER-7: that label then says nothing about the face, rather than sharpening the others."""
     p = np.asarray(p_text, dtype=np.float64) @ np.asarray(text6_to_fer7_matrix(mapping))
-    total = p.sum(1, keepdims=True)
-    return np.divide(p, total, out=np.full_like(p, 1 / len(FER7)), where=total > 0)
+    return p + (1 - p.sum(1, keepdims=True)) / len(FER7)
 
 
 def fuse(p_image: np.ndarray, p_text_fer: np.ndarray | None, weight: float) -> np.ndarray:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+import torch
 from PIL import Image
 
 from fermm import faces as facelib
@@ -184,7 +185,7 @@ def predict_image(image: Image.Image | None, pool: ModelPool, models: Sequence[s
             r.probs[name] = {lab: float(v) for lab, v in zip(model.labels, row)}
         fer7.append(to_fer7(p, model.labels))
         if text_result and getattr(model, "family", "") == "clip":  # CLIP also reads the text in its own space
-            for r, row in zip(results, model.predict_proba(crops, texts=[text]).numpy()):
+            for r, row in zip(results, model.joint_proba(torch.from_numpy(p), text).numpy()):
                 r.joint[name] = {lab: float(v) for lab, v in zip(model.labels, row)}
     if fer7:
         image_probs = fuse(fer7)

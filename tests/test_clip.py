@@ -203,6 +203,11 @@ def test_joint_image_text_scoring(tiny_clip, astronaut):
     assert torch.allclose(diff, diff[:, :1].expand_as(diff), atol=1e-4)
     with pytest.raises(ValueError, match="one sentence or one per face"):
         model.predict_proba(faces, texts=["a", "b", "c"])
+    long = model.predict_proba(faces, texts=[" ".join(["happy"] * 300)])  # > 77 tokens: truncated, not an error
+    assert torch.allclose(long.sum(-1), torch.ones(2))
+    one = model.predict_proba(faces, texts=["i am so happy today"])  # one sentence for every face
+    assert torch.allclose(model.joint_proba(image_only, "i am so happy today"), one)
+    assert torch.allclose(one[0], joint[0], atol=1e-6)
 
 
 def test_clip_text_classifier_trains_saves_only_the_head(tiny_clip, tmp_path):
@@ -221,15 +226,13 @@ def test_clip_text_classifier_trains_saves_only_the_head(tiny_clip, tmp_path):
 
     with safe_open(str(out / "model.safetensors"), framework="pt") as f:
         assert sorted(f.keys()) == ["head.bias", "head.weight"] and f.metadata()["base_model"] == tiny_clip
-    base = load_model(str(out)).clip.state_dict()  # the tower is CLIP's own, untouched by training
-    fresh = CLIPModelFromFolder(tiny_clip).state_dict()
-    assert all(torch.equal(base[k], fresh[k]) for k in fresh)
+    from fermm.models.text import TextCLIP
 
-
-def CLIPModelFromFolder(path):
-    from transformers import CLIPModel
-
-    return CLIPModel.from_pretrained(path)
+    fresh = TextCLIP(base_model=tiny_clip)  # only the head can train; it has moved from its zero-shot start
+    assert [n for n, p in fresh.named_parameters() if p.requires_grad] == ["head.weight", "head.bias"]
+    assert not torch.allclose(model.head.weight, fresh.head.weight)
+    long = " ".join(["happy"] * 300)  # longer than CLIP's 77 tokens: cut, not refused
+    assert model.predict_text([long]).shape == (1, 6)
 
 
 def test_app_prediction_shows_clip_joint_scores_only_with_text(tiny_clip, tmp_path, astronaut):

@@ -67,7 +67,9 @@ def test_fusion_math():
 def test_love_dropped_mapping_and_learned_head():
     love = np.eye(6)[[TEXT6.index("love"), TEXT6.index("joy")]] * 0.8 + 0.2 / 6
     dropped = fusion.text_to_fer7(love, {**fusion.TEXT6_TO_FER7, "love": None})
-    assert np.allclose(dropped.sum(1), 1) and dropped[0, FER7.index("happy")] == pytest.approx(0.2) and dropped[1, FER7.index("happy")] > 0.8
+    assert np.allclose(dropped.sum(1), 1)
+    assert np.ptp(dropped[0]) < 0.05  # a love sentence, its mass spread: it says ~nothing about the face
+    assert dropped[1].argmax() == FER7.index("happy") and dropped[1, FER7.index("happy")] > 0.7
     rng = np.random.default_rng(0)
     y = rng.integers(0, 7, 300)
     img = np.eye(7)[np.where(rng.random(300) < 0.5, y, rng.integers(0, 7, 300))] * 0.6 + 0.4 / 7
@@ -122,7 +124,8 @@ def test_fusion_and_text_evaluation_scripts(tmp_path):
     assert 0 <= result["text_weight"] <= 1 and result["test_congruent"]["n_pairs"] == 10  # no disgust/neutral
     assert set(result["test_conflict"]) >= {"fused_follows_face", "fused_follows_text", "learned_head_follows_text"}
     mapping = result["label_mapping_on_text_test"]
-    assert 0 <= mapping["text6_accuracy"] <= mapping["fer7_accuracy_love_to_happy"] <= 1  # merging can only help
+    assert all(0 <= v <= 1 for v in mapping.values())
+    assert set(mapping) >= {"fer7_accuracy_love_to_happy_non_love_sentences", "fer7_accuracy_love_dropped_non_love_sentences"}
     assert fusion.load_weight(out) == result["text_weight"]
     assert evaluate.main(["--models", str(tmp_path / "txt"), "--text_dataset", str(EMOTION_TINY),
                           "--output_dir", str(out)]) == 0

@@ -53,7 +53,9 @@ def image_features(clip, pixels: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def text_features(clip, tokenizer, texts: Sequence[str]) -> torch.Tensor:
     """(len(texts), D) unit text embeddings."""
-    tok = tokenizer(list(texts), padding=True, return_tensors="pt")
+    # CLIP reads at most 77 tokens: longer user text is cut (the tower would refuse it)
+    tok = tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt",
+                    max_length=clip.config.text_config.max_position_embeddings)
     return F.normalize(clip.get_text_features(**tok).pooler_output, dim=-1)
 
 
@@ -107,28 +109,34 @@ class ClipClassifier(EmotionClassifier):
     def text_logits(self, texts: Sequence[str]) -> torch.Tensor:
         """(N, C) CLIP's reading of N sentences: each sentence's embedding against sentence prompts for
         this model's labels ("a sentence expressing {word}."), in the same text tower as the image scores."""
+        feats = text_features(self.clip, self.tokenizer, texts)
         if getattr(self, "_sentence_weights", None) is None:  # computed once, on first use
             self._sentence_weights = zero_shot_weights(self.clip, self.tokenizer, self.labels,
                                                        TEXT_PROMPT_TEMPLATES, LABEL_WORDS)
-        return self.logit_scale() * text_features(self.clip, self.tokenizer, texts) @ self._sentence_weights.T
+        return self.logit_scale() * feats @ self._sentence_weights.to(feats).T
+
+    @torch.inference_mode()
+    def joint_proba(self, probs: torch.Tensor, text: str, text_weight: float = 1.0) -> torch.Tensor:
+        """Image probabilities (N, C) scored jointly with one sentence:
+        p(c) ~ p_image(c) * p_text(c) ** text_weight (a product of experts in CLIP's shared space)."""
+        from fermm.models.text import clean_text
+
+        text_logp = self.text_logits([clean_text(text)[0]]).float().log_softmax(-1)  # (1, C), shared by all faces
+        return (probs.float().clamp_min(1e-12).log() + text_weight * text_logp).softmax(-1)
 
     @torch.inference_mode()
     def predict_proba(self, faces: Sequence, texts: Sequence[str] | None = None, tta: str = "none",
                       batch_size: int = 64, text_weight: float = 1.0) -> torch.Tensor:
         """(N, C) probabilities; with ``texts`` (one sentence, or one per face) the joint image + text score
-        p(c) ~ p_image(c) * p_text(c) ** text_weight (a product of experts in CLIP's shared space).
-        No text (or ``text_weight=0``) gives the image-only result exactly."""
+        of :meth:`joint_proba`. No text (or ``text_weight=0``) gives the image-only result exactly."""
         probs = super().predict_proba(faces, tta=tta, batch_size=batch_size)
         if texts is None or len(faces) == 0 or text_weight == 0:
             return probs
-        from fermm.models.text import clean_text
-
-        texts = [clean_text(t)[0] for t in texts]
-        texts = texts * len(faces) if len(texts) == 1 else texts
-        if len(texts) != len(faces):
+        if len(texts) not in (1, len(faces)):
             raise ValueError(f"give one sentence or one per face: {len(texts)} sentences for {len(faces)} faces")
-        joint = probs.clamp_min(1e-12).log() + text_weight * self.text_logits(texts).float().log_softmax(-1)
-        return joint.softmax(-1)
+        if len(texts) == 1:
+            return self.joint_proba(probs, texts[0], text_weight)
+        return torch.cat([self.joint_proba(probs[i:i + 1], t, text_weight) for i, t in enumerate(texts)])
 
     # ------------------------------------------------------------------ save only what is learned
 
