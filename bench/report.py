@@ -112,13 +112,14 @@ def clip_section(r: dict) -> list[str]:
     lines = ["## CLIP training cost", "", *provenance(r),
              "CLIP ViT-B/32 architecture (a random-weight copy unless the command names --base; cost does not "
              f"depend on the weights), batch {r['rows'][0]['batch']}:", "", "| method | trainable parameters | s / step | peak RSS MB |", "|---|---|---|---|"]
-    lines += [f"| {m} | {x['trainable_params']:,} | {x['seconds_per_step']:.3f} | {x['peak_rss_mb']:.0f} |"
+    lines += [f"| {m} | {x['trainable_params']:,} | {x['seconds_per_step']:.3g} | {x['peak_rss_mb']:.0f} |"
               for m, x in rows.items()]
     for name in ("linear", "coop"):
         if f"{name}_cached" in rows and f"{name}_reencode" in rows:
             ratio = rows[f"{name}_reencode"]["seconds_per_step"] / rows[f"{name}_cached"]["seconds_per_step"]
+            why = " (CoOp still runs the text tower on every class prompt each step)" if name == "coop" else ""
             lines.append(f"\n{name}: training on cached image features is **{ratio:,.0f}x** faster per step than "
-                         "re-encoding the images.")
+                         f"re-encoding the images{why}.")
     return lines + [""]
 
 
