@@ -146,3 +146,14 @@ def test_bucketed_batches_cover_each_sentence_once_with_similar_lengths():
     assert spread < 0.2 * np.ptp(lengths)  # similar lengths per batch, so little padding
     again = bucketed_batches(lengths, 32, torch.Generator().manual_seed(0), n_batches=31)
     assert all(np.array_equal(a, b) for a, b in zip(batches, again))  # seeded: resumable
+
+
+def test_text_checkpoint_is_validated_on_load(tmp_path):
+    torch.manual_seed(0)
+    TextGRU(vocab=["happy", "sad"], embed_dim=8, hidden=4).half().save_pretrained(tmp_path / "m")  # an fp16 bundle
+    loaded = load_model(str(tmp_path / "m"))
+    assert loaded.head.weight.dtype == torch.float32  # fp16 weights come back into the fp32 model
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "hidden": 5}))
+    with pytest.raises(ValueError, match="saved shape .* != expected"):
+        load_model(str(tmp_path / "m"))

@@ -43,6 +43,63 @@ class FermmModel(nn.Module, PyTorchModelHubMixin, library_name="fermm", repo_url
         return folder
 
 
+class LearnedOnly:
+    """Mixin for models on a frozen or packaged base: save only what is learned (``learned_state_dict``,
+    ``learned_metadata``) to ``learned_file``, and on load rebuild the model from config.json, then load
+    those tensors, refusing anything that does not match this model exactly (names, shapes, metadata)."""
+
+    learned_file: str = "model.safetensors"
+
+    def learned_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+
+    def learned_metadata(self) -> dict[str, str]:
+        return {}
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        from safetensors.torch import save_file
+
+        state = self.learned_state_dict()
+        if state:
+            save_file(state, str(Path(save_directory) / self.learned_file),
+                      metadata={"format": "pt", **self.learned_metadata()})
+
+    def load_learned(self, state: dict[str, torch.Tensor], metadata: dict[str, str] | None) -> None:
+        """Load saved learned tensors (any float dtype, e.g. an fp16 bundle) after checking they fit."""
+        expected = self.learned_state_dict()
+        mine = self.learned_metadata()
+        wrong = {k: (v, mine[k]) for k, v in (metadata or {}).items() if k in mine and mine[k] != v}
+        if wrong:
+            raise ValueError(f"the saved weights file does not match this model: {wrong} (saved, expected)")
+        if set(state) != set(expected):
+            raise ValueError(f"saved tensors {sorted(set(state) ^ set(expected))[:5]} do not match the model's "
+                             f"learned parameters")
+        for k, v in state.items():
+            if v.shape != expected[k].shape:
+                raise ValueError(f"{k}: saved shape {tuple(v.shape)} != expected {tuple(expected[k].shape)}")
+        self.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=False)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision=None, cache_dir=None, force_download=False,
+                         local_files_only=False, token=None, map_location="cpu", strict=True, **model_kwargs):
+        from safetensors import safe_open
+
+        model = cls(**model_kwargs)
+        if not model.learned_state_dict():  # e.g. CLIP zero-shot: config.json is the whole checkpoint
+            return model
+        path = Path(model_id) / cls.learned_file
+        if not path.exists():
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(model_id, cls.learned_file, revision=revision, cache_dir=cache_dir,
+                                        force_download=force_download, token=token,
+                                        local_files_only=local_files_only))
+        with safe_open(str(path), framework="pt") as f:
+            state, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+        model.load_learned(state, metadata)
+        return model
+
+
 class EmotionClassifier(FermmModel, tags=["facial-expression-recognition", "image-classification", "fermm"]):
     """Base class: subclasses build their layers in ``__init__`` from JSON-able keyword arguments.
 

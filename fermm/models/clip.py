@@ -9,7 +9,6 @@ folder) is loaded from the Hub or its folder and is never copied into fermm chec
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fermm.labels import FER7, LABEL_WORDS, PROMPT_NAMES, PROMPT_TEMPLATES, TEXT_PROMPT_TEMPLATES
-from fermm.models.base import EmotionClassifier
+from fermm.models.base import EmotionClassifier, LearnedOnly
 from fermm.transforms import CLIP_MEAN, CLIP_STD
 
 log = logging.getLogger(__name__)
@@ -70,7 +69,7 @@ def zero_shot_weights(clip, tokenizer, labels: Sequence[str], templates: Sequenc
     return torch.stack(rows)
 
 
-class ClipClassifier(EmotionClassifier):
+class ClipClassifier(LearnedOnly, EmotionClassifier):
     """Base of the CLIP family: builds the base CLIP and saves only what is learned.
 
     Subclasses implement ``class_weights()`` (C, D) and may mark parameters as learned through
@@ -78,6 +77,7 @@ class ClipClassifier(EmotionClassifier):
     """
 
     family = "clip"
+    learned_file = LEARNED_FILE
     learned_prefixes: tuple[str, ...] = ()
 
     def _init_clip(self, base_model: str, labels: Sequence[str]) -> None:
@@ -144,52 +144,8 @@ class ClipClassifier(EmotionClassifier):
         return {k: v.detach().contiguous() for k, v in self.state_dict().items()
                 if k.startswith(self.learned_prefixes)}
 
-    def _save_pretrained(self, save_directory: Path) -> None:
-        from safetensors.torch import save_file
-
-        state = self.learned_state_dict()
-        if state:
-            save_file(state, str(Path(save_directory) / LEARNED_FILE), metadata=self.learned_metadata())
-
     def learned_metadata(self) -> dict[str, str]:
         return {"base_model": self.base_model, "labels": ",".join(self.labels), "fermm_class": type(self).__name__}
-
-    def load_learned(self, state: dict[str, torch.Tensor], metadata: dict[str, str] | None) -> None:
-        """Load the saved learned tensors, refusing anything that does not match this model exactly."""
-        expected = self.learned_state_dict()
-        if metadata is not None:
-            mine = self.learned_metadata()
-            wrong = {k: (v, mine.get(k)) for k, v in metadata.items() if k in mine and mine[k] != v}
-            if wrong:
-                raise ValueError(f"saved adapter does not match this model: {wrong} (saved, expected)")
-        if set(state) != set(expected):
-            raise ValueError(f"saved tensors {sorted(set(state) ^ set(expected))[:5]} do not match the model's "
-                             f"learned parameters")
-        for k, v in state.items():
-            if v.shape != expected[k].shape:
-                raise ValueError(f"{k}: saved shape {tuple(v.shape)} != expected {tuple(expected[k].shape)}")
-        self.load_state_dict(state, strict=False)
-
-    @classmethod
-    def _from_pretrained(cls, *, model_id: str, revision=None, cache_dir=None, force_download=False,
-                         local_files_only=False, token=None, map_location="cpu", strict=True, **model_kwargs):
-        from safetensors import safe_open
-
-        model = cls(**model_kwargs)
-        if not model.learned_state_dict():
-            return model
-        path = Path(model_id) / LEARNED_FILE
-        if not path.exists():
-            from huggingface_hub import hf_hub_download
-
-            path = Path(hf_hub_download(model_id, LEARNED_FILE, revision=revision, cache_dir=cache_dir,
-                                        force_download=force_download, token=token,
-                                        local_files_only=local_files_only))
-        with safe_open(str(path), framework="pt") as f:
-            state = {k: f.get_tensor(k) for k in f.keys()}
-            metadata = f.metadata()
-        model.load_learned(state, metadata)
-        return model
 
 
 class ClipZeroShot(ClipClassifier):

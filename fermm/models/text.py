@@ -15,7 +15,6 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fermm.labels import TEXT6
-from fermm.models.base import FermmModel
+from fermm.models.base import FermmModel, LearnedOnly
 
 MAX_CHARS = 2000  # longer input is truncated (DAIR-AI sentences are < 300 characters)
 TOKEN = re.compile(r"[a-z0-9']+")
@@ -50,7 +49,7 @@ def words(text: str) -> list[str]:
     return TOKEN.findall(text.lower())
 
 
-class TextClassifierBase(FermmModel, tags=["text-classification", "emotion", "fermm"]):
+class TextClassifierBase(LearnedOnly, FermmModel, tags=["text-classification", "emotion", "fermm"]):
     """Shared ``predict_text``; subclasses implement ``encode_batch`` and ``forward(**inputs)``."""
 
     family = "text"
@@ -67,48 +66,6 @@ class TextClassifierBase(FermmModel, tags=["text-classification", "emotion", "fe
         out = [self(**self.encode_batch(texts[i:i + batch_size])).float().softmax(-1)
                for i in range(0, len(texts), batch_size)]
         return torch.cat(out) if out else torch.empty(0, len(self.labels))
-
-    # ------------------------------------------------------------------ save only what is learned
-
-    def learned_state_dict(self) -> dict[str, torch.Tensor]:
-        """What is saved; models on a frozen or packaged base override this (head, adapters)."""
-        return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-
-    def learned_metadata(self) -> dict[str, str]:
-        return {}
-
-    def _save_pretrained(self, save_directory: Path) -> None:
-        from safetensors.torch import save_file
-
-        save_file(self.learned_state_dict(), str(Path(save_directory) / "model.safetensors"),
-                  metadata={"format": "pt", **self.learned_metadata()})
-
-    @classmethod
-    def _from_pretrained(cls, *, model_id: str, revision=None, cache_dir=None, force_download=False,
-                         local_files_only=False, token=None, map_location="cpu", strict=True, **model_kwargs):
-        """Rebuild from config.json, then load the saved tensors, validated against the model's own."""
-        from safetensors import safe_open
-
-        model = cls(**model_kwargs)
-        path = Path(model_id) / "model.safetensors"
-        if not path.exists():
-            from huggingface_hub import hf_hub_download
-
-            path = Path(hf_hub_download(model_id, "model.safetensors", revision=revision, cache_dir=cache_dir,
-                                        force_download=force_download, token=token,
-                                        local_files_only=local_files_only))
-        with safe_open(str(path), framework="pt") as f:
-            state, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
-        expected = model.learned_state_dict()
-        wrong = {k: (v, metadata[k]) for k, v in model.learned_metadata().items() if k in metadata and metadata[k] != v}
-        if wrong or set(state) != set(expected):
-            raise ValueError(f"{model_id}: saved tensors do not match a {cls.__name__} with this config "
-                             f"({wrong or sorted(set(state) ^ set(expected))[:5]})")
-        for k, v in state.items():
-            if v.shape != expected[k].shape:
-                raise ValueError(f"{model_id}: {k} has shape {tuple(v.shape)}, the model {tuple(expected[k].shape)}")
-        model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=False)
-        return model
 
 
 class TextGRU(TextClassifierBase):
