@@ -172,9 +172,6 @@ def predict_tab(pool: ModelPool, available: list[str], unavailable: dict[str, st
                  [boxed, table, chart, status, gallery],
                  api_name="predict", concurrency_limit=4)
     return status_table
-    button.click(make_predict_fn(pool, text_pool, text_weight), [image, text, models, whole, explain, text_model],
-                 [boxed, table, chart, status, gallery],
-                 api_name="predict", concurrency_limit=4)
 
 
 def accuracy_tab(results_dir: Path):

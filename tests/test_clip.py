@@ -230,6 +230,7 @@ def test_clip_text_classifier_trains_saves_only_the_head(tiny_clip, tmp_path):
 
     fresh = TextCLIP(base_model=tiny_clip)  # only the head can train; it has moved from its zero-shot start
     assert [n for n, p in fresh.named_parameters() if p.requires_grad] == ["head.weight", "head.bias"]
+    assert not any(n.startswith("clip.vision") or n.startswith("clip.visual") for n, _ in fresh.named_parameters())
     assert not torch.allclose(model.head.weight, fresh.head.weight)
     long = " ".join(["happy"] * 300)  # longer than CLIP's 77 tokens: cut, not refused
     assert model.predict_text([long]).shape == (1, 6)

@@ -166,6 +166,8 @@ class TextCLIP(TextClassifierBase):
 
         self.base_model, self.labels = base_model, tuple(labels)
         self.clip, self.tokenizer = load_clip(base_model)
+        # text only: drop the vision tower (ViT-B/32: ~88M of its ~150M parameters) rather than keep it in memory
+        self.clip.vision_model, self.clip.visual_projection = nn.Identity(), nn.Identity()
         self.max_len = self.clip.config.text_config.max_position_embeddings
         w = zero_shot_weights(self.clip, self.tokenizer, self.labels, TEXT_PROMPT_TEMPLATES, names={})  # (C, D)
         self.head = nn.Linear(w.shape[1], len(self.labels))
