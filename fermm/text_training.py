@@ -81,6 +81,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--weight_decay", type=float, default=0.01)
     p.add_argument("--label_smoothing", type=float, default=0.0)
+    p.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights, e.g. 0.999 (0 = off); "
+                   "the average is what is validated and saved")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--log_with", default="tensorboard", choices=("tensorboard", "wandb", "none"))
@@ -128,7 +130,7 @@ def train(args: argparse.Namespace):
     cfg = TrainConfig(output_dir=str(Path(args.output_dir) / "stage_text"), epochs=args.epochs or defaults["epochs"],
                       batch_size=args.batch_size, optimizer=defaults["optimizer"], lr=args.lr or defaults["lr"],
                       weight_decay=args.weight_decay, warmup_epochs=0.5, label_smoothing=args.label_smoothing,
-                      mixed_precision="no", channels_last=False, seed=args.seed, threads=args.threads,
+                      ema_decay=args.ema, mixed_precision="no", channels_last=False, seed=args.seed, threads=args.threads,
                       log_with=args.log_with, max_steps_per_epoch=args.max_steps_per_epoch,
                       extra={**vars(args), **extra})
     task = TextTask(model, split["train"], split["validation"], args.label_smoothing)

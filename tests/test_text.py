@@ -55,6 +55,21 @@ def test_text_script_lands_a_checkpoint(tmp_path, extra):
         assert (out / "model.safetensors").stat().st_size < 2_000_000
 
 
+def test_text_script_with_ema_saves_the_average(tmp_path):
+    import train.text as script
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    assert script.main(["--model", "gru", "--word_vectors", "", "--dataset", str(EMOTION_TINY), "--output_dir",
+                        str(out), "--epochs", "1", "--batch_size", "8", "--log_with", "none", "--ema", "0.5"]) == 0
+    last = out / "stage_text" / "last"  # one epoch: the best checkpoint is the last one
+    ema = {k.removeprefix("module."): v for k, v in load_file(str(last / "ema.safetensors")).items()}
+    raw = load_file(str(last / "model.safetensors"))
+    saved = load_model(str(out)).state_dict()
+    assert torch.allclose(saved["head.weight"], ema["head.weight"])  # what is validated and saved is the average
+    assert not torch.allclose(ema["head.weight"], raw["head.weight"])
+
+
 def test_fusion_math():
     p_img = np.array([[0.1, 0, 0, 0.6, 0.3, 0, 0]])
     p_txt = fusion.text_to_fer7(np.eye(6)[[TEXT6.index("love")]])
