@@ -117,8 +117,12 @@ def app_latency(args: argparse.Namespace, folder: Path) -> dict:
         e2e = {}
         try:
             for n, path in photos.items():
+                cpu0, client0 = common.cpu_seconds(app.pid), common.cpu_seconds()
                 ms = timed(lambda: common.predict(c, path, models), args.repeats, 1)
-                e2e[f"{n}_face" + "s" * (n > 1)] = common.percentiles(ms)
+                cpu, client = common.cpu_seconds(app.pid) - cpu0, common.cpu_seconds() - client0
+                e2e[f"{n}_face" + "s" * (n > 1)] = {
+                    **common.percentiles(ms), "server_cpu_ms": round(cpu * 1000 / (args.repeats + 1), 1),
+                    "client_cpu_ms": round(client * 1000 / (args.repeats + 1), 1)}
         finally:
             c.close()
         after = common.memory_mb(app.pid)
@@ -143,9 +147,10 @@ def report(figures: dict) -> None:
         print(f"\napp serving: {', '.join(a['models']) or 'no model (face detection only)'}")
         for name, why in a["unavailable"].items():
             print(f"  {name} unavailable in the app: {common.short(why)}")
-        print(f"{'request 640x480':<28} {'p50 ms':>8} {'p95 ms':>8}")
+        print(f"{'request 640x480':<28} {'p50 ms':>8} {'p95 ms':>8} {'app CPU ms':>10} {'client CPU ms':>13}")
         for key, d in a["request_ms"].items():
-            print(f"{key.replace('_', ' '):<28} {d['p50']:>8.1f} {d['p95']:>8.1f}")
+            print(f"{key.replace('_', ' '):<28} {d['p50']:>8.1f} {d['p95']:>8.1f} "
+                  f"{d.get('server_cpu_ms', float('nan')):>10.1f} {d.get('client_cpu_ms', float('nan')):>13.1f}")
         m = a["memory_mb"]
         for when, mem in m.items():
             print(f"app memory {when.replace('_', ' ')}: RSS {mem['rss']:.0f} MB, peak (VmHWM) {mem['peak']:.0f} MB")

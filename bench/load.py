@@ -120,18 +120,22 @@ def run_load(args: argparse.Namespace, url: str, pid: int | None, photo: Path) -
         futures = [pool.submit(client_run, url, photo, models, args.requests, args.soak, start)
                    for _ in range(args.clients)]
         start.wait()  # timing starts once every client is connected
-        t0 = time.perf_counter()
+        t0, cpu0, client0 = time.perf_counter(), common.cpu_seconds(pid) if pid else 0.0, common.cpu_seconds()
         if sampler:
             sampler.start()
         results = [f.result() for f in futures]
         wall = time.perf_counter() - t0
+        cpu, client_cpu = (common.cpu_seconds(pid) - cpu0 if pid else None), common.cpu_seconds() - client0
     latencies = [ms for lat, _ in results for ms in lat]
     errors = Counter(e for _, errs in results for e in errs)
     out = {"models": models, "unavailable": unavailable, "clients": args.clients, "faces": args.faces,
            "requests": len(latencies) + sum(errors.values()), "ok": len(latencies),
            "errors": sum(errors.values()), "error_messages": dict(errors.most_common(5)),
            "seconds": round(wall, 2), "requests_per_second": round(len(latencies) / wall, 2),
-           "latency_ms": common.percentiles(latencies, (50, 95, 99))}
+           "latency_ms": common.percentiles(latencies, (50, 95, 99)),
+           "client_cpu_ms_per_request": round(client_cpu * 1000 / max(1, len(latencies)), 1)}
+    if cpu is not None:  # what one request costs the app; 2 cores cap it at 2000 / this requests per second
+        out["server_cpu_ms_per_request"] = round(cpu * 1000 / max(1, len(latencies)), 1)
     if pid:
         out["memory_mb"] = {"before": memory_before, "after": common.memory_mb(pid)}
     if sampler:
@@ -150,6 +154,9 @@ def report(r: dict) -> None:
         print(f"  {count} x {message}")
     print(f"latency ms: p50 {lat['p50']}, p95 {lat['p95']}, p99 {lat['p99']}; "
           f"{r['requests_per_second']:.2f} requests/s")
+    if "server_cpu_ms_per_request" in r:
+        print(f"CPU per request: app {r['server_cpu_ms_per_request']} ms, clients {r['client_cpu_ms_per_request']} ms "
+              f"(same machine; both share its cores)")
     if "memory_mb" in r:
         b, a = r["memory_mb"]["before"], r["memory_mb"]["after"]
         print(f"app RSS {b['rss']:.0f} MB before, {a['rss']:.0f} MB after (peak {a['peak']:.0f} MB)")

@@ -67,13 +67,18 @@ def latency_section(r: dict, acc: dict[str, float], peer_ms: float | None) -> li
     if r.get("app"):
         a = r["app"]
         lines += [f"App end to end through gradio_client, serving {', '.join(f'`{m}`' for m in a['models'])}:", "",
-                  "| 640x480 request | p50 ms | p95 ms |", "|---|---|---|"]
-        lines += [f"| {k.replace('_', ' ')} | {d['p50']:.0f} | {d['p95']:.0f} |" for k, d in a["request_ms"].items()]
+                  "| 640x480 request | p50 ms | p95 ms | app CPU ms | client CPU ms |", "|---|---|---|---|---|"]
+        lines += [f"| {k.replace('_', ' ')} | {d['p50']:.0f} | {d['p95']:.0f} | {_ms(d.get('server_cpu_ms'))} | "
+                  f"{_ms(d.get('client_cpu_ms'))} |" for k, d in a["request_ms"].items()]
         mem = a["memory_mb"]["after_all_requests"]
         lines += ["", f"App memory after the requests: RSS {mem['rss']:.0f} MB, peak {mem['peak']:.0f} MB. "
                   + "; ".join(f"cold start {i}: page after {s['ready_s']:.1f} s, first answer after "
                               f"{s['first_answer_s']:.1f} s" for i, s in enumerate(a["cold_start"], 1)), ""]
     return lines
+
+
+def _ms(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.0f}"
 
 
 def load_section(title: str, r: dict) -> list[str]:
@@ -82,6 +87,9 @@ def load_section(title: str, r: dict) -> list[str]:
              f"{r['clients']} clients, {r['faces']}-face 640x480 photo, models {', '.join(r['models'])}: "
              f"{r['requests']} requests in {r['seconds']:.0f} s, **{r['errors']} errors**; latency p50 {lat['p50']:.0f} ms, "
              f"p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms; {r['requests_per_second']:.1f} requests/s."]
+    if "server_cpu_ms_per_request" in r:
+        lines.append(f"CPU per request: the app {r['server_cpu_ms_per_request']:.0f} ms, the clients "
+                     f"{r['client_cpu_ms_per_request']:.0f} ms (same 2 cores: throughput <= 2000 / their sum).")
     if "memory_trend" in r:
         lines.append(f"Memory over the soak: {r['memory_trend'].get('verdict', '')}.")
     return lines + [""]

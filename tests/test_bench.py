@@ -22,11 +22,15 @@ def test_report_renders_targets_ratios_and_missing_sections(tmp_path):
                                        "slow": {"batch1": {"p50": 3.0, "p95": 4.0}, "batch32": {"p50": 1.0, "p95": 1.0}}},
                             "unavailable": {"coop": "OSError: no CLIP"},
                             "app": {"models": ["fast"], "unavailable": {}, "cold_start": [{"ready_s": 9.0, "first_answer_s": 11.0}],
-                                    "request_ms": {"1_face": {"p50": 200.0, "p95": 300.0}},
+                                    "request_ms": {"1_face": {"p50": 200.0, "p95": 300.0, "server_cpu_ms": 61.0,
+                                                               "client_cpu_ms": 20.4}},
                                     "memory_mb": {"after_all_requests": {"rss": 900.0, "peak": 950.0}}}})
     _write(res, "clip_cost", {"rows": [{"method": m, "trainable_params": n, "batch": 32, "seconds_per_step": s,
                                         "peak_rss_mb": 800.0}
                                        for m, n, s in (("coop_cached", 8192, 0.01), ("coop_reencode", 8192, 2.0))]})
+    _write(res, "load", {"models": ["fast"], "clients": 16, "faces": 1, "requests": 400, "ok": 400, "errors": 0,
+                         "seconds": 40.0, "requests_per_second": 10.0, "latency_ms": {"p50": 900.0, "p95": 1100.0, "p99": 1200.0},
+                         "server_cpu_ms_per_request": 110.2, "client_cpu_ms_per_request": 50.0})
     out = tmp_path / "B.md"
     assert report.main(["--results", str(res), "--output", str(out)]) == 0
     text = out.read_text()
@@ -35,4 +39,20 @@ def test_report_renders_targets_ratios_and_missing_sections(tmp_path):
     assert "| fastest model >= 70% accuracy, ms per face (batch 1) | <= 1.0 ms | 0.8 ms | met |" in text
     assert "| `fast` | 71.0% | 0.80 / 1.00 | 0.100 | 3.2x |" in text  # peer: 1000 / 4000 = 0.25 ms per face
     assert "**200x** faster" in text and "`coop` unavailable: OSError: no CLIP" in text
-    assert "python bench/load.py --clients 16 --requests 25" in text  # not measured yet: the command to run
+    assert "| 1 face | 200 | 300 | 61 | 20 |" in text
+    assert "| 16 x 25 load test p95 | <= 1000 ms | 1100.0 ms | missed by 100.0 ms |" in text
+    assert "CPU per request: the app 110 ms, the clients 50 ms" in text
+    assert "python bench/soak" not in text and "--soak 300" in text  # the soak is not measured yet: its command
+
+
+def test_cpu_seconds_reads_a_process_from_proc():
+    import os
+    import time
+
+    from bench.common import cpu_seconds
+
+    before, p0 = cpu_seconds(), time.process_time()
+    while time.process_time() - p0 < 0.3:  # burn 0.3 s of CPU, whatever else runs on the machine
+        sum(range(1000))
+    assert abs((cpu_seconds() - before) - (time.process_time() - p0)) < 0.05
+    assert abs(cpu_seconds(os.getpid()) - cpu_seconds()) < 0.05  # /proc and os.times agree on this process
