@@ -82,4 +82,4 @@ def load_model(name_or_path: str, source: str | None = None) -> EmotionClassifie
     where = resolve(name_or_path, source) if known else name_or_path
     folder = fetch_folder(where)
     model = model_class(folder).from_pretrained(str(folder), strict=True)
-    return model.eval()
+    return model.for_inference()

@@ -26,6 +26,10 @@ class FermmModel(nn.Module, PyTorchModelHubMixin, library_name="fermm", repo_url
         config = {**(self._hub_mixin_config or {}), "fermm_class": type(self).__name__}
         return super().save_pretrained(save_directory, config=config, **kwargs)
 
+    def for_inference(self) -> "FermmModel":
+        """Eval mode, laid out for fast CPU inference (subclasses may do more); what :func:`load_model` returns."""
+        return self.eval()
+
     def save_with_card(self, folder: str | Path, card: str | None = None, training_args: dict | None = None,
                        fp16: bool = False) -> Path:
         """``save_pretrained`` (+ fp16 weights if asked) and write the card and training arguments."""

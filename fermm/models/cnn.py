@@ -99,6 +99,11 @@ class CNNClassifier(EmotionClassifier):
             self.backbone.eval()
         return self
 
+    def for_inference(self) -> "CNNClassifier":
+        """Eval mode with channels_last weights: oneDNN's convolutions run faster in that layout on CPU
+        (``bench/latency.py`` measures it); outputs are the same up to float rounding."""
+        return self.eval().to(memory_format=torch.channels_last)
+
     def cam_layer(self) -> nn.Module:
         """The last convolutional block (Grad-CAM target, see fermm.explain)."""
         return self.backbone.layer4 if self.backbone_name.startswith("resnet") else self.backbone[0]
