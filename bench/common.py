@@ -199,8 +199,11 @@ def cpu_seconds(pid: int | None = None) -> float:
 # --------------------------------------------------------------------------- clients
 
 
-def client(url: str):
-    """A quiet gradio_client: no telemetry, and output files are not downloaded (latency is the answer's)."""
+def client(url: str, kind: str = "gradio"):
+    """A quiet gradio_client (no telemetry, output files not downloaded: latency is the answer's), or with
+    ``kind="http"`` the lighter :class:`HttpClient`."""
+    if kind == "http":
+        return HttpClient(url)
     from gradio_client import Client
 
     return Client(url, verbose=False, analytics_enabled=False, download_files=False)
@@ -222,8 +225,51 @@ def served_models(url: str) -> tuple[list[str], dict[str, str]]:
 
 def predict(c, path: str | Path, models: Sequence[str]) -> float:
     """One /predict request (photo, no text, ``models``, detect faces, no explanations); seconds taken."""
+    if isinstance(c, HttpClient):
+        return c.predict(path, models)
     from gradio_client import handle_file
 
     t0 = time.perf_counter()
     c.predict(handle_file(str(path)), "", list(models), False, False, api_name="/predict")
     return time.perf_counter() - t0
+
+
+class HttpClient:
+    """Gradio's plain HTTP API (upload, ``POST /gradio_api/call/predict``, then its event stream), as curl
+    would use it: the server does the same work as for gradio_client, the client far less, which matters
+    when the load generator shares the app's two cores."""
+
+    def __init__(self, url: str, timeout: float = 120.0):
+        import httpx
+
+        self.api = url.rstrip("/") + "/gradio_api"
+        self.http = httpx.Client(timeout=timeout)
+
+    def predict(self, path: str | Path, models: Sequence[str]) -> float:
+        t0 = time.perf_counter()
+        with open(path, "rb") as f:
+            r = self.http.post(f"{self.api}/upload", files={"files": (Path(path).name, f, "image/jpeg")})
+        r.raise_for_status()
+        photo = {"path": r.json()[0], "meta": {"_type": "gradio.FileData"}}
+        r = self.http.post(f"{self.api}/call/predict", json={"data": [photo, "", list(models), False, False, None]})
+        r.raise_for_status()
+        self._result(r.json()["event_id"])
+        return time.perf_counter() - t0
+
+    def _result(self, event_id: str) -> list:
+        """The answer's data; raises with the app's own message when the event ends in an error."""
+        event = ""
+        with self.http.stream("GET", f"{self.api}/call/predict/{event_id}") as r:
+            for line in r.iter_lines():
+                if line.startswith("event:"):
+                    event = line.split(":", 1)[1].strip()
+                elif line.startswith("data:") and event in ("complete", "error"):
+                    data = json.loads(line.split(":", 1)[1]) if line[5:].strip() else None
+                    if event == "error":
+                        raise RuntimeError(f"the app answered with an error: "
+                                           f"{data.get('error') if isinstance(data, dict) else data}")
+                    return data
+        raise RuntimeError(f"the event stream of {event_id} ended without an answer")
+
+    def close(self) -> None:
+        self.http.close()

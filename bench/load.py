@@ -6,8 +6,8 @@ sampled, and the report says whether memory grew (mean of the last third of samp
     python bench/load.py --clients 16 --requests 25 --json results/bench/load.json
     python bench/load.py --clients 8 --soak 900 --json results/bench/soak.json
 
-Each client is a thread with its own gradio_client Client (its own session, as separate users are),
-sending a 640x480 photo with --faces faces to every model the app serves, after one untimed request.
+Each client is a thread with its own HTTP session (Gradio's plain HTTP API, as curl uses it; --client gradio
+uses gradio_client, which costs the shared cores about as much CPU per request as the app does), sending a 640x480 photo with --faces faces to every model the app serves, after one untimed request.
 Load only ever goes to 127.0.0.1. Memory is read from /proc/<pid>/status (--pid with --url).
 """
 from __future__ import annotations
@@ -41,16 +41,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--url", help="a running app on 127.0.0.1 (default: start python app.py here)")
     p.add_argument("--pid", type=int, help="process id of the --url app, to read its memory")
     p.add_argument("--app_model", nargs="*", default=[], metavar="NAME=PATH", help="serve a folder as a registry model")
+    p.add_argument("--client", choices=("http", "gradio"), default="http",
+                   help="http: Gradio's plain HTTP API, light on the shared cores; gradio: gradio_client")
     p.add_argument("--json", help="also write the figures here")
     return p.parse_args(argv)
 
 
 def client_run(url: str, photo: Path, models: list[str], n: int, soak: float,
-               start: threading.Barrier) -> tuple[list[float], list[str]]:
+               start: threading.Barrier, kind: str = "http") -> tuple[list[float], list[str]]:
     """One client's latencies (ms) and errors: ``n`` requests, or with ``soak`` requests for that many seconds."""
     latencies, errors = [], []
     try:
-        c = common.client(url)
+        c = common.client(url, kind)
     except Exception as e:
         c = None
         errors.append(f"connect: {type(e).__name__}: {str(e)[:200]}")
@@ -110,14 +112,14 @@ def memory_trend(samples: list[tuple[float, float]], threshold: float) -> dict:
 
 def run_load(args: argparse.Namespace, url: str, pid: int | None, photo: Path) -> dict:
     models, unavailable = common.served_models(url)
-    warm = common.client(url)
+    warm = common.client(url, args.client)
     common.predict(warm, photo, models)  # untimed: first-request work is not load
     warm.close()
     memory_before = common.memory_mb(pid) if pid else None
     sampler = MemorySampler(pid, args.sample_every) if pid and args.soak else None
     start = threading.Barrier(args.clients + 1, timeout=600)  # never hang on a client that died early
     with ThreadPoolExecutor(args.clients) as pool:
-        futures = [pool.submit(client_run, url, photo, models, args.requests, args.soak, start)
+        futures = [pool.submit(client_run, url, photo, models, args.requests, args.soak, start, args.client)
                    for _ in range(args.clients)]
         start.wait()  # timing starts once every client is connected
         t0, cpu0, client0 = time.perf_counter(), common.cpu_seconds(pid) if pid else 0.0, common.cpu_seconds()
@@ -128,7 +130,8 @@ def run_load(args: argparse.Namespace, url: str, pid: int | None, photo: Path) -
         cpu, client_cpu = (common.cpu_seconds(pid) - cpu0 if pid else None), common.cpu_seconds() - client0
     latencies = [ms for lat, _ in results for ms in lat]
     errors = Counter(e for _, errs in results for e in errs)
-    out = {"models": models, "unavailable": unavailable, "clients": args.clients, "faces": args.faces,
+    out = {"models": models, "unavailable": unavailable, "clients": args.clients, "client": args.client,
+           "faces": args.faces,
            "requests": len(latencies) + sum(errors.values()), "ok": len(latencies),
            "errors": sum(errors.values()), "error_messages": dict(errors.most_common(5)),
            "seconds": round(wall, 2), "requests_per_second": round(len(latencies) / wall, 2),
@@ -148,7 +151,7 @@ def report(r: dict) -> None:
     for name, why in r["unavailable"].items():
         print(f"  {name} unavailable in the app: {common.short(why)}")
     lat = r["latency_ms"]
-    print(f"{r['clients']} clients, {r['faces']}-face 640x480 photo: {r['requests']} requests in {r['seconds']:.1f} s, "
+    print(f"{r['clients']} clients ({r.get('client', 'gradio')}), {r['faces']}-face 640x480 photo: {r['requests']} requests in {r['seconds']:.1f} s, "
           f"{r['ok']} ok, {r['errors']} errors")
     for message, count in r["error_messages"].items():
         print(f"  {count} x {message}")

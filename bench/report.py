@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = {
     "latency": "python bench/latency.py --repeats 50 --json results/bench/latency.json",
     "load": "python bench/load.py --clients 16 --requests 25 --json results/bench/load.json",
+    "load_gradio_client": "python bench/load.py --clients 16 --requests 25 --client gradio "
+                          "--json results/bench/load_gradio_client.json",
     "soak": "python bench/load.py --clients 8 --soak 300 --json results/bench/soak.json",
     "throughput": "python bench/throughput.py --steps 20 --json results/bench/throughput.json",
     "clip_cost": "python bench/clip_cost.py --json results/bench/clip_cost.json",
@@ -77,6 +79,10 @@ def latency_section(r: dict, acc: dict[str, float], peer_ms: float | None) -> li
     return lines
 
 
+def _client(r: dict) -> str:
+    return "plain HTTP API" if r.get("client") == "http" else "gradio_client"
+
+
 def _ms(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.0f}"
 
@@ -84,7 +90,7 @@ def _ms(v: float | None) -> str:
 def load_section(title: str, r: dict) -> list[str]:
     lat = r["latency_ms"]
     lines = [f"## {title}", "", *provenance(r),
-             f"{r['clients']} clients, {r['faces']}-face 640x480 photo, models {', '.join(r['models'])}: "
+             f"{r['clients']} clients ({_client(r)}), {r['faces']}-face 640x480 photo, models {', '.join(r['models'])}: "
              f"{r['requests']} requests in {r['seconds']:.0f} s, **{r['errors']} errors**; latency p50 {lat['p50']:.0f} ms, "
              f"p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms; {r['requests_per_second']:.1f} requests/s."]
     if "server_cpu_ms_per_request" in r:
@@ -162,6 +168,8 @@ def render(results: Path) -> str:
     out += targets_section(lat, load_r, acc)
     out += latency_section(lat, acc, peer_ms) if lat else []
     out += load_section("Load", load_r) if load_r else []
+    gradio_load = load(results, "load_gradio_client")
+    out += load_section("Load through gradio_client", gradio_load) if gradio_load else []
     out += load_section("Soak", soak) if soak else []
     tp, clip = load(results, "throughput"), load(results, "clip_cost")
     out += throughput_section(tp) if tp else []
