@@ -23,6 +23,9 @@ from fermm.predict import ImageResult, ModelPool, predict_image  # noqa: E402
 log = logging.getLogger(__name__)
 EXAMPLES = Path(__file__).parent / "assets" / "examples"
 MAX_UPLOAD = "25mb"
+# Gradio keeps a copy of every block's config per session (~170 KB for this app) for 10,000 sessions by default:
+# +1.7 GB under sustained load (bench/load.py --soak). Nothing here needs long-lived session state.
+LAUNCH = {"max_file_size": MAX_UPLOAD, "state_session_capacity": 200}
 
 
 class FileImage(gr.Image):

@@ -68,14 +68,14 @@ def _write_result(folder):
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
+def app_demo(tmp_path_factory):
     """The real app, launched once on a free local port, with a tiny random model as `glove_cnn`, a
     missing `resnet50` (to show the unavailable path) and one result file."""
     import torch
 
     from fermm.models.cnn import CNNClassifier
     from fermm.predict import ModelPool
-    from fermm.ui import build_demo
+    from fermm.ui import LAUNCH, build_demo
 
     folder = tmp_path_factory.mktemp("models") / "tiny"
     torch.manual_seed(0)
@@ -91,6 +91,13 @@ def app_url(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     _write_result(results)
     demo = build_demo(pool, results_dir=results, text_pool=text_pool)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
-    yield url
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True,
+                            **{**LAUNCH, "state_session_capacity": 3})  # small, so a test can reach it
+    demo.app_url = url
+    yield demo
     demo.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(app_demo):
+    return app_demo.app_url

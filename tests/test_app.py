@@ -249,3 +249,21 @@ def test_about_tab_shows_model_cards(tmp_path):
                                                              "resnet50": str(tmp_path / "none")})
     assert _card(pool, "base_cnn").strip() == "# My card\nper class"
     assert "No model card found for `resnet50`" in _card(pool, "resnet50")
+
+
+def test_sessions_kept_in_memory_are_capped(app_demo, astronaut, tmp_path):
+    """Each HTTP API call is a new Gradio session holding a copy of the app's config; without a cap, memory
+    grows with every request (bench/load.py --soak measured +1.7 GB at Gradio's default of 10,000)."""
+    from bench.common import HttpClient
+    from fermm.ui import LAUNCH
+
+    assert LAUNCH["state_session_capacity"] <= 500  # what app.py launches with
+    photo = tmp_path / "face.jpg"
+    astronaut.save(photo)
+    c = HttpClient(app_demo.app_url)
+    try:
+        for _ in range(5):  # 5 sessions against a capacity of 3
+            c.predict(photo, ["glove_cnn"])
+    finally:
+        c.close()
+    assert len(app_demo.state_holder.session_data) <= 3
