@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from fermm import data
 from fermm.image_training import DEFAULT_DATASET, _save_best
 from fermm.labels import FER7
-from fermm.models.clip import DEFAULT_CLIP, ClipClassifier, ClipFinetune, ClipLinear, ClipZeroShot
+from fermm.models.clip import DEFAULT_CLIP, ClipClassifier, ClipFinetune, ClipLinear
 from fermm.models.coop import POSITIONS, CoOp
 from fermm.tasks import FeatureTask, ImageTask
 from fermm.training import Trainer, TrainConfig

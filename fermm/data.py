@@ -16,12 +16,11 @@ import argparse
 import csv
 import io
 import logging
-import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image

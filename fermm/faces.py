@@ -113,7 +113,7 @@ def to_rgb(im: Image.Image) -> Image.Image:
         return im
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(im, dtype=np.float64)
-        lo, hi = float(arr.min(initial=0)), float(arr.max(initial=0))
+        hi = float(arr.max(initial=0))
         scale = 255.0 / (65535.0 if im.mode.startswith("I;16") or hi > 255 else max(hi, 1.0))
         if im.mode == "F" and hi <= 1.0:
             scale = 255.0

@@ -238,8 +238,6 @@ def test_awkward_text_is_handled(app_client, text, note):
 
 
 def test_about_tab_shows_model_cards(tmp_path):
-    import torch
-
     from fermm.models.cnn import CNNClassifier
     from fermm.predict import ModelPool
     from fermm.ui import _card
@@ -253,7 +251,7 @@ def test_about_tab_shows_model_cards(tmp_path):
 
 def test_sessions_kept_in_memory_are_capped(app_demo, astronaut, tmp_path):
     """Each HTTP API call is a new Gradio session holding a copy of the app's config; without a cap, memory
-    grows with every request (bench/load.py --soak measured +1.7 GB at Gradio's default of 10,000)."""
+    grows with every request (bench/load.py --soak: +900 MB in 5 minutes at Gradio's default cap of 10,000 sessions)."""
     from bench.common import HttpClient
     from fermm.ui import LAUNCH
 

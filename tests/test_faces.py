@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from fermm import faces
-from tests.conftest import ASTRONAUT
 
 # The astronaut photo (NASA, public domain, 512x512): one face, roughly here.
 FACE_CENTRE = (223, 120)
