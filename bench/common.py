@@ -237,7 +237,8 @@ def predict(c, path: str | Path, models: Sequence[str]) -> float:
 class HttpClient:
     """Gradio's plain HTTP API (upload, ``POST /gradio_api/call/predict``, then its event stream), as curl
     would use it: the server does the same work as for gradio_client, the client far less, which matters
-    when the load generator shares the app's two cores."""
+    when the load generator shares the app's two cores. Every call is a new Gradio session (no session
+    hash is sent): the worst case for the app's session store, which ``fermm.ui.LAUNCH`` caps."""
 
     def __init__(self, url: str, timeout: float = 120.0):
         import httpx
@@ -260,6 +261,7 @@ class HttpClient:
         """The answer's data; raises with the app's own message when the event ends in an error."""
         event = ""
         with self.http.stream("GET", f"{self.api}/call/predict/{event_id}") as r:
+            r.raise_for_status()
             for line in r.iter_lines():
                 if line.startswith("event:"):
                     event = line.split(":", 1)[1].strip()

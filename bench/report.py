@@ -15,7 +15,7 @@ from typing import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = {
-    "latency": "python bench/latency.py --repeats 50 --json results/bench/latency.json",
+    "latency": "python bench/latency.py --repeats 30 --json results/bench/latency.json",
     "load": "python bench/load.py --clients 16 --requests 25 --json results/bench/load.json",
     "load_gradio_client": "python bench/load.py --clients 16 --requests 25 --client gradio "
                           "--json results/bench/load_gradio_client.json",
@@ -25,7 +25,7 @@ COMMANDS = {
 }
 # issue targets on this 2-core CPU: (what, limit, unit, lower is better)
 TARGETS = {"request_p50": ("one-face request p50, all bundled models", 150, "ms"),
-           "load_p95": ("16 x 25 load test p95", 1000, "ms"), "memory": ("app RSS with the bundled models", 1536, "MB"),
+           "load_p95": ("16 x 25 load test p95", 1000, "ms"), "memory": ("app RSS with the bundled models (highest after any bench)", 1536, "MB"),
            "fast_ms": ("fastest model >= 70% accuracy, ms per face (batch 1)", 1.0, "ms")}
 
 
@@ -137,18 +137,23 @@ def clip_section(r: dict) -> list[str]:
     return lines + [""]
 
 
-def targets_section(lat: dict | None, load_r: dict | None, acc: dict[str, float]) -> list[str]:
-    seen = {}
+def targets_section(lat: dict | None, load_r: dict | None, acc: dict[str, float],
+                    soak: dict | None = None) -> list[str]:
+    seen, rss = {}, []
     if lat and lat.get("app"):
         seen["request_p50"] = lat["app"]["request_ms"]["1_face"]["p50"]
-        seen["memory"] = lat["app"]["memory_mb"]["after_all_requests"]["rss"]
+        rss.append(lat["app"]["memory_mb"]["after_all_requests"]["rss"])
     if load_r:
         seen["load_p95"] = load_r["latency_ms"]["p95"]
+    rss += [r["memory_mb"]["after"]["rss"] for r in (load_r, soak) if r and "memory_mb" in r]
+    if rss:  # the worst the app was seen at after serving, whichever bench saw it
+        seen["memory"] = max(rss)
     if lat and lat.get("models"):
         fast = [m["batch1"]["p50"] for n, m in lat["models"].items() if acc.get(n, 0) >= 0.70]
         seen["fast_ms"] = min(fast) if fast else None
     lines = ["## Targets", "", "| target | limit | measured | |", "|---|---|---|---|"]
     for key, (what, limit, unit) in TARGETS.items():
+        what += f" ({_client(load_r)})" if key == "load_p95" and load_r else ""
         v = seen.get(key)
         verdict = "not measured" if key not in seen else ("no model reaches 70% yet" if v is None else
                                                           ("met" if v <= limit else f"missed by {v - limit:.1f} {unit}"))
@@ -165,7 +170,7 @@ def render(results: Path) -> str:
     out = ["# Benchmarks", "", "Written by `python bench/report.py` from `results/bench/*.json`; each section names the "
            "command that measured it. Figures are from one 2-core CPU; other work on the cores skews them (the load "
            "average is recorded).", ""]
-    out += targets_section(lat, load_r, acc)
+    out += targets_section(lat, load_r, acc, soak)
     out += latency_section(lat, acc, peer_ms) if lat else []
     out += load_section("Load", load_r) if load_r else []
     gradio_load = load(results, "load_gradio_client")
