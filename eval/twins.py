@@ -1,0 +1,74 @@
+"""Measure the word-vector gain: GloVe-CNN runs against their cross-entropy twins (fermm.twins).
+
+    python eval/twins.py --runs runs/glove_vgg11_s0 runs/base_vgg11_s0 runs/glove_vgg11_s1 runs/base_vgg11_s1
+
+Each run folder is a ``train/glove_cnn.py`` output (model + training_args.json). Both splits are
+scored; the gain that counts is on test, validation is shown beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fermm import evaluation, evaluator, twins  # noqa: E402
+from fermm.image_training import DEFAULT_DATASET  # noqa: E402
+
+SPLITS = ("validation", "test")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", nargs="+", required=True, help="train/glove_cnn.py output folders, both arms")
+    p.add_argument("--dataset", default=str(DEFAULT_DATASET))
+    p.add_argument("--json", default="results/twins.json")
+    p.add_argument("--seed", type=int, default=0, help="seed of the paired bootstrap")
+    return p.parse_args(argv)
+
+
+def load_run(folder: str, splits: dict[str, dict]) -> twins.TwinRun:
+    """A run's training arguments and per-image correctness on each split."""
+    from fermm.models import load_model
+
+    path = Path(folder)
+    args_file = path / "training_args.json"
+    if not args_file.exists():
+        raise SystemExit(f"{folder}: no training_args.json (is this a finished train/glove_cnn.py run?)")
+    model = load_model(str(path))
+    run = twins.TwinRun(path.name, json.loads(args_file.read_text()))
+    for split, d in splits.items():
+        probs, _ = evaluator.predict_split(model, d["images"], "none")
+        run.correct[split] = probs.argmax(1) == evaluator._labels_for(model, d["labels"])
+    return run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = "python eval/twins.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    splits = {s: evaluator.load_split(args.dataset, s) for s in SPLITS}
+    runs = [load_run(r, splits) for r in args.runs]
+    try:
+        pairs, alone = twins.pair_up(runs)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    if not pairs:
+        raise SystemExit(f"no GloVe/base twins among {', '.join(r.name for r in runs)}")
+    out = {s: twins.gain_table(pairs, s, args.seed) for s in SPLITS}
+    for s in SPLITS:
+        print(twins.markdown(out[s]), end="\n\n")
+    if alone:
+        print(f"without a twin (not counted): {', '.join(alone)}")
+    record = {**out, "unpaired": alone, **evaluation.RunInfo(command, args.seed).as_dict()}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The word-vector gain: each GloVe-CNN against its plain cross-entropy twin (``--base``).
+
+Twins share backbone, seed and every training argument except those of the contrastive stage; a pair
+whose protocols differ in anything else is refused, because then the difference would not be the
+word vectors' doing. Both models of a pair are scored on the same images, so the gain's 95% interval
+comes from a paired bootstrap (resampling images, not models); the spread across seeds is reported
+beside it, since seed-to-seed variation is usually the larger of the two.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# arguments only the GloVe-CNN arm uses, or that do not change what is trained
+ARM_ONLY = frozenset({"base", "word_vectors", "lam", "tau", "positives", "pretrain_epochs", "freeze_backbone",
+                      "finetune_lr", "output_dir", "push_to_hub", "threads", "log_with", "dataset"})
+
+
+@dataclass
+class TwinRun:
+    """One trained model: its training arguments and, per split, whether each image was classified right."""
+
+    name: str
+    args: dict
+    correct: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return self.args["backbone"], self.args.get("stem", "small"), int(self.args["seed"])
+
+    @property
+    def is_base(self) -> bool:
+        return bool(self.args.get("base"))
+
+
+def protocol_differences(glove_args: dict, base_args: dict) -> list[str]:
+    """Training arguments (outside :data:`ARM_ONLY`) on which the two arms disagree."""
+    keys = (set(glove_args) | set(base_args)) - ARM_ONLY
+    return sorted(k for k in keys if glove_args.get(k) != base_args.get(k))
+
+
+def paired_gain_ci(glove_correct: np.ndarray, base_correct: np.ndarray, seed: int = 0,
+                   n_boot: int = 2000) -> tuple[float, float]:
+    """95% bootstrap interval of accuracy(glove) - accuracy(base) over the same images."""
+    if glove_correct.shape != base_correct.shape:
+        raise ValueError(f"the twins were scored on different images ({glove_correct.shape} vs {base_correct.shape})")
+    diff = glove_correct.astype(np.float64) - base_correct.astype(np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(diff), size=(n_boot, len(diff)))
+    means = diff[idx].mean(1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def pair_up(runs: list[TwinRun]) -> tuple[list[tuple[TwinRun, TwinRun]], list[str]]:
+    """Match each GloVe-CNN run with the base run of the same backbone, stem and seed.
+
+    Returns the pairs and the names of runs left without a twin. Raises ValueError when two runs claim
+    the same slot or a pair's protocols differ."""
+    slots: dict[tuple, dict[bool, TwinRun]] = {}
+    for run in runs:
+        arm = slots.setdefault(run.key, {})
+        if run.is_base in arm:
+            raise ValueError(f"{run.name} and {arm[run.is_base].name} are both "
+                             f"{'base' if run.is_base else 'GloVe'} runs of {run.key}")
+        arm[run.is_base] = run
+    pairs, alone = [], []
+    for key in sorted(slots):
+        arm = slots[key]
+        if len(arm) < 2:
+            alone += [r.name for r in arm.values()]
+            continue
+        glove, base = arm[False], arm[True]
+        diff = protocol_differences(glove.args, base.args)
+        if diff:
+            raise ValueError(f"{glove.name} and {base.name} are not twins: they differ in {', '.join(diff)}")
+        pairs.append((glove, base))
+    return pairs, alone
+
+
+def gain_table(pairs: list[tuple[TwinRun, TwinRun]], split: str, seed: int = 0) -> dict:
+    """Per pair and per backbone: accuracies, gain (points), its paired interval, and the seed spread."""
+    rows, by_backbone = [], {}
+    for glove, base in pairs:
+        g, b = glove.correct[split], base.correct[split]
+        lo, hi = paired_gain_ci(g, b, seed)
+        row = {"backbone": glove.key[0], "stem": glove.key[1], "seed": glove.key[2], "glove": glove.name,
+               "base": base.name, "glove_accuracy": float(g.mean()), "base_accuracy": float(b.mean()),
+               "gain": float(g.mean() - b.mean()), "gain_ci95": [lo, hi]}
+        rows.append(row)
+        by_backbone.setdefault(glove.key[0], []).append(row["gain"])
+    summary = {bb: {"seeds": len(gains), "mean_gain": float(np.mean(gains)), "min_gain": float(min(gains)),
+                    "max_gain": float(max(gains)),
+                    "std_gain": float(np.std(gains, ddof=1)) if len(gains) > 1 else None}
+               for bb, gains in by_backbone.items()}
+    return {"split": split, "pairs": rows, "by_backbone": summary}
+
+
+def markdown(table: dict) -> str:
+    """One line per pair, then one per backbone (gains in accuracy points)."""
+    lines = [f"Split: {table['split']}", "", "| backbone | seed | GloVe-CNN | base | gain (95% paired CI) |",
+             "|---|---|---|---|---|"]
+    for r in table["pairs"]:
+        lo, hi = r["gain_ci95"]
+        lines.append(f"| {r['backbone']} | {r['seed']} | {r['glove_accuracy']:.2%} | {r['base_accuracy']:.2%} | "
+                     f"{100 * r['gain']:+.2f} ({100 * lo:+.2f} to {100 * hi:+.2f}) |")
+    lines += ["", "| backbone | seeds | mean gain | range |", "|---|---|---|---|"]
+    for bb, s in table["by_backbone"].items():
+        lines.append(f"| {bb} | {s['seeds']} | {100 * s['mean_gain']:+.2f} | "
+                     f"{100 * s['min_gain']:+.2f} to {100 * s['max_gain']:+.2f} |")
+    return "\n".join(lines)

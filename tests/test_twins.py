@@ -1,0 +1,80 @@
+"""The word-vector gain measurement: pairing twins, refusing non-twins, the paired interval, the script."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import FER_TINY
+from fermm import twins
+
+ARGS = {"backbone": "vgg11", "stem": "small", "seed": 0, "epochs": 20, "lr": 0.01, "erasing": 0.1}
+
+
+def run(name, base, correct=None, **changes):
+    args = {**ARGS, "base": base, **({} if base else {"pretrain_epochs": 6, "lam": 0.75}), **changes}
+    return twins.TwinRun(name, args, {"test": np.asarray(correct if correct is not None else [True])})
+
+
+def test_paired_interval_brackets_the_gain_and_collapses_on_constant_differences():
+    rng = np.random.default_rng(1)
+    g, b = rng.random(2000) < 0.70, rng.random(2000) < 0.65
+    lo, hi = twins.paired_gain_ci(g, b)
+    assert lo < g.mean() - b.mean() < hi and hi - lo < 0.06
+    assert twins.paired_gain_ci(np.ones(50, bool), np.zeros(50, bool)) == (1.0, 1.0)
+    assert twins.paired_gain_ci(g, g) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="different images"):
+        twins.paired_gain_ci(g, b[:10])
+
+
+def test_runs_pair_by_backbone_and_seed_and_the_gain_is_summarised_per_backbone():
+    runs = [run("g0", False, [1, 1, 1, 0]), run("b0", True, [1, 0, 0, 0]),
+            run("g1", False, [1, 1, 0, 0], seed=1), run("b1", True, [1, 1, 1, 0], seed=1),
+            run("g_r18", False, backbone="resnet18")]
+    pairs, alone = twins.pair_up(runs)
+    assert [(g.name, b.name) for g, b in pairs] == [("g0", "b0"), ("g1", "b1")] and alone == ["g_r18"]
+    table = twins.gain_table(pairs, "test")
+    assert [r["gain"] for r in table["pairs"]] == [0.5, -0.25]
+    s = table["by_backbone"]["vgg11"]
+    assert s["seeds"] == 2 and s["mean_gain"] == pytest.approx(0.125)
+    assert (s["min_gain"], s["max_gain"]) == (-0.25, 0.5) and s["std_gain"] == pytest.approx(np.std([0.5, -0.25], ddof=1))
+    assert "+50.00" in twins.markdown(table) and "-25.00 to +50.00" in twins.markdown(table)
+
+
+def test_runs_trained_differently_are_not_twins():
+    with pytest.raises(ValueError, match="differ in erasing, lr"):
+        twins.pair_up([run("g", False), run("b", True, lr=0.1, erasing=0.25)])
+    with pytest.raises(ValueError, match="both base runs"):
+        twins.pair_up([run("b", True), run("b2", True)])
+    # what only the GloVe arm has (its contrastive stage) does not break a pair
+    assert len(twins.pair_up([run("g", False, tau=0.2), run("b", True)])[0]) == 1
+
+
+def _train(out, *extra):
+    import train.glove_cnn as script
+
+    assert script.main(["--dataset", str(FER_TINY), "--output_dir", str(out), "--backbone", "mini", "--epochs", "1",
+                        "--batch_size", "8", "--max_steps_per_epoch", "2", "--log_with", "none", *extra]) == 0
+
+
+def test_script_scores_real_twins_on_both_splits(tmp_path, capsys):
+    import eval.twins as script
+
+    _train(tmp_path / "glove_mini", "--pretrain_epochs", "1")
+    _train(tmp_path / "base_mini", "--base")
+    _train(tmp_path / "base_mini_lr", "--base", "--lr", "0.05")
+    out = tmp_path / "twins.json"
+    assert script.main(["--runs", str(tmp_path / "glove_mini"), str(tmp_path / "base_mini"),
+                        "--dataset", str(FER_TINY), "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    for split in ("validation", "test"):
+        (row,) = record[split]["pairs"]
+        assert row["glove"] == "glove_mini" and row["base"] == "base_mini"
+        assert row["gain"] == pytest.approx(row["glove_accuracy"] - row["base_accuracy"])
+        assert row["gain_ci95"][0] <= row["gain"] <= row["gain_ci95"][1]
+    assert record["command"].startswith("python eval/twins.py") and record["commit"]
+    assert "| mini | 0 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="differ in lr"):
+        script.main(["--runs", str(tmp_path / "glove_mini"), str(tmp_path / "base_mini_lr"),
+                     "--dataset", str(FER_TINY), "--json", str(out)])
