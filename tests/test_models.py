@@ -113,6 +113,44 @@ def test_ensemble_averages_members_and_round_trips(tmp_path, astronaut):
         EnsembleClassifier(members=members, weights=[1])
 
 
+def test_greedy_selection_picks_what_helps_on_held_out_data():
+    import numpy as np
+
+    from fermm.models.ensemble import greedy_weights
+
+    y = np.array([0, 0, 1, 1])
+    good = np.eye(7)[[0, 0, 1, 1]] * 0.9 + 0.01  # right everywhere
+    half = np.eye(7)[[0, 0, 2, 2]] * 0.9 + 0.01  # right on the first two only
+    wrong = np.eye(7)[[3, 3, 3, 3]] * 0.9 + 0.01
+    assert greedy_weights([wrong, half, good], y, rounds=5) == [0, 0, 1]  # more picks never beat 100%
+    # complementary members: together right where each alone is half right
+    left, right = np.eye(7)[[0, 0, 2, 2]] * 0.6 + 0.01, np.eye(7)[[3, 3, 1, 1]] * 0.6 + 0.01
+    left[:, 3], right[:, 0] = 0.2, 0.3
+    left[2:, 1] = 0.5
+    assert greedy_weights([left, right], y, rounds=6) == [1, 1]
+    with pytest.raises(ValueError, match="no member"):
+        greedy_weights([], y)
+
+
+def test_ensemble_script_selects_on_validation_and_saves_a_loadable_ensemble(tmp_path, astronaut):
+    import eval.ensemble as script
+    from conftest import FER_TINY
+
+    torch.manual_seed(0)
+    for name in ("a", "b"):
+        CNNClassifier(backbone="mini").save_pretrained(tmp_path / name)
+    members = [str(tmp_path / "a"), str(tmp_path / "b")]
+    out = tmp_path / "ens"
+    assert script.main(["--members", *members, "--output_dir", str(out), "--dataset", str(FER_TINY),
+                        "--rounds", "4"]) == 0
+    record = json.loads((out / "selection.json").read_text())
+    assert 1 <= sum(record["members"].values()) <= 4 and set(record["member_validation_accuracy"]) == set(members)
+    assert record["validation_accuracy"] >= max(record["member_validation_accuracy"].values())
+    ens = load_model(str(out))
+    assert ens.predict_proba([astronaut]).shape == (1, 7)
+    assert ens.member_sources == [m for m in members if record["members"][m]]
+
+
 def test_bundle_writes_fp16_checkpoint_with_card(tmp_path, astronaut):
     from fermm.__main__ import main
 

@@ -58,3 +58,24 @@ class EnsembleClassifier(EmotionClassifier):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError("an ensemble combines probabilities: use predict_proba")
+
+
+def greedy_weights(probs: Sequence[np.ndarray], y: np.ndarray, rounds: int = 20) -> list[int]:
+    """Ensemble selection (Caruana et al. 2004): add, with replacement, the member whose inclusion most
+    raises accuracy on held-out data, ``rounds`` times, and keep the best prefix of those picks;
+    returns how often each member was picked (so never worse there than the best single member).
+
+    ``probs`` are the members' (N, 7) FER-7 probabilities on validation. Ties go to the earlier member,
+    so the result is deterministic; members never picked get weight 0."""
+    if not probs:
+        raise ValueError("no member probabilities to select from")
+    counts, total = [0] * len(probs), np.zeros_like(probs[0], dtype=np.float64)
+    best_counts, best_acc = list(counts), -1.0
+    for _ in range(rounds):
+        scores = [((total + p).argmax(1) == y).mean() for p in probs]
+        pick = int(np.argmax(scores))
+        counts[pick] += 1
+        total += probs[pick]
+        if scores[pick] > best_acc:
+            best_counts, best_acc = list(counts), scores[pick]
+    return best_counts
