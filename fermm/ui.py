@@ -87,17 +87,17 @@ def _status(result: ImageResult, n_models: int, has_image: bool = True) -> str:
 
 
 def _figure(result: ImageResult):
-    import plotly.graph_objects as go
+    """The fused probabilities per face (and the text's reading) as grouped bars."""
+    import json
 
-    fig = go.Figure()
-    if result.text:
-        fig.add_bar(name=f"text ({result.text.model})", x=list(FER7), y=[result.text.fer7[lab] for lab in FER7])
-    for face in result.faces:
-        if face.fused:
-            fig.add_bar(name=f"face {face.index}", x=list(FER7), y=[face.fused[lab] for lab in FER7])
-    fig.update_layout(barmode="group", yaxis=dict(title="probability", range=[0, 1]), height=320,
-                      margin=dict(l=40, r=10, t=30, b=40), title="Fused probabilities per face (and the text's reading)")
-    return fig
+    from gradio.components.plot import PlotData
+
+    from fermm.plots import grouped_bars_spec
+
+    series = [(f"text ({result.text.model})", FER7, [result.text.fer7[lab] for lab in FER7])] if result.text else []
+    series += [(f"face {f.index}", FER7, [f.fused[lab] for lab in FER7]) for f in result.faces if f.fused]
+    spec = grouped_bars_spec(series, "Fused probabilities per face (and the text's reading)")
+    return PlotData(type="plotly", plot=json.dumps(spec))
 
 
 def _explanations(result: ImageResult, pool: ModelPool, max_faces: int = 5) -> list[tuple]:

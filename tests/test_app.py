@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 from tests.conftest import ASTRONAUT
 
+from fermm.labels import FER7
+
 
 @pytest.fixture(scope="module")
 def app_client(app_url):
@@ -26,6 +28,21 @@ def test_predict_real_photo_returns_probabilities_per_model(app_client):
         assert sum(row[2:9]) == pytest.approx(1.0, abs=0.01) and row[9] in row and isinstance(row[9], str)
     assert "Found 1 face(s)" in result[3]
     assert result[0] is not None  # the boxed image
+    _assert_chart_matches(result[2], {"face 1": rows[-1][2:9]})
+
+
+def _assert_chart_matches(plot, bars: dict):
+    """The chart is a valid plotly figure whose bars are the given probabilities (FER-7 order)."""
+    import json
+
+    import plotly.graph_objects as go
+
+    assert plot["type"] == "plotly"
+    fig = go.Figure(json.loads(plot["plot"]))  # plotly validates every property here
+    assert {t.name: list(t.x) for t in fig.data} == {name: list(FER7) for name in bars}
+    for trace in fig.data:
+        assert list(trace.y) == pytest.approx(bars[trace.name], abs=1e-3)
+    assert fig.layout.barmode == "group" and tuple(fig.layout.yaxis.range) == (0, 1)
 
 
 def test_unavailable_model_is_reported_with_its_reason(app_client):
@@ -205,6 +222,8 @@ def test_text_fuses_with_the_face_and_no_text_changes_nothing(app_client):
     assert rows["glove_cnn"][2:9] == {r[1]: r for r in _table(without)}["glove_cnn"][2:9]
     assert rows["fused"][2:9] != image_only[2:9] and sum(rows["fused"][2:9]) == pytest.approx(1, abs=0.01)
     assert "Text (text_gru)" in with_text[3] and "weighs the text at" in with_text[3]
+    _assert_chart_matches(with_text[2], {"text (text_gru)": rows["text_gru (text)"][2:9],
+                                         "face 1": rows["fused"][2:9]})
 
 
 def test_text_only_and_text_with_no_face(app_client, tmp_path):

@@ -39,7 +39,9 @@ def test_upload_a_photo_and_see_boxed_faces_and_probabilities(page):
     page.get_by_text("Found 1 face(s)").wait_for(timeout=60_000)
     page.get_by_text("fused", exact=True).first.wait_for(timeout=30_000)  # the fused probability row
     assert page.get_by_text("glove_cnn", exact=True).count() >= 2  # the model's checkbox and its row
-    page.screenshot(path=str(ARTIFACTS / "predict.png"), full_page=True)
+    chart = page.locator(".js-plotly-plot:visible").filter(has_text="Fused probabilities per face").first
+    chart.wait_for(timeout=30_000)
+    assert chart.locator("g.point").count() == 7  # face 1's seven bars, drawn by plotly.js from the spec
     images = [img for img in page.locator("img").all() if img.is_visible() and img.get_attribute("src")]
     assert len(images) >= 3  # the upload, the boxed result and the example thumbnail
     page.screenshot(path=str(ARTIFACTS / "predict.png"), full_page=True)
