@@ -16,7 +16,7 @@ from typing import Sequence
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = {
     "latency": "python bench/latency.py --repeats 30 --json results/bench/latency.json",
-    "load": "python bench/load.py --clients 16 --requests 25 --json results/bench/load.json",
+    "load": "python bench/load.py --clients 16 --requests 25 --repeats 5 --json results/bench/load.json",
     "load_gradio_client": "python bench/load.py --clients 16 --requests 25 --client gradio "
                           "--json results/bench/load_gradio_client.json",
     "soak": "python bench/load.py --clients 8 --soak 300 --json results/bench/soak.json",
@@ -93,6 +93,10 @@ def load_section(title: str, r: dict) -> list[str]:
              f"{r['clients']} clients ({_client(r)}), {r['faces']}-face 640x480 photo, models {', '.join(r['models'])}: "
              f"{r['requests']} requests in {r['seconds']:.0f} s, **{r['errors']} errors**; latency p50 {lat['p50']:.0f} ms, "
              f"p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms; {r['requests_per_second']:.1f} requests/s."]
+    if "rounds" in r:
+        lines.append(f"{len(r['rounds'])} rounds against the same app, p95 "
+                     f"{', '.join(_ms(x['p95']) for x in r['rounds'])} ms: the round with the median p95 is shown; "
+                     f"requests and errors are totals.")
     if "server_cpu_ms_per_request" in r:
         lines.append(f"CPU per request: the app {r['server_cpu_ms_per_request']:.0f} ms, the clients "
                      f"{r['client_cpu_ms_per_request']:.0f} ms (same 2 cores: throughput <= 2000 / their sum).")

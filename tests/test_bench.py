@@ -56,3 +56,26 @@ def test_cpu_seconds_reads_a_process_from_proc():
         sum(range(1000))
     assert abs((cpu_seconds() - before) - (time.process_time() - p0)) < 0.05
     assert abs(cpu_seconds(os.getpid()) - cpu_seconds()) < 0.05  # /proc and os.times agree on this process
+
+
+def test_load_reports_the_median_round_and_totals_errors_over_all_rounds(tmp_path):
+    import bench.load as load
+    import bench.report as report
+
+    def round_(p95, errors=0):
+        return {"requests": 400, "ok": 400 - errors, "errors": errors, "error_messages": {"HTTP 500": errors} if errors else {},
+                "seconds": 20.0, "requests_per_second": 20.0 + p95 / 1000, "server_cpu_ms_per_request": 75.0,
+                "client_cpu_ms_per_request": 4.0, "latency_ms": {"p50": p95 - 200, "p95": p95, "p99": p95 + 100}}
+    rounds = [round_(1100.0), round_(950.0, errors=2), round_(980.0), round_(1001.0), round_(940.0)]
+    shown = load.median_round(rounds)
+    assert shown["latency_ms"]["p95"] == 980.0 and shown["requests_per_second"] == 20.98
+    assert (shown["requests"], shown["ok"], shown["errors"]) == (2000, 1998, 2) and shown["error_messages"] == {"HTTP 500": 2}
+    assert [r["p95"] for r in shown["rounds"]] == [1100.0, 950.0, 980.0, 1001.0, 940.0]
+    assert load.median_round([round_(900.0)]) == round_(900.0)  # one round: as measured, nothing added
+    res = tmp_path / "results"
+    _write(res, "load", {"models": ["fast"], "clients": 16, "faces": 1, "client": "http", **shown})
+    out = tmp_path / "B.md"
+    assert report.main(["--results", str(res), "--output", str(out)]) == 0
+    text = out.read_text()
+    assert "5 rounds against the same app, p95 1100, 950, 980, 1001, 940 ms" in text
+    assert "| 16 x 25 load test p95 (plain HTTP API) | <= 1000 ms | 980.0 ms | met |" in text
