@@ -40,7 +40,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip_detection", action="store_true")
     p.add_argument("--skip_app", action="store_true")
     p.add_argument("--json", help="also write the figures here")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.cold_starts < 1 and not args.skip_app:
+        p.error("--cold_starts must be at least 1: the request timings run on the last launched app")
+    return args
 
 
 def timed(fn, repeats: int, warmup: int) -> list[float]:
