@@ -46,7 +46,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--client", choices=("http", "gradio"), default="http",
                    help="http: Gradio's plain HTTP API, light on the shared cores; gradio: gradio_client")
     p.add_argument("--json", help="also write the figures here")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.repeats < 1 or (args.soak and args.repeats > 1):
+        p.error("--repeats must be at least 1, and 1 with --soak (a soak is one long round)")
+    return args
 
 
 def client_run(url: str, photo: Path, models: list[str], n: int, soak: float,
@@ -141,14 +144,18 @@ def timed_round(args: argparse.Namespace, url: str, pid: int | None, photo: Path
 
 
 def median_round(rounds: list[dict]) -> dict:
-    """The round with the median p95 (the upper one of an even count), so one lucky or unlucky round
-    never decides a target; errors and requests are totals over every round."""
-    shown = dict(sorted(rounds, key=lambda r: r["latency_ms"]["p95"])[len(rounds) // 2])
+    """The round with the median p95 (the upper one of an even count; a round with no answer counts as the
+    worst), so one lucky or unlucky round never decides a target. With several rounds, every round's
+    figures are listed and ``total_requests`` / ``total_errors`` count them all."""
+    def p95(r: dict) -> tuple[bool, float]:
+        return r["latency_ms"]["p95"] is None, r["latency_ms"]["p95"] or 0.0
+
+    shown = dict(sorted(rounds, key=p95)[len(rounds) // 2])
     if len(rounds) > 1:
         errors = Counter()
         for r in rounds:
             errors.update(r["error_messages"])
-        shown.update({k: sum(r[k] for r in rounds) for k in ("requests", "ok", "errors")},
+        shown.update(total_requests=sum(r["requests"] for r in rounds), total_errors=sum(r["errors"] for r in rounds),
                      error_messages=dict(errors.most_common(5)),
                      rounds=[{"p50": r["latency_ms"]["p50"], "p95": r["latency_ms"]["p95"], "p99": r["latency_ms"]["p99"],
                               "requests_per_second": r["requests_per_second"], "errors": r["errors"],
@@ -162,7 +169,7 @@ def run_load(args: argparse.Namespace, url: str, pid: int | None, photo: Path) -
     common.predict(warm, photo, models)  # untimed: first-request work is not load
     warm.close()
     memory_before = common.memory_mb(pid) if pid else None
-    rounds = [timed_round(args, url, pid, photo, models) for _ in range(1 if args.soak else max(1, args.repeats))]
+    rounds = [timed_round(args, url, pid, photo, models) for _ in range(args.repeats)]
     out = {"models": models, "unavailable": unavailable, "clients": args.clients, "client": args.client,
            "faces": args.faces, **median_round(rounds)}
     if pid:
@@ -182,7 +189,8 @@ def report(r: dict) -> None:
     print(f"latency ms: p50 {lat['p50']}, p95 {lat['p95']}, p99 {lat['p99']}; "
           f"{r['requests_per_second']:.2f} requests/s")
     if "rounds" in r:
-        print(f"{len(r['rounds'])} rounds, p95 ms: {', '.join(str(x['p95']) for x in r['rounds'])} (median round shown)")
+        print(f"{len(r['rounds'])} rounds, p95 ms: {', '.join(str(x['p95']) for x in r['rounds'])} (median round shown); "
+              f"{r['total_requests']} requests, {r['total_errors']} errors in all")
     if "server_cpu_ms_per_request" in r:
         print(f"CPU per request: app {r['server_cpu_ms_per_request']} ms, clients {r['client_cpu_ms_per_request']} ms "
               f"(same machine; both share its cores)")

@@ -95,8 +95,8 @@ def load_section(title: str, r: dict) -> list[str]:
              f"p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms; {r['requests_per_second']:.1f} requests/s."]
     if "rounds" in r:
         lines.append(f"{len(r['rounds'])} rounds against the same app, p95 "
-                     f"{', '.join(_ms(x['p95']) for x in r['rounds'])} ms: the round with the median p95 is shown; "
-                     f"requests and errors are totals.")
+                     f"{', '.join(_ms(x['p95']) for x in r['rounds'])} ms: the round with the median p95 is shown "
+                     f"above; **{r['total_errors']} errors** in {r['total_requests']} requests over all rounds.")
     if "server_cpu_ms_per_request" in r:
         lines.append(f"CPU per request: the app {r['server_cpu_ms_per_request']:.0f} ms, the clients "
                      f"{r['client_cpu_ms_per_request']:.0f} ms (same 2 cores: throughput <= 2000 / their sum).")

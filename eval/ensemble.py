@@ -1,11 +1,12 @@
 """Build an ensemble of trained models, its members and weights selected on validation only.
 
-    python eval/ensemble.py --members runs/glove_vgg11_r2_s0 checkpoints/glove_cnn --output_dir runs/ensemble
-    python eval/evaluate.py --models runs/ensemble --split test      # then measure it, once
+    python eval/ensemble.py --members runs/glove_vgg11_r2_s0 checkpoints/glove_cnn --tta flip --output_dir runs/ensemble
+    python eval/evaluate.py --models runs/ensemble --split test --tta flip      # then measure it, once
 
 Selection is Caruana's greedy forward selection with replacement on the members' validation
 probabilities (fermm.models.ensemble.greedy_weights); the folder holds config.json (members, weights)
-and selection.json (the validation scores and the command that made it).
+and selection.json (the validation scores and the command that made it). Its validation accuracy is the
+selection's own score, not a held-out estimate: measure the ensemble on test.
 """
 from __future__ import annotations
 
@@ -29,20 +30,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset", default=str(DEFAULT_DATASET))
     p.add_argument("--tta", default="none", choices=("none", "flip", "tencrop"), help="for selection only")
     p.add_argument("--rounds", type=int, default=20)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
+    if len(set(args.members)) != len(args.members):
+        p.error("a member is listed twice: list each once (selection repeats members itself)")
+    return args
 
 
 def member_probs(members: Sequence[str], split: dict, tta: str) -> list:
     """Each member's FER-7 validation probabilities."""
-    from fermm.labels import FER7
     from fermm.models import load_model
     from fermm.predict import to_fer7
 
     out = []
     for m in members:
         model = load_model(m)
-        if any(lab not in model.labels for lab in FER7):
-            raise SystemExit(f"{m}: labels {model.labels} do not cover FER-7, it cannot join a FER ensemble")
+        try:
+            evaluator.labels_for(model, split["labels"])
+        except ValueError as e:
+            raise SystemExit(f"{m}: {e}") from None
         probs, _ = evaluator.predict_split(model, split["images"], tta)
         out.append(to_fer7(probs, model.labels))
     return out
@@ -50,6 +57,7 @@ def member_probs(members: Sequence[str], split: dict, tta: str) -> list:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from fermm.models.ensemble import EnsembleClassifier, greedy_weights
+    from fermm.predict import fuse
 
     args = parse_args(argv)
     command = "python eval/ensemble.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
@@ -58,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = greedy_weights(probs, val["labels"], args.rounds)
     kept = [(m, c) for m, c in zip(args.members, counts) if c]
     singles = {m: float((p.argmax(1) == val["labels"]).mean()) for m, p in zip(args.members, probs)}
-    fused = sum(c * p for c, p in zip(counts, probs))
+    fused = fuse([p for p, c in zip(probs, counts) if c], [c for c in counts if c])
     accuracy = float((fused.argmax(1) == val["labels"]).mean())
     ens = EnsembleClassifier(members=[m for m, _ in kept], weights=[c for _, c in kept])
     out = Path(args.output_dir)
@@ -68,8 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               **evaluation.RunInfo(command).as_dict()}
     (out / "selection.json").write_text(json.dumps(record, indent=2) + "\n")
     for m, a in singles.items():
-        print(f"{m}: validation {a:.2%}, weight {dict(kept).get(m, 0)}/{args.rounds}")
-    print(f"ensemble: validation {accuracy:.2%} -> {out}")
+        print(f"{m}: validation {a:.2%}, weight {dict(kept).get(m, 0)}/{sum(counts)}")
+    # not a held-out estimate: the members' checkpoints were chosen on this split too
+    print(f"ensemble: validation {accuracy:.2%} (selection split) -> {out}")
     return 0
 
 

@@ -31,6 +31,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def script_defaults() -> dict:
+    """``train/glove_cnn.py``'s default arguments."""
+    import train.glove_cnn as script
+
+    return vars(script.parse_args(["--output_dir", "unused"]))
+
+
 def load_run(folder: str, splits: dict[str, dict]) -> twins.TwinRun:
     """A run's training arguments and per-image correctness on each split."""
     from fermm.models import load_model
@@ -40,10 +47,11 @@ def load_run(folder: str, splits: dict[str, dict]) -> twins.TwinRun:
     if not args_file.exists():
         raise SystemExit(f"{folder}: no training_args.json (is this a finished train/glove_cnn.py run?)")
     model = load_model(str(path))
-    run = twins.TwinRun(path.name, json.loads(args_file.read_text()))
+    # arguments added to the script after a run was trained take their defaults, as the run had them
+    run = twins.TwinRun(path.name, {**script_defaults(), **json.loads(args_file.read_text())})
     for split, d in splits.items():
         probs, _ = evaluator.predict_split(model, d["images"], "none")
-        run.correct[split] = probs.argmax(1) == evaluator._labels_for(model, d["labels"])
+        run.correct[split] = probs.argmax(1) == evaluator.labels_for(model, d["labels"])
     return run
 
 
@@ -63,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(twins.markdown(out[s]), end="\n\n")
     if alone:
         print(f"without a twin (not counted): {', '.join(alone)}")
-    record = {**out, "unpaired": alone, **evaluation.RunInfo(command, args.seed).as_dict()}
+    record = {**out, "unpaired": alone, "dataset": args.dataset, "n": {s: len(d["labels"]) for s, d in splits.items()},
+              **evaluation.RunInfo(command, args.seed).as_dict()}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {args.json}")

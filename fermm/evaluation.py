@@ -37,10 +37,17 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, seed: int = 0, n_boot: int = 1000,
                  level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of accuracy over resampled test images (seeded, deterministic)."""
+    return bootstrap_mean_ci(np.asarray(y_true) == np.asarray(y_pred), seed, n_boot, level)
+
+
+def bootstrap_mean_ci(values: np.ndarray, seed: int = 0, n_boot: int = 1000,
+                      level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-image ``values`` (e.g. correct = 1, or a paired
+    difference of two models' correctness)."""
     rng = np.random.default_rng(seed)
-    correct = (np.asarray(y_true) == np.asarray(y_pred)).astype(np.float64)
-    idx = rng.integers(0, len(correct), size=(n_boot, len(correct)))
-    means = correct[idx].mean(1)
+    values = np.asarray(values, dtype=np.float64)
+    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
+    means = values[idx].mean(1)
     alpha = (1 - level) / 2
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 

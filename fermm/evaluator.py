@@ -37,14 +37,14 @@ def evaluate_model(model, name: str, source: str, split_data: dict, dataset: str
                    run: evaluation.RunInfo) -> dict:
     """One result dict in the schema of :mod:`fermm.evaluation`."""
     probs, ips = predict_split(model, split_data["images"], tta)
-    y = _labels_for(model, split_data["labels"])
+    y = labels_for(model, split_data["labels"])
     result = {"model": name, "source": source, "dataset": dataset, "split": split, "tta": tta,
               **evaluation.score(probs, y, model.labels, run.seed, split_data["ferplus"]),
               "images_per_second": ips, **run.as_dict(), "schema_version": evaluation.SCHEMA_VERSION}
     return result
 
 
-def _labels_for(model, fer7_labels: np.ndarray) -> np.ndarray:
+def labels_for(model, fer7_labels: np.ndarray) -> np.ndarray:
     """FER-7 label ids -> the model's label ids (its labels must include all of FER-7)."""
     from fermm.labels import FER7
 
@@ -132,7 +132,7 @@ def evaluate_set(pool, models: Sequence[str], labelled, detect_faces: bool = Fal
         if model is None or not crops:
             continue
         probs = model.predict_proba(crops).numpy().astype(np.float64)
-        metrics[name] = evaluation.score(probs, _labels_for(model, y), model.labels, seed)
+        metrics[name] = evaluation.score(probs, labels_for(model, y), model.labels, seed)
         for row, p in zip(rows, probs):
             row[f"{name}:prediction"] = model.labels[int(p.argmax())]
             row[f"{name}:confidence"] = round(float(p.max()), 4)

@@ -69,13 +69,32 @@ def test_load_reports_the_median_round_and_totals_errors_over_all_rounds(tmp_pat
     rounds = [round_(1100.0), round_(950.0, errors=2), round_(980.0), round_(1001.0), round_(940.0)]
     shown = load.median_round(rounds)
     assert shown["latency_ms"]["p95"] == 980.0 and shown["requests_per_second"] == 20.98
-    assert (shown["requests"], shown["ok"], shown["errors"]) == (2000, 1998, 2) and shown["error_messages"] == {"HTTP 500": 2}
+    assert (shown["requests"], shown["errors"]) == (400, 0)  # the shown round's own counts
+    assert (shown["total_requests"], shown["total_errors"], shown["error_messages"]) == (2000, 2, {"HTTP 500": 2})
     assert [r["p95"] for r in shown["rounds"]] == [1100.0, 950.0, 980.0, 1001.0, 940.0]
     assert load.median_round([round_(900.0)]) == round_(900.0)  # one round: as measured, nothing added
+    dead = {**round_(0.0, errors=400), "latency_ms": {"p50": None, "p95": None, "p99": None}}
+    assert load.median_round([round_(900.0), dead])["latency_ms"]["p95"] is None  # upper median: the failed round
+    assert load.median_round([dead, round_(900.0), round_(950.0)])["latency_ms"]["p95"] == 950.0
     res = tmp_path / "results"
     _write(res, "load", {"models": ["fast"], "clients": 16, "faces": 1, "client": "http", **shown})
     out = tmp_path / "B.md"
     assert report.main(["--results", str(res), "--output", str(out)]) == 0
     text = out.read_text()
     assert "5 rounds against the same app, p95 1100, 950, 980, 1001, 940 ms" in text
+    assert "**2 errors** in 2000 requests over all rounds" in text
     assert "| 16 x 25 load test p95 (plain HTTP API) | <= 1000 ms | 980.0 ms | met |" in text
+
+
+def test_bench_arguments_that_cannot_work_are_refused(capsys):
+    import pytest
+
+    import bench.latency as latency
+    import bench.load as load
+
+    for parse, argv, message in ((latency.parse_args, ["--cold_starts", "0"], "--cold_starts must be at least 1"),
+                                 (load.parse_args, ["--repeats", "0"], "--repeats must be at least 1"),
+                                 (load.parse_args, ["--soak", "60", "--repeats", "3"], "1 with --soak")):
+        with pytest.raises(SystemExit):
+            parse(argv)
+        assert message in capsys.readouterr().err

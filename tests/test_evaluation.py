@@ -142,3 +142,15 @@ def test_zero_shot_words_scores_an_unseen_label(tmp_path):
     CNNClassifier(backbone="vgg11").save_pretrained(tmp_path / "base")
     with pytest.raises(ValueError, match="no word-vector head"):
         script.main(["--model", str(tmp_path / "base"), "--dataset", str(FER_TINY)])
+
+
+def test_bar_spec_is_a_valid_plotly_figure_with_the_default_look():
+    import plotly.graph_objects as go
+
+    from fermm.plots import grouped_bars_spec
+
+    spec = grouped_bars_spec([("face 1", ["a", "b"], [np.float32(0.25), 0.75]), ("text", ["a", "b"], [1, 0])], "t")
+    fig = go.Figure(spec)  # plotly validates every property
+    assert [(t.name, list(t.y)) for t in fig.data] == [("face 1", [0.25, 0.75]), ("text", [1.0, 0.0])]
+    assert fig.layout.template == go.Figure().layout.template and fig.layout.title.text == "t"
+    json.dumps(spec)  # plain JSON: numpy scalars were converted

@@ -47,8 +47,23 @@ def test_runs_trained_differently_are_not_twins():
         twins.pair_up([run("g", False), run("b", True, lr=0.1, erasing=0.25)])
     with pytest.raises(ValueError, match="both base runs"):
         twins.pair_up([run("b", True), run("b2", True)])
+    with pytest.raises(ValueError, match="differ in dataset"):
+        twins.pair_up([run("g", False, dataset="fer2013"), run("b", True, dataset="fer_tiny")])
+    plain = run("resnet50", True)
+    del plain.args["base"]  # train/resnet50.py: cross-entropy, but not a GloVe-CNN twin
+    with pytest.raises(ValueError, match="not a train/glove_cnn.py run"):
+        twins.pair_up([plain, run("b", True)])
     # what only the GloVe arm has (its contrastive stage) does not break a pair
     assert len(twins.pair_up([run("g", False, tau=0.2), run("b", True)])[0]) == 1
+
+
+def test_stems_are_summarised_apart():
+    runs = [run("g", False, [1, 1], backbone="resnet18"), run("b", True, [1, 0], backbone="resnet18"),
+            run("gi", False, [0, 0], backbone="resnet18", stem="imagenet"),
+            run("bi", True, [1, 0], backbone="resnet18", stem="imagenet")]
+    table = twins.gain_table(twins.pair_up(runs)[0], "test")
+    assert {k: (v["seeds"], v["mean_gain"]) for k, v in table["by_backbone"].items()} == {
+        "resnet18": (1, 0.5), "resnet18 (imagenet stem)": (1, -0.5)}
 
 
 def _train(out, *extra):
@@ -64,6 +79,8 @@ def test_script_scores_real_twins_on_both_splits(tmp_path, capsys):
     _train(tmp_path / "glove_mini", "--pretrain_epochs", "1")
     _train(tmp_path / "base_mini", "--base")
     _train(tmp_path / "base_mini_lr", "--base", "--lr", "0.05")
+    saved = tmp_path / "base_mini" / "training_args.json"  # as if trained before --ema existed
+    saved.write_text(json.dumps({k: v for k, v in json.loads(saved.read_text()).items() if k != "ema"}))
     out = tmp_path / "twins.json"
     assert script.main(["--runs", str(tmp_path / "glove_mini"), str(tmp_path / "base_mini"),
                         "--dataset", str(FER_TINY), "--json", str(out)]) == 0
@@ -74,6 +91,7 @@ def test_script_scores_real_twins_on_both_splits(tmp_path, capsys):
         assert row["gain"] == pytest.approx(row["glove_accuracy"] - row["base_accuracy"])
         assert row["gain_ci95"][0] <= row["gain"] <= row["gain_ci95"][1]
     assert record["command"].startswith("python eval/twins.py") and record["commit"]
+    assert record["n"]["test"] > 0 and record["dataset"] == str(FER_TINY)
     assert "| mini | 0 |" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="differ in lr"):
         script.main(["--runs", str(tmp_path / "glove_mini"), str(tmp_path / "base_mini_lr"),
