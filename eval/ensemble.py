@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = greedy_weights(probs, val["labels"], args.rounds)
     kept = [(m, c) for m, c in zip(args.members, counts) if c]
     singles = {m: float((p.argmax(1) == val["labels"]).mean()) for m, p in zip(args.members, probs)}
-    fused = fuse([p for p, c in zip(probs, counts) if c], [c for c in counts if c])
+    fused = fuse(probs, counts)  # members never picked weigh 0
     accuracy = float((fused.argmax(1) == val["labels"]).mean())
     ens = EnsembleClassifier(members=[m for m, _ in kept], weights=[c for _, c in kept])
     out = Path(args.output_dir)

@@ -10,9 +10,16 @@ def _write(folder, name, figures):
     (folder / "bench" / f"{name}.json").write_text(json.dumps({**info, **figures}))
 
 
-def test_report_renders_targets_ratios_and_missing_sections(tmp_path):
+def _render(results, tmp_path) -> str:
+    """BENCHMARKS.md as bench/report.py writes it from ``results``."""
     import bench.report as report
 
+    out = tmp_path / "B.md"
+    assert report.main(["--results", str(results), "--output", str(out)]) == 0
+    return out.read_text()
+
+
+def test_report_renders_targets_ratios_and_missing_sections(tmp_path):
     res = tmp_path / "results"
     res.mkdir()
     for model, acc in (("fast", 0.71), ("slow", 0.60), ("fer_peer", 0.658)):
@@ -31,9 +38,7 @@ def test_report_renders_targets_ratios_and_missing_sections(tmp_path):
     _write(res, "load", {"models": ["fast"], "clients": 16, "faces": 1, "requests": 400, "ok": 400, "errors": 0,
                          "seconds": 40.0, "requests_per_second": 10.0, "latency_ms": {"p50": 900.0, "p95": 1100.0, "p99": 1200.0},
                          "server_cpu_ms_per_request": 110.2, "client_cpu_ms_per_request": 50.0})
-    out = tmp_path / "B.md"
-    assert report.main(["--results", str(res), "--output", str(out)]) == 0
-    text = out.read_text()
+    text = _render(res, tmp_path)
     assert "| one-face request p50, all bundled models | <= 150 ms | 200.0 ms | missed by 50.0 ms |" in text
     assert "| app RSS with the bundled models (highest after any bench) | <= 1536 MB | 900.0 MB | met |" in text
     assert "| fastest model >= 70% accuracy, ms per face (batch 1) | <= 1.0 ms | 0.8 ms | met |" in text
@@ -60,7 +65,6 @@ def test_cpu_seconds_reads_a_process_from_proc():
 
 def test_load_reports_the_median_round_and_totals_errors_over_all_rounds(tmp_path):
     import bench.load as load
-    import bench.report as report
 
     def round_(p95, errors=0):
         return {"requests": 400, "ok": 400 - errors, "errors": errors, "error_messages": {"HTTP 500": errors} if errors else {},
@@ -78,9 +82,7 @@ def test_load_reports_the_median_round_and_totals_errors_over_all_rounds(tmp_pat
     assert load.median_round([dead, round_(900.0), round_(950.0)])["latency_ms"]["p95"] == 950.0
     res = tmp_path / "results"
     _write(res, "load", {"models": ["fast"], "clients": 16, "faces": 1, "client": "http", **shown})
-    out = tmp_path / "B.md"
-    assert report.main(["--results", str(res), "--output", str(out)]) == 0
-    text = out.read_text()
+    text = _render(res, tmp_path)
     assert "5 rounds against the same app, p95 1100, 950, 980, 1001, 940 ms" in text
     assert "**2 errors** in 2000 requests over all rounds" in text
     assert "| 16 x 25 load test p95 (plain HTTP API) | <= 1000 ms | 980.0 ms | met |" in text
