@@ -56,6 +56,9 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--log_with", default="tensorboard", choices=("tensorboard", "wandb", "none"))
+    p.add_argument("--init_from", metavar="FOLDER", default=None,
+                   help="start from this saved model's weights (a further training cycle); the GloVe recipe then "
+                        "skips its contrastive stage, which that model already had")
     p.add_argument("--max_steps_per_epoch", type=int, default=0, help=argparse.SUPPRESS)
 
 
@@ -117,9 +120,23 @@ def image_task(cls, arrays, args: argparse.Namespace, **kwargs) -> ImageTask:
                weighted=args.class_weighted, **kwargs)
 
 
+def warm_start(args: argparse.Namespace) -> CNNClassifier:
+    """The ``--init_from`` model, refused unless its architecture is the one the arguments ask for."""
+    model = CNNClassifier.from_pretrained(args.init_from, strict=True)
+    stem = (model._hub_mixin_config or {}).get("stem", "small")
+    if model.backbone_name != args.backbone or stem != args.stem:
+        raise ValueError(f"--init_from {args.init_from} is a {model.backbone_name} ({stem} stem) but "
+                         f"--backbone {args.backbone} --stem {args.stem} was asked for")
+    return model  # its own dropout (config.json) is kept: --dropout only shapes new models
+
+
 def train_plain(args: argparse.Namespace, arrays=None) -> CNNClassifier:
     """One cross-entropy stage (ResNet50, and GloVe-CNN's ``--base`` twin)."""
     arrays = arrays or load_arrays(args)
+    if getattr(args, "init_from", None):
+        model = warm_start(args)
+        return run_stage(model, image_task(ImageTask, arrays, args),
+                         train_config(args, Path(args.output_dir) / "stage_ce", args.epochs, args.lr))
     model = CNNClassifier(backbone=args.backbone, stem=args.stem, dropout=args.dropout)
     task = image_task(ImageTask, arrays, args)
     return run_stage(model, task, train_config(args, Path(args.output_dir) / "stage_ce", args.epochs, args.lr))
@@ -130,6 +147,14 @@ def train_glove(args: argparse.Namespace, arrays=None) -> CNNClassifier:
     from fermm.wordvec import WordVectors, default_vectors, label_vectors
 
     arrays = arrays or load_arrays(args)
+    ft_lr = args.finetune_lr if args.finetune_lr is not None else args.lr / 10
+    if getattr(args, "init_from", None):
+        model = warm_start(args)
+        if not model.word_dim:
+            raise ValueError(f"--init_from {args.init_from} has no word-vector head: not a GloVe-CNN "
+                             "(use --base to continue a plain model)")
+        return run_stage(model, image_task(ImageTask, arrays, args),
+                         train_config(args, Path(args.output_dir) / "stage_finetune", args.epochs, ft_lr))
     table = WordVectors.load(args.word_vectors) if args.word_vectors else default_vectors()
     vectors = torch.from_numpy(label_vectors(FER7, table))
     model = CNNClassifier(backbone=args.backbone, stem=args.stem, dropout=args.dropout,
@@ -140,7 +165,6 @@ def train_glove(args: argparse.Namespace, arrays=None) -> CNNClassifier:
     model = run_stage(model, pre_task, train_config(args, out / "stage_contrastive", args.pretrain_epochs, args.lr))
     if args.freeze_backbone:
         model.freeze_backbone()
-    ft_lr = args.finetune_lr if args.finetune_lr is not None else args.lr / 10
     return run_stage(model, image_task(ImageTask, arrays, args), train_config(args, out / "stage_finetune",
                                                                              args.epochs, ft_lr))
 

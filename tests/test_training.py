@@ -143,6 +143,29 @@ def test_glove_cnn_script_lands_a_checkpoint_equal_to_the_in_memory_model(tmp_pa
         assert not torch.equal(pre.classifier.weight, saved.classifier.weight)
 
 
+def test_init_from_continues_a_saved_model_and_refuses_a_mismatch(tmp_path):
+    """--init_from starts from the saved weights (lr 0: no parameter moves; batch-norm statistics do) and skips
+    the contrastive stage."""
+    import train.glove_cnn as script
+
+    torch.manual_seed(0)
+    start = CNNClassifier(backbone="mini", word_dim=300)
+    start.save_pretrained(tmp_path / "start")
+    common = ["--dataset", str(FER_TINY), "--epochs", "1", "--batch_size", "8", "--log_with", "none",
+              "--init_from", str(tmp_path / "start")]
+    out = tmp_path / "cont"
+    assert script.main([*common, "--backbone", "mini", "--lr", "0", "--finetune_lr", "0", "--warmup_epochs", "0",
+                        "--output_dir", str(out)]) == 0
+    assert not (out / "stage_contrastive").exists() and (out / "stage_finetune" / "history.json").exists()
+    saved = dict(load_model(str(out)).named_parameters())
+    assert all(torch.equal(saved[k], v) for k, v in start.named_parameters())
+    with pytest.raises(ValueError, match="is a mini .* but --backbone vgg11"):
+        script.main([*common, "--backbone", "vgg11", "--output_dir", str(tmp_path / "wrong")])
+    CNNClassifier(backbone="mini").save_pretrained(tmp_path / "plain")
+    with pytest.raises(ValueError, match="no word-vector head"):
+        script.main([*common[:-1], str(tmp_path / "plain"), "--backbone", "mini", "--output_dir", str(tmp_path / "p")])
+
+
 def test_resnet50_script_runs_on_the_fixture(tmp_path, astronaut):
     import train.resnet50 as script
 

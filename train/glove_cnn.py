@@ -2,6 +2,8 @@
 
     python train/glove_cnn.py --backbone vgg11 --output_dir runs/glove_vgg11
     python train/glove_cnn.py --backbone vgg11 --base --output_dir runs/base_vgg11
+    python train/glove_cnn.py --backbone vgg11 --init_from runs/glove_vgg11 --epochs 15 --finetune_lr 0.01 \
+        --ema 0.999 --output_dir runs/glove_vgg11_cycle2    # a second cosine cycle from a trained model
 """
 from __future__ import annotations
 
