@@ -47,6 +47,30 @@ def test_save_load_round_trip_is_exact(tmp_path, astronaut):
     assert torch.equal(load_model(str(tmp_path / "again")).predict_proba([astronaut]), p2)
 
 
+@pytest.mark.parametrize("backbone", ["fast", "resnet18"])
+def test_onnx_runtime_matches_pytorch_and_can_be_turned_off(tmp_path, monkeypatch, astronaut, backbone):
+    """Loaded for inference, a CNN predicts through ONNX Runtime with PyTorch's outputs (every TTA view,
+    any batch size); FERMM_RUNTIME=torch keeps PyTorch; training mode drops the frozen graph."""
+    from fermm.runtime import OnnxForward
+
+    torch.manual_seed(0)
+    CNNClassifier(backbone=backbone).save_pretrained(tmp_path / "m")
+    fast = load_model(str(tmp_path / "m"))
+    assert isinstance(fast.fast_forward, OnnxForward)
+    monkeypatch.setenv("FERMM_RUNTIME", "torch")
+    plain = load_model(str(tmp_path / "m"))
+    assert plain.fast_forward is None
+    x = torch.rand(5, 1, 48, 48)
+    for tta in ("none", "tencrop"):
+        assert torch.allclose(fast.proba_from_tensor(x, tta), plain.proba_from_tensor(x, tta), atol=1e-5)
+    assert torch.allclose(fast.predict_proba([astronaut]), plain.predict_proba([astronaut]), atol=1e-5)
+    fast.train()
+    assert fast.fast_forward is None
+    monkeypatch.setenv("FERMM_RUNTIME", "tensorrt")
+    with pytest.raises(ValueError, match="expected 'onnx' or 'torch'"):
+        load_model(str(tmp_path / "m"))
+
+
 def test_fp16_save_is_close_and_keeps_the_model_fp32(tmp_path, astronaut):
     torch.manual_seed(0)
     model = CNNClassifier(backbone="vgg11").eval()

@@ -114,6 +114,7 @@ class EmotionClassifier(FermmModel, tags=["facial-expression-recognition", "imag
     """
 
     family: str = "base"
+    fast_forward = None  # set by ``for_inference`` when ONNX Runtime runs the same graph (fermm.runtime)
     labels: tuple[str, ...]
     input_size: int
     channels: int
@@ -142,4 +143,5 @@ class EmotionClassifier(FermmModel, tags=["facial-expression-recognition", "imag
         """Mean softmax over the TTA views of a preprocessed batch."""
         self.eval()
         views = tta_views(x, tta)
-        return torch.stack([self(v).float().softmax(-1) for v in views]).mean(0)
+        run = self.fast_forward or self
+        return torch.stack([run(v).float().softmax(-1) for v in views]).mean(0)
