@@ -211,7 +211,10 @@ def train_distilled(args: argparse.Namespace, arrays=None) -> CNNClassifier:
 
     arrays = arrays or load_arrays(args)
     teacher = load_model(args.teacher).eval()
-    model = CNNClassifier(backbone=args.backbone, stem=args.stem, dropout=args.dropout)
+    if getattr(args, "init_from", None):
+        model = warm_start(args)
+    else:
+        model = CNNClassifier(backbone=args.backbone, stem=args.stem, dropout=args.dropout)
     task = image_task(DistillTask, arrays, args, teacher_probs=teacher_fn(teacher), alpha=args.alpha,
                       temperature=args.temperature)
     return run_stage(model, task, train_config(args, Path(args.output_dir) / "stage_distill", args.epochs, args.lr))
