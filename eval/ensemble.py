@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -60,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fermm.predict import fuse
 
     args = parse_args(argv)
-    command = "python eval/ensemble.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = evaluation.command_line("eval/ensemble.py", argv)
     val = evaluator.load_split(args.dataset, "validation")
     probs = member_probs(args.members, val, args.tta)
     counts = greedy_weights(probs, val["labels"], args.rounds)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shlex
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -36,7 +35,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
-    command = "python eval/evaluate.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = evaluation.command_line("eval/evaluate.py", argv)
     written, skipped = evaluator.evaluate_all(args.models, args.dataset, args.split, args.tta, args.output_dir,
                                               evaluation.RunInfo(command, args.seed), args.text_dataset)
     for path in written:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -90,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fermm.models import load_model
 
     args = parse_args(argv)
-    command = "python eval/fusion.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = evaluation.command_line("eval/fusion.py", argv)
     image_model, text_model = load_model(args.image_model), load_model(args.text_model)
     p_img, y_face, p_txt6, y_text = probabilities(image_model, text_model, args.dataset, args.text_dataset,
                                                   "validation")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -57,7 +56,7 @@ def load_run(folder: str, splits: dict[str, dict]) -> twins.TwinRun:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    command = "python eval/twins.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = evaluation.command_line("eval/twins.py", argv)
     splits = {s: evaluator.load_split(args.dataset, s) for s in SPLITS}
     runs = [load_run(r, splits) for r in args.runs]
     try:

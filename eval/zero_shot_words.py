@@ -6,7 +6,6 @@ including labels never trained on (FER+'s "contempt"), and measured against FER2
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -61,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fermm.models import load_model
 
     args = parse_args(argv)
-    command = "python eval/zero_shot_words.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = evaluation.command_line("eval/zero_shot_words.py", argv)
     zs = WordVectorZeroShot(load_model(args.model), FERPLUS8 if args.labels == "ferplus8" else FER7, args.word_vectors)
     name = f"{Path(args.model).name}.zeroshot_{args.labels}"
     result = evaluator.evaluate_model(zs, name, args.model, evaluator.load_split(args.dataset, args.split),

@@ -113,6 +113,15 @@ def ferplus_scores(probs: np.ndarray, labels: Sequence[str], ferplus_label: np.n
     return seven, eight
 
 
+def command_line(script: str, argv: Sequence[str] | None = None) -> str:
+    """The shell command that reproduces a figure: ``python <script> <args>`` (``sys.argv`` when argv is None)."""
+    import shlex
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join(["python", script, *(shlex.quote(a) for a in args)])
+
+
 @dataclass
 class RunInfo:
     """Provenance recorded with every figure."""

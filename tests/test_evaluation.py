@@ -154,3 +154,10 @@ def test_bar_spec_is_a_valid_plotly_figure_with_the_default_look():
     assert [(t.name, list(t.y)) for t in fig.data] == [("face 1", [0.25, 0.75]), ("text", [1.0, 0.0])]
     assert fig.layout.template == go.Figure().layout.template and fig.layout.title.text == "t"
     json.dumps(spec)  # plain JSON: numpy scalars were converted
+
+
+def test_command_line_quotes_what_a_shell_would_split():
+    from fermm.evaluation import command_line
+
+    assert command_line("eval/x.py", ["--runs", "a b", "--tta", "flip"]) == "python eval/x.py --runs 'a b' --tta flip"
+    assert command_line("eval/x.py", []) == "python eval/x.py"
