@@ -90,7 +90,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from fermm.evaluation import git_commit, hardware
+    from fermm.evaluation import command_line, git_commit, hardware
 
     args = parse_args(argv)
     if args._one:  # child process: one method, one JSON line
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "--steps", str(args.steps)], capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     by = {r["method"]: r for r in rows}
-    command = "python bench/clip_cost.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line("bench/clip_cost.py", argv)
     print(f"# {command}\n# commit {git_commit()}, {time.strftime('%Y-%m-%d')}, {hardware()}")
     print(f"{'method':<15} {'trainable':>12} {'s/step':>8} {'peak MB':>8}   (batch {args.batch}, ViT-B/32)")
     for r in rows:

@@ -74,7 +74,8 @@ def model_latency(names: Sequence[str], repeats: int, warmup: int) -> tuple[dict
         b1 = timed(lambda: model.predict_proba(crops[:1], batch_size=1), repeats, warmup)
         b32 = timed(lambda: model.predict_proba(crops[:1] * 32, batch_size=32), repeats, warmup)
         out[name] = {"batch1": common.percentiles(b1),
-                     "batch32": common.percentiles([t / 32 for t in b32])}
+                     "batch32": common.percentiles([t / 32 for t in b32]),
+                     "runtime": "onnxruntime" if getattr(model, "fast_forward", None) else "pytorch"}
     return out, unavailable
 
 

@@ -52,15 +52,15 @@ def accuracies(results: Path) -> dict[str, float]:
 def latency_section(r: dict, acc: dict[str, float], peer_ms: float | None) -> list[str]:
     lines = ["## Latency", "", *provenance(r)]
     if r.get("models"):
-        lines += ["| model | FER test acc. | batch 1 p50 / p95 (ms per face) | batch 32 p50 (ms per face) | x peer (b1) |",
-                  "|---|---|---|---|---|"]
+        lines += ["| model | runtime | FER test acc. | batch 1 p50 / p95 (ms per face) | batch 32 p50 (ms per face) "
+                  "| x peer (b1) |", "|---|---|---|---|---|---|"]
         for name, m in r["models"].items():
             ratio = f"{m['batch1']['p50'] / peer_ms:.1f}x" if peer_ms else "n/a"
             a = f"{acc[name]:.1%}" if name in acc else "n/a"
-            lines.append(f"| `{name}` | {a} | {m['batch1']['p50']:.2f} / {m['batch1']['p95']:.2f} | "
+            lines.append(f"| `{name}` | {m.get('runtime', 'pytorch')} | {a} | {m['batch1']['p50']:.2f} / {m['batch1']['p95']:.2f} | "
                          f"{m['batch32']['p50']:.3f} | {ratio} |")
         if peer_ms:
-            lines.append(f"| `fer` peer (mini-Xception, TFLite; mean, preprocessing excluded) | "
+            lines.append(f"| `fer` peer (mini-Xception; mean, preprocessing excluded) | TFLite | "
                          f"{acc.get('fer_peer', float('nan')):.1%} | {peer_ms:.3f} | n/a | 1.0x |")
         lines += [""] + [f"- `{n}` unavailable: {why[:160]}" for n, why in r.get("unavailable", {}).items()] + [""]
     if r.get("detection"):

@@ -121,52 +121,55 @@ def image_task(cls, arrays, args: argparse.Namespace, **kwargs) -> ImageTask:
 
 
 def warm_start(args: argparse.Namespace) -> CNNClassifier:
-    """The ``--init_from`` model, refused unless its architecture is the one the arguments ask for."""
+    """The ``--init_from`` folder's model, refused unless it is the FER-7, 48 px grayscale net asked for."""
+    if not (Path(args.init_from) / "config.json").exists():
+        raise FileNotFoundError(f"--init_from {args.init_from}: not a saved model folder (no config.json)")
     model = CNNClassifier.from_pretrained(args.init_from, strict=True)
-    stem = (model._hub_mixin_config or {}).get("stem", "small")
-    if model.backbone_name != args.backbone or stem != args.stem:
-        raise ValueError(f"--init_from {args.init_from} is a {model.backbone_name} ({stem} stem) but "
-                         f"--backbone {args.backbone} --stem {args.stem} was asked for")
+    got = (model.backbone_name, model.stem, model.labels, model.channels, model.input_size)
+    if got != (args.backbone, args.stem, FER7, 1, 48):
+        raise ValueError(f"--init_from {args.init_from} is a {got[0]} ({got[1]} stem, labels {', '.join(got[2])}, "
+                         f"{got[3]}x{got[4]}px input) but this run asks for --backbone {args.backbone} --stem "
+                         f"{args.stem} on FER-7 48px grayscale")
     return model  # its own dropout (config.json) is kept: --dropout only shapes new models
 
 
 def train_plain(args: argparse.Namespace, arrays=None) -> CNNClassifier:
     """One cross-entropy stage (ResNet50, and GloVe-CNN's ``--base`` twin)."""
     arrays = arrays or load_arrays(args)
-    if getattr(args, "init_from", None):
-        model = warm_start(args)
-        return run_stage(model, image_task(ImageTask, arrays, args),
-                         train_config(args, Path(args.output_dir) / "stage_ce", args.epochs, args.lr))
-    model = CNNClassifier(backbone=args.backbone, stem=args.stem, dropout=args.dropout)
+    model = warm_start(args) if args.init_from else CNNClassifier(backbone=args.backbone, stem=args.stem,
+                                                                  dropout=args.dropout)
     task = image_task(ImageTask, arrays, args)
     return run_stage(model, task, train_config(args, Path(args.output_dir) / "stage_ce", args.epochs, args.lr))
 
 
-def train_glove(args: argparse.Namespace, arrays=None) -> CNNClassifier:
-    """Seed 003: contrastive pre-training against label word vectors, then classifier fine-tuning."""
+def pretrain_contrastive(args: argparse.Namespace, arrays) -> CNNClassifier:
+    """Seed 003's stage 1: backbone + projections against the frozen label word vectors."""
     from fermm.wordvec import WordVectors, default_vectors, label_vectors
 
+    table = WordVectors.load(args.word_vectors) if args.word_vectors else default_vectors()
+    model = CNNClassifier(backbone=args.backbone, stem=args.stem, dropout=args.dropout,
+                          word_dim=table.dim, tau=args.tau)
+    model.label_vectors.copy_(torch.from_numpy(label_vectors(FER7, table)))
+    task = image_task(ContrastiveTask, arrays, args, lam=args.lam, positives=args.positives)
+    return run_stage(model, task, train_config(args, Path(args.output_dir) / "stage_contrastive",
+                                               args.pretrain_epochs, args.lr))
+
+
+def train_glove(args: argparse.Namespace, arrays=None) -> CNNClassifier:
+    """Seed 003: contrastive pre-training (skipped with ``--init_from``), then classifier fine-tuning."""
     arrays = arrays or load_arrays(args)
-    ft_lr = args.finetune_lr if args.finetune_lr is not None else args.lr / 10
-    if getattr(args, "init_from", None):
+    if args.init_from:
         model = warm_start(args)
         if not model.word_dim:
             raise ValueError(f"--init_from {args.init_from} has no word-vector head: not a GloVe-CNN "
                              "(use --base to continue a plain model)")
-        return run_stage(model, image_task(ImageTask, arrays, args),
-                         train_config(args, Path(args.output_dir) / "stage_finetune", args.epochs, ft_lr))
-    table = WordVectors.load(args.word_vectors) if args.word_vectors else default_vectors()
-    vectors = torch.from_numpy(label_vectors(FER7, table))
-    model = CNNClassifier(backbone=args.backbone, stem=args.stem, dropout=args.dropout,
-                          word_dim=table.dim, tau=args.tau)
-    model.label_vectors.copy_(vectors)
-    out = Path(args.output_dir)
-    pre_task = image_task(ContrastiveTask, arrays, args, lam=args.lam, positives=args.positives)
-    model = run_stage(model, pre_task, train_config(args, out / "stage_contrastive", args.pretrain_epochs, args.lr))
+    else:
+        model = pretrain_contrastive(args, arrays)
     if args.freeze_backbone:
         model.freeze_backbone()
-    return run_stage(model, image_task(ImageTask, arrays, args), train_config(args, out / "stage_finetune",
-                                                                             args.epochs, ft_lr))
+    ft_lr = args.finetune_lr if args.finetune_lr is not None else args.lr / 10
+    return run_stage(model, image_task(ImageTask, arrays, args),
+                     train_config(args, Path(args.output_dir) / "stage_finetune", args.epochs, ft_lr))
 
 
 def finish(model: CNNClassifier, args: argparse.Namespace, name: str) -> Path:
@@ -210,11 +213,11 @@ def train_distilled(args: argparse.Namespace, arrays=None) -> CNNClassifier:
     from fermm.tasks import DistillTask
 
     arrays = arrays or load_arrays(args)
+    if args.threads:  # before the teacher loads: its ONNX Runtime session takes the thread count then
+        torch.set_num_threads(args.threads)
     teacher = load_model(args.teacher).eval()
-    if getattr(args, "init_from", None):
-        model = warm_start(args)
-    else:
-        model = CNNClassifier(backbone=args.backbone, stem=args.stem, dropout=args.dropout)
+    model = warm_start(args) if args.init_from else CNNClassifier(backbone=args.backbone, stem=args.stem,
+                                                                  dropout=args.dropout)
     task = image_task(DistillTask, arrays, args, teacher_probs=teacher_fn(teacher), alpha=args.alpha,
                       temperature=args.temperature)
     return run_stage(model, task, train_config(args, Path(args.output_dir) / "stage_distill", args.epochs, args.lr))

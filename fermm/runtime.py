@@ -1,9 +1,9 @@
 """ONNX Runtime for the small CNNs' inference: same outputs as PyTorch, less per-call overhead.
 
 At batch 1 a CNN's time in PyTorch eager is mostly per-operator dispatch; ONNX Runtime runs the same
-graph with fused conv + batch-norm + ReLU kernels (``bench/latency.py`` measures both). The graph is
-exported in memory when a model is loaded for inference; training and Grad-CAM keep using PyTorch.
-Set ``FERMM_RUNTIME=torch`` to turn it off.
+graph with fused conv + batch-norm + ReLU kernels (``bench/latency.py`` records which runtime it timed).
+The graph is exported in memory when a model is loaded for inference; training and Grad-CAM keep using
+PyTorch, and so does any model whose weights changed after the export. ``FERMM_RUNTIME=torch`` turns it off.
 """
 from __future__ import annotations
 
@@ -27,28 +27,50 @@ def wanted() -> bool:
     return choice == "onnx"
 
 
-class OnnxForward:
-    """A frozen copy of ``module``'s forward pass, (N, C, H, W) float tensor -> (N, K) logits tensor.
+def _fingerprint(module: nn.Module) -> tuple:
+    # storage and in-place version of every tensor: load_state_dict, optimiser steps and .to() all change it
+    return tuple((t.data_ptr(), t._version, t.dtype) for t in (*module.parameters(), *module.buffers()))
 
-    The copy does not follow later changes of the module's weights; re-create it after training.
+
+def _export(module: nn.Module, example: torch.Tensor) -> bytes:
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("error", torch.jit.TracerWarning)  # a mis-traced forward: fall back instead
+        torch.onnx.export(module, example.float().contiguous(), buf, input_names=["x"], output_names=["logits"],
+                          dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n"}}, dynamo=False)
+    return buf.getvalue()
+
+
+class OnnxForward:
+    """A frozen copy of an eval-mode ``module``'s forward, (N, C, H, W) CPU tensor -> (N, K) logits.
+
+    :meth:`serves` tells whether it still matches the module's weights (else run the module itself).
+    Copies and pickles of a model do not carry it (``None``): they may change their weights.
     """
 
-    def __init__(self, module: nn.Module, example: torch.Tensor, threads: int | None = None):
+    def __init__(self, module: nn.Module, example: torch.Tensor):
         import onnxruntime as ort
 
-        buf = io.BytesIO()
-        with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice, not actionable here
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module.eval(), example.float().contiguous(), buf, input_names=["x"],
-                              output_names=["logits"], dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}},
-                              dynamo=False)
+        if module.training:
+            raise ValueError("export an eval-mode module: training-mode batch norm and dropout differ")
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        opts.intra_op_num_threads = torch.get_num_threads()
         opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+        # no busy-waiting between runs: on 2 shared cores it would take CPU from the other models and Gradio
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(_export(module, example), opts, providers=["CPUExecutionProvider"])
+        self.fingerprint = _fingerprint(module)
 
-    def __deepcopy__(self, memo: dict) -> "OnnxForward":
-        return self  # read-only session: copies of a model (e.g. for EMA) may share it
+    def serves(self, module: nn.Module, x: torch.Tensor) -> bool:
+        return x.device.type == "cpu" and not module.training and _fingerprint(module) == self.fingerprint
+
+    def __deepcopy__(self, memo: dict) -> None:
+        return None
+
+    def __reduce__(self):
+        return (type(None), ())
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = np.ascontiguousarray(x.detach().float().numpy())

@@ -25,7 +25,8 @@ def test_report_renders_targets_ratios_and_missing_sections(tmp_path):
     for model, acc in (("fast", 0.71), ("slow", 0.60), ("fer_peer", 0.658)):
         (res / f"{model}.json").write_text(json.dumps({"model": model, "split": "test", "tta": "none",
                                                        "accuracy": acc, "images_per_second": 4000.0}))
-    _write(res, "latency", {"models": {"fast": {"batch1": {"p50": 0.8, "p95": 1.0}, "batch32": {"p50": 0.1, "p95": 0.2}},
+    _write(res, "latency", {"models": {"fast": {"batch1": {"p50": 0.8, "p95": 1.0}, "batch32": {"p50": 0.1, "p95": 0.2},
+                                                "runtime": "onnxruntime"},
                                        "slow": {"batch1": {"p50": 3.0, "p95": 4.0}, "batch32": {"p50": 1.0, "p95": 1.0}}},
                             "unavailable": {"coop": "OSError: no CLIP"},
                             "app": {"models": ["fast"], "unavailable": {}, "cold_start": [{"ready_s": 9.0, "first_answer_s": 11.0}],
@@ -42,7 +43,7 @@ def test_report_renders_targets_ratios_and_missing_sections(tmp_path):
     assert "| one-face request p50, all bundled models | <= 150 ms | 200.0 ms | missed by 50.0 ms |" in text
     assert "| app RSS with the bundled models (highest after any bench) | <= 1536 MB | 900.0 MB | met |" in text
     assert "| fastest model >= 70% accuracy, ms per face (batch 1) | <= 1.0 ms | 0.8 ms | met |" in text
-    assert "| `fast` | 71.0% | 0.80 / 1.00 | 0.100 | 3.2x |" in text  # peer: 1000 / 4000 = 0.25 ms per face
+    assert "| `fast` | onnxruntime | 71.0% | 0.80 / 1.00 | 0.100 | 3.2x |" in text  # peer: 1000 / 4000 = 0.25 ms per face
     assert "**200x** faster" in text and "`coop` unavailable: OSError: no CLIP" in text
     assert "| 1 face | 200 | 300 | 61 | 20 |" in text
     assert "| 16 x 25 load test p95 (gradio_client) | <= 1000 ms | 1100.0 ms | missed by 100.0 ms |" in text

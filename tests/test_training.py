@@ -159,7 +159,7 @@ def test_init_from_continues_a_saved_model_and_refuses_a_mismatch(tmp_path):
     assert not (out / "stage_contrastive").exists() and (out / "stage_finetune" / "history.json").exists()
     saved = dict(load_model(str(out)).named_parameters())
     assert all(torch.equal(saved[k], v) for k, v in start.named_parameters())
-    with pytest.raises(ValueError, match="is a mini .* but --backbone vgg11"):
+    with pytest.raises(ValueError, match="is a mini .* but this run asks for --backbone vgg11"):
         script.main([*common, "--backbone", "vgg11", "--output_dir", str(tmp_path / "wrong")])
     CNNClassifier(backbone="mini").save_pretrained(tmp_path / "plain")
     with pytest.raises(ValueError, match="no word-vector head"):

@@ -80,7 +80,7 @@ class CNNClassifier(EmotionClassifier):
         super().__init__()
         self.backbone_name, self.labels = backbone, tuple(labels)
         self.input_size, self.channels, self.mean, self.std = input_size, channels, tuple(mean), tuple(std)
-        self.tau = tau
+        self.tau, self.stem = tau, stem
         self.backbone, width = make_backbone(backbone, channels, stem)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(width, len(self.labels))
@@ -99,8 +99,6 @@ class CNNClassifier(EmotionClassifier):
 
     def train(self, mode: bool = True) -> "CNNClassifier":
         super().train(mode)
-        if mode:  # the weights are about to change: the exported inference graph would go stale
-            self.fast_forward = None
         if getattr(self, "backbone_frozen", False):
             self.backbone.eval()
         return self
