@@ -107,9 +107,9 @@ def _explanations(result: ImageResult, pool: ModelPool, max_faces: int = 5) -> l
     out = []
     for face in result.faces[:max_faces]:
         for name in face.probs:
-            model = pool.get(name)
-            try:
-                heat, target = saliency(model, face.crop)
+            model, shown = pool.get(name), face.probs[name]
+            try:  # explain the class the table shows (computed by ONNX Runtime; Grad-CAM runs in PyTorch)
+                heat, target = saliency(model, face.crop, model.labels.index(max(shown, key=shown.get)))
             except NotImplementedError:  # ensembles combine probabilities, there is no one gradient
                 continue
             out.append((overlay(face.crop, heat), f"face {face.index}, {name}: {model.labels[target]}"))
