@@ -180,13 +180,25 @@ def finish(model: CNNClassifier, args: argparse.Namespace, name: str) -> Path:
 
     out = Path(args.output_dir)
     history = json.loads((out / _last_stage(out) / "history.json").read_text())
-    card = cards.model_card(name, model, training=vars(args), history=history)
-    model.save_with_card(out, card=card, training_args=vars(args))
+    training = training_record(args)
+    card = cards.model_card(name, model, training=training, history=history)
+    model.save_with_card(out, card=card, training_args=training)
     if args.push_to_hub:
         from fermm.hub import push_model_folder
 
         push_model_folder(out, args.push_to_hub)
     return out
+
+
+def training_record(args: argparse.Namespace) -> dict:
+    """The run's arguments; a warm-started run nests its starting model's record (the full recipe, not a path)."""
+    import json
+
+    record = dict(vars(args))
+    start = Path(args.init_from) / "training_args.json" if getattr(args, "init_from", None) else None
+    if start is not None and start.exists():
+        record["init_from_training_args"] = json.loads(start.read_text())
+    return record
 
 
 def _last_stage(out: Path) -> str:

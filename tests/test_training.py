@@ -1,6 +1,7 @@
 """fermm.training / fermm.tasks: losses against hand computation, exact resume, the scripts end to end."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -157,6 +158,11 @@ def test_init_from_continues_a_saved_model_and_refuses_a_mismatch(tmp_path):
     assert script.main([*common, "--backbone", "mini", "--lr", "0", "--finetune_lr", "0", "--warmup_epochs", "0",
                         "--output_dir", str(out)]) == 0
     assert not (out / "stage_contrastive").exists() and (out / "stage_finetune" / "history.json").exists()
+    (tmp_path / "start" / "training_args.json").write_text('{"lr": 0.05}')  # a run's own record, nested below
+    out2 = tmp_path / "cont2"
+    assert script.main([*common, "--backbone", "mini", "--epochs", "1", "--output_dir", str(out2)]) == 0
+    record = json.loads((out2 / "training_args.json").read_text())
+    assert record["init_from_training_args"] == {"lr": 0.05} and "init_from_training_args" in (out2 / "README.md").read_text()
     saved = dict(load_model(str(out)).named_parameters())
     assert all(torch.equal(saved[k], v) for k, v in start.named_parameters())
     with pytest.raises(ValueError, match="is a mini .* but this run asks for --backbone vgg11"):
