@@ -133,7 +133,8 @@ def test_glove_cnn_script_lands_a_checkpoint_equal_to_the_in_memory_model(tmp_pa
     assert script.main(argv) == 0
     saved = load_model(str(out))
     in_memory = captured["model"].eval()
-    assert torch.equal(saved.predict_proba([astronaut]), in_memory.predict_proba([astronaut]))
+    # same weights; the loaded model runs in ONNX Runtime (fermm.runtime), hence float rounding only
+    assert torch.allclose(saved.predict_proba([astronaut]), in_memory.predict_proba([astronaut]), atol=1e-5)
     card = (out / "README.md").read_text()
     assert "Out-of-scope uses" in card and "surveillance" in card and "Validation" in card
     assert captured["name"] == ("base_vgg11" if "--base" in extra else "glove_vgg11")
