@@ -60,6 +60,8 @@ class OnnxForward:
         opts.inter_op_num_threads = 1
         # no busy-waiting between runs: on 2 shared cores it would take CPU from the other models and Gradio
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # no memory arena: it keeps the peak of every concurrent request's buffers (bench/load.py: +240 MB RSS)
+        opts.enable_cpu_mem_arena = False
         self.session = ort.InferenceSession(_export(module, example), opts, providers=["CPUExecutionProvider"])
         self.fingerprint = _fingerprint(module)
 
