@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import platform
+import shlex
 import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -115,9 +117,6 @@ def ferplus_scores(probs: np.ndarray, labels: Sequence[str], ferplus_label: np.n
 
 def command_line(script: str, argv: Sequence[str] | None = None) -> str:
     """The shell command that reproduces a figure: ``python <script> <args>`` (``sys.argv`` when argv is None)."""
-    import shlex
-    import sys
-
     args = sys.argv[1:] if argv is None else argv
     return " ".join(["python", script, *(shlex.quote(a) for a in args)])
 

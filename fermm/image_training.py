@@ -195,7 +195,7 @@ def training_record(args: argparse.Namespace) -> dict:
     import json
 
     record = dict(vars(args))
-    start = Path(args.init_from) / "training_args.json" if getattr(args, "init_from", None) else None
+    start = Path(args.init_from) / "training_args.json" if args.init_from else None
     if start is not None and start.exists():
         record["init_from_training_args"] = json.loads(start.read_text())
     return record

@@ -23,7 +23,7 @@ from fermm.transforms import FER_MEAN, FER_STD
 
 BACKBONES: tuple[str, ...] = ("vgg11", "vgg16", "resnet18", "resnet50", "mini", "fast")
 # small VGGs for distilled students: "mini" (~1.2M params, 116M multiply-adds) and "fast" (~1.1M, 50M: one
-# conv at 48x48 and one at 24x24, so < 1 ms per face at batch 1 here; bench/latency.py measures it)
+# conv at 48x48 and one at 24x24; its bare graph runs in 0.7 ms here in ONNX Runtime, bench/latency.py times it)
 SMALL_CFGS: dict[str, tuple] = {"mini": (32, 32, "M", 64, 64, "M", 128, 128, "M", 256, 256),
                                 "fast": (32, "M", 64, "M", 128, 128, "M", 256, 256)}
 
