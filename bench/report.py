@@ -175,9 +175,12 @@ def breakdown_section(r: dict) -> list[str]:
     lines = ["## Where the time goes", "", *provenance(r)]
     for name, m in r["models"].items():
         t = m["ms_per_face"]
-        lines.append(f"- `{name}` (batch {m['batch']}, {m['runtime']}): {t['predict_proba']:.2f} ms per face = "
+        lines.append(f"- `{name}` ({m['runtime']}): {t['predict_proba']:.2f} ms per face = "
                      f"preprocessing {t['preprocess']:.2f} + network {t['forward']:.2f} + the rest. PyTorch's top "
                      "operators: " + ", ".join(f"{o['op']} {o['share']:.0%}" for o in m["top_operators_pytorch"][:3]))
+        if m.get("pytorch_forward_variants_ms_per_face"):
+            lines[-1] += ". Bare forward, ms per face: " + ", ".join(
+                f"{k.replace('_', ' ')} {v}" for k, v in m["pytorch_forward_variants_ms_per_face"].items())
     return lines + [""]
 
 

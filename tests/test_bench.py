@@ -39,13 +39,13 @@ def test_report_renders_targets_ratios_and_missing_sections(tmp_path):
     _write(res, "load", {"models": ["fast"], "clients": 16, "faces": 1, "requests": 400, "ok": 400, "errors": 0,
                          "seconds": 40.0, "requests_per_second": 10.0, "latency_ms": {"p50": 900.0, "p95": 1100.0, "p99": 1200.0},
                          "server_cpu_ms_per_request": 110.2, "client_cpu_ms_per_request": 50.0})
-    _write(res, "breakdown", {"models": {"fast": {"runtime": "pytorch", "batch": 1, "ms_per_face": {
+    _write(res, "breakdown", {"models": {"fast b1": {"runtime": "pytorch", "batch": 1, "ms_per_face": {
         "preprocess": 0.2, "forward": 1.4, "predict_proba": 1.8}, "top_operators_pytorch": [
         {"op": "aten::_slow_conv2d_forward", "ms_per_face": 1.05, "share": 0.79, "calls_per_forward": 6}]}}})
     text = _render(res, tmp_path)
     assert "| one-face request p50, all bundled models | <= 150 ms | 200.0 ms | missed by 50.0 ms |" in text
     assert "| most accurate model at <= 1 ms per face (batch 32), FER test | >= 70.0 points | 71.0 points | met |" in text
-    assert ("`fast` (batch 1, pytorch): 1.80 ms per face = preprocessing 0.20 + network 1.40 + the rest. "
+    assert ("`fast b1` (pytorch): 1.80 ms per face = preprocessing 0.20 + network 1.40 + the rest. "
             "PyTorch's top operators: aten::_slow_conv2d_forward 79%") in text
     assert "| app RSS with the bundled models (highest after any bench) | <= 1536 MB | 900.0 MB | met |" in text
     assert "| fastest model >= 70% accuracy, ms per face (batch 1) | <= 1.0 ms | 0.8 ms | met |" in text
