@@ -42,7 +42,7 @@ def make_backbone(name: str, in_chans: int = 1, stem: str = "small") -> tuple[nn
         features = nn.Sequential(*layers[:-1])  # drop the last max-pool: 48 -> 3x3 final map
         return nn.Sequential(features, nn.AdaptiveAvgPool2d(1), nn.Flatten()), 512
     if name in ("resnet18", "resnet50"):
-        net = getattr(torchvision.models, name)(weights=None)
+        net = getattr(torchvision.models, name)(weights=None, zero_init_residual=True)
         if stem == "small":
             net.conv1 = nn.Conv2d(in_chans, 64, kernel_size=3, stride=1, padding=1, bias=False)
         elif stem == "imagenet":
