@@ -1,15 +1,18 @@
-"""Where a model's per-face time goes: preprocessing vs the network, and the network's costliest operators.
+"""Where a model's per-face time goes: preprocessing vs the network, the network's costliest operators, and
+how the bare PyTorch forward changes with the input layout and in bf16.
 
     python bench/breakdown.py --models fast_cnn glove_cnn --batch 1 32 --json results/bench/breakdown.json
 
-For each model: the median time of `preprocess` (face crop -> normalised tensor), of the forward pass that
-`proba_from_tensor` runs (PyTorch or ONNX Runtime, as the app would) and of the whole `predict_proba`, at
---batch faces per call, on the bundled example's face crop; then torch.profiler's top operators of the
-PyTorch forward (self CPU time, per face). Answers "what limits the fast model's latency" with figures.
+For each model and batch size, on the face crop `bench/latency.py` times (the example photo's detected face):
+the median time of `preprocess` (crop -> normalised tensor), of `proba_from_tensor` (the network as the app runs
+it, PyTorch or ONNX Runtime, plus softmax) and of the whole `predict_proba`; torch.profiler's top operators of the
+PyTorch forward (self CPU time); and the bare PyTorch forward as served, with a channels_last input, and as a
+bf16 copy (where the CPU runs bf16 natively) with its largest probability difference on that crop.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
@@ -19,9 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from bench import common  # noqa: E402
+from fermm.faces import find_and_crop, load_image  # noqa: E402
 from fermm.models import load_model  # noqa: E402
+from fermm.models.base import EmotionClassifier  # noqa: E402
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -33,7 +39,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--top", type=int, default=8, help="operators listed per model")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", help="also write the figures here")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if min(args.batch) < 1 or args.repeats < 1 or args.top < 1:
+        p.error("--batch, --repeats and --top must be at least 1")
+    return args
 
 
 def median_ms(fn: Callable[[], object], repeats: int, warmup: int) -> float:
@@ -44,65 +53,70 @@ def median_ms(fn: Callable[[], object], repeats: int, warmup: int) -> float:
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return round(float(np.median(times)) * 1e3, 4)
+    return float(np.median(times)) * 1e3
 
 
 def top_operators(model: torch.nn.Module, x: torch.Tensor, calls: int, top: int) -> list[dict]:
     """torch.profiler's operators with the most self CPU time over ``calls`` forwards, in ms per face."""
-    from torch.profiler import ProfilerActivity, profile
-
     with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(calls):
             model(x)
-    per_face = calls * len(x)
-    rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
-    total = sum(e.self_cpu_time_total for e in prof.key_averages())
-    return [{"op": e.key, "ms_per_face": round(e.self_cpu_time_total / 1e3 / per_face, 4),
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    rows = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    return [{"op": e.key, "ms_per_face": round(e.self_cpu_time_total / 1e3 / (calls * len(x)), 4),
              "share": round(e.self_cpu_time_total / total, 3), "calls_per_forward": e.count // calls}
             for e in rows]
 
 
 def forward_variants(model: torch.nn.Module, x: torch.Tensor, repeats: int, warmup: int) -> dict[str, float]:
-    """ms per face of the bare PyTorch forward as served, with a channels_last input (which makes PyTorch pick
-    oneDNN's convolutions at any batch) and in bf16 weights (a copy; native only on CPUs with AVX-512 BF16/AMX)."""
-    import copy
-
+    """ms per face of the bare PyTorch forward as served, with a channels_last input and as a bf16 copy."""
+    n = len(x)
     out = {}
     with torch.inference_mode():
-        out["fp32"] = median_ms(lambda: model(x), repeats, warmup)
+        out["fp32"] = median_ms(lambda: model(x), repeats, warmup) / n
         x_cl = x.contiguous(memory_format=torch.channels_last)
-        out["fp32_channels_last_input"] = median_ms(lambda: model(x_cl), repeats, warmup)
+        out["fp32_channels_last_input"] = median_ms(lambda: model(x_cl), repeats, warmup) / n
         if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            half = copy.deepcopy(model).to(torch.bfloat16)
-            xb = x.to(torch.bfloat16)
-            out["bf16"] = median_ms(lambda: half(xb), repeats, warmup)
-            out["bf16_max_prob_diff"] = round(float((half(xb).float().softmax(-1) - model(x).softmax(-1)).abs().max()), 5)
-    return {k: (v if k.endswith("diff") else round(v / len(x), 4)) for k, v in out.items()}
+            half, xb = copy.deepcopy(model).to(torch.bfloat16), x.to(torch.bfloat16)
+            out["bf16"] = median_ms(lambda: half(xb), repeats, warmup) / n
+    return {k: round(v, 4) for k, v in out.items()}
 
 
-def profile_model(model, batch: int, args: argparse.Namespace) -> dict:
-    faces = [common.example_face()] * batch
+def bf16_prob_diff(model: torch.nn.Module, x: torch.Tensor) -> float | None:
+    """Largest |p_bf16 - p_fp32| over the batch (None where bf16 is not native)."""
+    if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        return None
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    with torch.inference_mode():
+        return round(float((half(x.to(torch.bfloat16)).float().softmax(-1) - model(x).softmax(-1)).abs().max()), 5)
+
+
+def profile_model(model: EmotionClassifier, crop, batch: int, args: argparse.Namespace) -> dict:
+    faces = [crop] * batch
     x = model.preprocess(faces)
     fast = model.fast_forward
     runtime = "onnxruntime" if fast is not None and fast.serves(model, x) else "pytorch"
-    per_face = {
-        "preprocess": median_ms(lambda: model.preprocess(faces), args.repeats, args.warmup),
-        "forward": median_ms(lambda: model.proba_from_tensor(x), args.repeats, args.warmup),
-        "predict_proba": median_ms(lambda: model.predict_proba(faces, batch_size=batch), args.repeats, args.warmup),
-    }
-    per_face = {k: round(v / batch, 4) for k, v in per_face.items()}
-    ops = top_operators(model, x, max(20, args.repeats // 5), args.top)
-    return {"runtime": runtime, "batch": batch, "ms_per_face": per_face, "top_operators_pytorch": ops,
-            "pytorch_forward_variants_ms_per_face": forward_variants(model, x, args.repeats, args.warmup)}
+    total = {"preprocess": median_ms(lambda: model.preprocess(faces), args.repeats, args.warmup),
+             "network": median_ms(lambda: model.proba_from_tensor(x), args.repeats, args.warmup),
+             "predict_proba": median_ms(lambda: model.predict_proba(faces, batch_size=batch), args.repeats,
+                                        args.warmup)}
+    per_face = {k: round(v / batch, 4) for k, v in total.items()}
+    return {"runtime": runtime, "batch": batch, "ms_per_face": per_face,
+            "top_operators_pytorch": top_operators(model, x, max(20, args.repeats // 5), args.top),
+            "pytorch_forward_ms_per_face": forward_variants(model, x, args.repeats, args.warmup),
+            "bf16_max_prob_diff": bf16_prob_diff(model, x)}
 
 
 def report(figures: dict) -> None:
     for name, fig in figures["models"].items():
         t = fig["ms_per_face"]
-        print(f"{name} ({fig['runtime']}): predict_proba {t['predict_proba']:.3f} ms/face = "
-              f"preprocess {t['preprocess']:.3f} + forward {t['forward']:.3f} (+ the rest)")
-        print("    bare PyTorch forward: " + ", ".join(f"{k} {v}" for k, v in
-                                                     fig["pytorch_forward_variants_ms_per_face"].items()))
+        print(f"{name} ({fig['runtime']}): predict_proba {t['predict_proba']:.3f} ms/face = preprocess "
+              f"{t['preprocess']:.3f} + network {t['network']:.3f} + the rest "
+              f"{t['predict_proba'] - t['preprocess'] - t['network']:.3f} (separate medians)")
+        print("    bare PyTorch forward, ms/face: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in fig["pytorch_forward_ms_per_face"].items())
+            + f"; bf16 max probability difference {fig['bf16_max_prob_diff']}")
         for op in fig["top_operators_pytorch"]:
             print(f"    {op['op']:<36} {op['ms_per_face']:>8.4f} ms/face  {op['share']:>6.1%}  "
                   f"x{op['calls_per_forward']}")
@@ -115,15 +129,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     info = common.provenance("bench/breakdown.py", argv)
     common.print_header(info)
+    _, crops = find_and_crop(load_image(common.EXAMPLE))
     figures: dict = {"models": {}, "unavailable": {}}
     for name in args.models:
         try:
-            model = load_model(name).eval()
+            model = load_model(name)
         except Exception as e:  # a model that does not load is reported, never fatal
             figures["unavailable"][name] = f"{type(e).__name__}: {e}"
             continue
         for batch in args.batch:
-            figures["models"][f"{name} b{batch}"] = profile_model(model, batch, args)
+            figures["models"][f"{name} b{batch}"] = profile_model(model, crops[0], batch, args)
     report(figures)
     common.write_json(args.json, info, figures)
     return 0
