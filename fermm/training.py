@@ -194,11 +194,10 @@ class Trainer:
         t0 = time.time()
         for epoch in range(self.start_epoch, cfg.epochs):
             row = self._train_epoch(epoch)
-            evaluated = self.ema.module if self.ema is not None else self.model
-            row.update({f"val_{k}": v for k, v in self.task.validate(evaluated).items()})
+            candidate = self._validate(row)
             if row["val_accuracy"] > self.best_acc:
                 self.best_acc, self.best_epoch = row["val_accuracy"], epoch
-                self.save_best(self.ema.module if self.ema is not None else self.raw_model, self.out / "best", row)
+                self.save_best(candidate, self.out / "best", row)
             row["best_val_accuracy"] = self.best_acc
             self.history.append(row)
             self.acc.log({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
@@ -207,6 +206,20 @@ class Trainer:
             (self.out / "history.json").write_text(json.dumps(self.history, indent=2))
         self.acc.end_training()
         return TrainResult(self.best_acc, self.best_epoch, self.history, time.time() - t0)
+
+    def _validate(self, row: dict) -> nn.Module:
+        """Validate the weights (and, with EMA, the averaged ones too); add the figures to ``row`` and return the
+        better model. Both are kept in the running: an EMA of batch-norm statistics can lag the weights it is
+        averaged with (a ResNet50 from scratch: EMA 21% vs live 52% validation accuracy after 4 epochs)."""
+        live = {f"val_{k}": v for k, v in self.task.validate(self.model).items()}
+        if self.ema is None:
+            row.update(live)
+            return self.raw_model
+        ema = {f"val_{k}": v for k, v in self.task.validate(self.ema.module).items()}
+        use_ema = ema["val_accuracy"] >= live["val_accuracy"]
+        row.update(ema if use_ema else live)
+        row.update(val_accuracy_live=live["val_accuracy"], val_accuracy_ema=ema["val_accuracy"], selected_ema=use_ema)
+        return self.ema.module if use_ema else self.raw_model
 
     def _train_epoch(self, epoch: int) -> dict:
         from tqdm.auto import tqdm

@@ -75,7 +75,7 @@ def _run(out, fail_after_epoch=None, ema=0.0):
 
         def failing(model):
             calls.append(1)
-            if len(calls) > fail_after_epoch + 1:
+            if len(calls) > (fail_after_epoch + 1) * (2 if ema else 1):  # with EMA: live and averaged weights
                 raise KeyboardInterrupt  # the process is killed mid-run
             return validate(model)
         task.validate = failing
@@ -105,6 +105,23 @@ def test_resume_after_interruption_ends_in_the_same_state(tmp_path, ema):
     assert straight.history == [{**h, "epoch_seconds": straight.history[i]["epoch_seconds"],
                                  "images_per_second": straight.history[i]["images_per_second"]}
                                 for i, h in enumerate(resumed.history)]
+
+
+def test_with_ema_the_better_of_live_and_averaged_weights_is_kept(tmp_path):
+    torch.manual_seed(0)
+    task, saved = _tiny_task(), []
+    cfg = TrainConfig(output_dir=str(tmp_path), epochs=2, batch_size=16, log_with="none", ema_decay=0.9)
+    trainer = Trainer(CNNClassifier(backbone="fast"), task, cfg, task.steps_per_epoch(16),
+                      save_best=lambda model, folder, row: saved.append(model))
+    # the averaged weights score 0.2, the live ones 0.6 in epoch 0 and 0.1 in epoch 1
+    scores = iter([0.6, 0.2, 0.1, 0.2])
+    task.validate = lambda model: {"accuracy": next(scores), "loss": 1.0}
+    result = trainer.fit()
+    first, second = result.history
+    assert (first["val_accuracy"], first["val_accuracy_live"], first["val_accuracy_ema"], first["selected_ema"]) == \
+        (0.6, 0.6, 0.2, False)
+    assert (second["val_accuracy"], second["selected_ema"]) == (0.2, True)
+    assert (result.best_accuracy, result.best_epoch) == (0.6, 0) and saved == [trainer.raw_model]
 
 
 def _capture_finish(monkeypatch):
