@@ -198,6 +198,8 @@ def test_resnet50_script_runs_on_the_fixture(tmp_path, astronaut):
                         "--stem", "imagenet", "--max_steps_per_epoch", "2", "--log_with", "none"]) == 0
     model = load_model(str(out))
     assert model.backbone_name == "resnet50" and model.predict_proba([astronaut]).shape == (1, 7)
+    recorded = json.loads((out / "training_args.json").read_text())
+    assert (recorded["optimizer"], recorded["lr"], recorded["weight_decay"]) == ("adamw", 1e-3, 0.01)
 
 
 def test_distill_script_lands_a_student(tmp_path):
