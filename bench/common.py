@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
@@ -54,6 +54,18 @@ def write_json(path: str | None, info: dict, figures: dict) -> None:
 def short(reason: str, n: int = 160) -> str:
     """A reason cut for a report line (the JSON keeps it whole)."""
     return reason if len(reason) <= n else reason[:n - 3] + "..."
+
+
+def timed(fn: Callable[[], object], repeats: int, warmup: int) -> list[float]:
+    """Milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
 
 
 def percentiles(values_ms: Sequence[float], qs: Sequence[int] = (50, 95)) -> dict[str, float]:

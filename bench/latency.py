@@ -46,18 +46,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def timed(fn, repeats: int, warmup: int) -> list[float]:
-    """Milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
-
-
 def model_latency(names: Sequence[str], repeats: int, warmup: int) -> tuple[dict, dict]:
     """ms per face at batch 1 (one call per face) and batch 32 (call time / 32), on the example's face crop."""
     from fermm.faces import find_and_crop, load_image
@@ -71,8 +59,8 @@ def model_latency(names: Sequence[str], repeats: int, warmup: int) -> tuple[dict
         except Exception as e:  # a model that does not load is reported, never fatal
             unavailable[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}" if str(e) else type(e).__name__
             continue
-        b1 = timed(lambda: model.predict_proba(crops[:1], batch_size=1), repeats, warmup)
-        b32 = timed(lambda: model.predict_proba(crops[:1] * 32, batch_size=32), repeats, warmup)
+        b1 = common.timed(lambda: model.predict_proba(crops[:1], batch_size=1), repeats, warmup)
+        b32 = common.timed(lambda: model.predict_proba(crops[:1] * 32, batch_size=32), repeats, warmup)
         out[name] = {"batch1": common.percentiles(b1),
                      "batch32": common.percentiles([t / 32 for t in b32]),
                      "runtime": "onnxruntime" if getattr(model, "fast_forward", None) else "pytorch"}
@@ -88,7 +76,7 @@ def detection_latency(sizes: Sequence[str], repeats: int, warmup: int) -> dict:
         w, h = (int(v) for v in size.lower().split("x"))
         im = common.photo(1, (w, h))
         n = len(detector.detect(im))
-        out[size] = {**common.percentiles(timed(lambda: detector.detect(im), repeats, warmup)), "faces": n}
+        out[size] = {**common.percentiles(common.timed(lambda: detector.detect(im), repeats, warmup)), "faces": n}
     return out
 
 
@@ -122,7 +110,7 @@ def app_latency(args: argparse.Namespace, folder: Path) -> dict:
         try:
             for n, path in photos.items():
                 cpu0, client0 = common.cpu_seconds(app.pid), common.cpu_seconds()
-                ms = timed(lambda: common.predict(c, path, models), args.repeats, 1)
+                ms = common.timed(lambda: common.predict(c, path, models), args.repeats, 1)
                 cpu, client = common.cpu_seconds(app.pid) - cpu0, common.cpu_seconds() - client0
                 e2e[f"{n}_face" + "s" * (n > 1)] = {
                     **common.percentiles(ms), "server_cpu_ms": round(cpu * 1000 / (args.repeats + 1), 1),
