@@ -23,6 +23,8 @@ COMMANDS = {
     "throughput": "python bench/throughput.py --steps 20 --json results/bench/throughput.json",
     "clip_cost": "python bench/clip_cost.py --json results/bench/clip_cost.json",
     "breakdown": "python bench/breakdown.py --models fast_cnn glove_cnn --json results/bench/breakdown.json",
+    "train_cost": "python bench/train_cost.py --runs runs/glove_vgg11_r2_s0 runs/resnet50_s0 "
+                  "--json results/bench/train_cost.json",
 }
 # issue targets on this 2-core CPU, all "at most": (what, limit, unit)
 TARGETS = {"request_p50": ("one-face request p50, all bundled models", 150, "ms"),
@@ -183,6 +185,24 @@ def breakdown_section(r: dict) -> list[str]:
     return lines + [""]
 
 
+def train_cost_section(r: dict) -> list[str]:
+    lines = ["## Training cost of the runs", "", *provenance(r),
+             "Seconds per training epoch (median) and training time to the best validation checkpoint, validation "
+             "passes excluded; a warm-started run counts only its own epochs. Per-step speed with and without bf16 / "
+             "channels_last: Throughput above.", "",
+             "| run / stage | precision, layout | epochs | s/epoch | img/s | best validation (epoch) | to best |",
+             "|---|---|---|---|---|---|---|"]
+    for run in r["runs"]:
+        for s in run["stages"]:
+            layout = f"{s['precision']}, {'channels_last' if s['channels_last'] else 'contiguous'}"
+            lines.append(f"| {run['run']} / {s['stage']} | {layout} | {s['epochs']} | {s['median_epoch_seconds']:.0f} | "
+                         f"{s['median_images_per_second']:.0f} | {s['best_val_accuracy']:.2%} ({s['best_epoch']}) | "
+                         f"{s['to_best_seconds_median'] / 60:.0f} min |")
+        if len(run["stages"]) > 1:
+            lines.append(f"| {run['run']}, whole run | | | | | | {run['total_to_best_seconds_median'] / 60:.0f} min |")
+    return lines + [""]
+
+
 def fast_pick(lat: dict, acc: dict[str, float]) -> list[str]:
     """The most accurate model within 1 ms per face in batches of 32 (the target counts batch 1)."""
     quick = {n: acc[n] for n, m in lat.get("models", {}).items() if n in acc and m["batch32"]["p50"] <= 1.0}
@@ -212,6 +232,8 @@ def render(results: Path) -> str:
     out += clip_section(clip) if clip else []
     breakdown = load(results, "breakdown")
     out += breakdown_section(breakdown) if breakdown else []
+    cost = load(results, "train_cost")
+    out += train_cost_section(cost) if cost else []
     missing = [f"- {name}: `{cmd}`" for name, cmd in COMMANDS.items() if load(results, name) is None]
     if missing:
         out += ["## Not measured yet", "", *missing, ""]

@@ -139,3 +139,47 @@ def test_breakdown_refuses_arguments_that_cannot_work(capsys):
         with pytest.raises(SystemExit):
             parse_args(argv)
         assert "must be at least 1" in capsys.readouterr().err
+
+
+def _stage(folder, history, precision="bf16"):
+    folder.mkdir(parents=True)
+    (folder / "history.json").write_text(json.dumps(history))
+    (folder / "training_args.json").write_text(json.dumps({"epochs": len(history), "mixed_precision": precision,
+                                                           "channels_last": True}))
+
+
+def test_train_cost_reads_stage_histories_and_reports_time_to_best(tmp_path, capsys):
+    import os
+
+    import bench.train_cost as train_cost
+
+    run = tmp_path / "glove_run"
+    row = lambda e, secs, acc: {"epoch": e, "epoch_seconds": secs, "images_per_second": 28709 / secs, "val_accuracy": acc}
+    _stage(run / "stage_contrastive", [row(0, 200.0, 0.40), row(1, 100.0, 0.50)])
+    _stage(run / "stage_finetune", [row(0, 100.0, 0.60), row(1, 900.0, 0.66), row(2, 100.0, 0.65)])
+    os.utime(run / "stage_contrastive" / "history.json", (1, 1))  # trained first
+    out = tmp_path / "results" / "bench" / "train_cost.json"
+    assert train_cost.main(["--runs", str(run), "--json", str(out)]) == 0
+    r = json.loads(out.read_text())["runs"][0]
+    pre, ft = r["stages"]
+    assert (pre["stage"], ft["stage"]) == ("stage_contrastive", "stage_finetune")
+    assert (ft["best_epoch"], ft["best_val_accuracy"], ft["median_epoch_seconds"]) == (1, 0.66, 100.0)
+    assert ft["to_best_seconds_recorded"] == 1000.0  # the slow (paused) epoch counts as recorded ...
+    assert ft["to_best_seconds_median"] == 200.0  # ... but not in the median estimate
+    assert r["total_to_best_seconds_median"] == 150.0 * 2 + 200.0  # the whole first stage, then to the best
+    assert "glove_run: whole run" in capsys.readouterr().out
+    text = _render(tmp_path / "results", tmp_path)
+    assert "| glove_run / stage_finetune | bf16, channels_last | 3 | 100 | 287 | 66.00% (1) | 3 min |" in text
+    assert "| glove_run, whole run | | | | | | 8 min |" in text
+
+
+def test_train_cost_refuses_a_folder_that_is_not_a_run(tmp_path):
+    import pytest
+
+    import bench.train_cost as train_cost
+
+    with pytest.raises(FileNotFoundError, match="no stage folder with a history.json"):
+        train_cost.main(["--runs", str(tmp_path)])
+    _stage(tmp_path / "stage_ce", [])
+    with pytest.raises(ValueError, match="has not finished an epoch"):
+        train_cost.main(["--runs", str(tmp_path)])
