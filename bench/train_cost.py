@@ -3,12 +3,12 @@ the `history.json` every training stage writes (fermm.training.Trainer).
 
     python bench/train_cost.py --runs runs/glove_vgg11_r2_s0 runs/resnet50_s0 --json results/bench/train_cost.json
 
-Per stage (e.g. GloVe-CNN's `stage_contrastive` then `stage_finetune`): epochs run, the median seconds per
-training epoch and images/second, the best validation accuracy and its epoch, and the training time to that
-epoch two ways: the recorded sum of epoch times (inflated by anything that paused or slowed the run) and
-(best epoch + 1) x the median epoch. Validation passes are not in either. The per-step speed of each backbone
-with and without bf16 / channels_last is bench/throughput.py's. A warm-started run (--init_from) counts
-only its own epochs.
+Per stage (GloVe-CNN: `stage_contrastive` then `stage_finetune`): epochs run of those planned, the median seconds
+per training epoch and images/second, the best validation accuracy and its epoch (1-based), and the training
+time to that epoch two ways: the recorded sum of epoch times (inflated by anything that paused or slowed the
+run) and (best epoch) x the median epoch. Validation passes are in neither. A warm-started run (--init_from)
+counts only its own epochs and names its start. The per-step speed of each backbone with and without bf16 /
+channels_last is bench/throughput.py's.
 """
 from __future__ import annotations
 
@@ -22,56 +22,87 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common  # noqa: E402
+from fermm.image_training import STAGES  # noqa: E402
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", nargs="+", required=True, help="run folders (train/*.py --output_dir)")
     p.add_argument("--json", help="also write the figures here")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for folder in map(Path, args.runs):
+        if not folder.is_dir():
+            p.error(f"--runs {folder}: no such folder")
+        if not stage_folders(folder):
+            p.error(f"--runs {folder}: no stage folder with a training_args.json (not a train/*.py --output_dir)")
+    return args
+
+
+def stage_folders(run: Path) -> list[Path]:
+    """The run's stages in training order (unknown stage names last, by name)."""
+    found = [t.parent for t in run.glob("*/training_args.json")]
+    rank = {name: i for i, name in enumerate(STAGES)}
+    return sorted(found, key=lambda s: (rank.get(s.name, len(STAGES)), s.name))
 
 
 def stage_cost(stage: Path) -> dict:
-    """The cost figures of one stage folder (history.json + training_args.json)."""
-    history = json.loads((stage / "history.json").read_text())
+    """The cost figures of one stage folder (training_args.json + history.json, if an epoch has finished)."""
+    cfg = json.loads((stage / "training_args.json").read_text())
+    history_path = stage / "history.json"
+    history = json.loads(history_path.read_text()) if history_path.exists() else []
+    row = {"stage": stage.name, "epochs": len(history), "planned_epochs": cfg["epochs"],
+           "precision": {"no": "fp32"}.get(cfg["mixed_precision"], cfg["mixed_precision"]),
+           "channels_last": cfg["channels_last"], "init_from": cfg.get("extra", {}).get("init_from")}
     if not history:
-        raise ValueError(f"{stage / 'history.json'} is empty: the stage has not finished an epoch")
-    cfg_path = stage / "training_args.json"
-    cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
-    best = max(range(len(history)), key=lambda i: history[i].get("val_accuracy", -1.0))
+        return row
+    # the first of equal maxima, as the Trainer keeps it
+    best = max(range(len(history)), key=lambda i: history[i]["val_accuracy"])
     secs = [r["epoch_seconds"] for r in history]
     median = statistics.median(secs)
-    return {"stage": stage.name, "epochs": len(history), "planned_epochs": cfg.get("epochs"),
-            "precision": cfg.get("mixed_precision"), "channels_last": cfg.get("channels_last"),
-            "median_epoch_seconds": round(median, 1),
+    return {**row, "median_epoch_seconds": round(median, 1),
             "median_images_per_second": round(statistics.median(r["images_per_second"] for r in history), 1),
-            "best_epoch": history[best]["epoch"], "best_val_accuracy": round(history[best]["val_accuracy"], 4),
-            "to_best_seconds_recorded": round(sum(secs[:best + 1]), 1),
+            "best_epoch": best + 1, "best_val_accuracy": round(history[best]["val_accuracy"], 4),
+            "recorded_seconds": round(sum(secs), 1), "to_best_seconds_recorded": round(sum(secs[:best + 1]), 1),
             "to_best_seconds_median": round(median * (best + 1), 1)}
 
 
 def run_cost(folder: Path) -> dict:
-    """Every stage of a run, in the order trained (file time of the first history)."""
-    stages = sorted((h.parent for h in folder.glob("*/history.json")), key=lambda s: (s / "history.json").stat().st_mtime)
-    if not stages:
-        raise FileNotFoundError(f"{folder}: no stage folder with a history.json (not a train/*.py --output_dir)")
-    rows = [stage_cost(s) for s in stages]
-    # earlier stages count whole (the next one starts after them), the last up to its best epoch
-    earlier = sum(r["median_epoch_seconds"] * r["epochs"] for r in rows[:-1])
-    return {"run": folder.name, "stages": rows,
-            "total_to_best_seconds_median": round(earlier + rows[-1]["to_best_seconds_median"], 1)}
+    """Every stage of a run, and the whole run's time to its best checkpoint: earlier stages count whole (the
+    next one starts after them), the last up to its best epoch."""
+    rows = [stage_cost(s) for s in stage_folders(folder)]
+    out = {"run": folder.name, "init_from": rows[0]["init_from"], "stages": rows,
+           "in_progress": any(r["epochs"] < r["planned_epochs"] for r in rows)}
+    if len(rows) > 1 and all(r["epochs"] for r in rows):
+        *earlier, last = rows
+        out["total_to_best_seconds_median"] = round(
+            sum(r["median_epoch_seconds"] * r["epochs"] for r in earlier) + last["to_best_seconds_median"], 1)
+        out["total_to_best_seconds_recorded"] = round(
+            sum(r["recorded_seconds"] for r in earlier) + last["to_best_seconds_recorded"], 1)
+    return out
+
+
+def _minutes(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds / 60:.0f} min"
 
 
 def report(runs: list[dict]) -> None:
-    print(f"{'run / stage':<40} {'epochs':>6} {'s/epoch':>8} {'img/s':>7} {'best val':>9} {'@epoch':>6} "
-          f"{'to best (median)':>16} {'(recorded)':>10}")
+    print(f"{'run / stage':<44} {'epochs':>7} {'s/epoch':>8} {'img/s':>6} {'best val (epoch)':>17} "
+          f"{'to best: epochs x median':>24} {'recorded':>9}")
     for r in runs:
+        start = f" (from {Path(r['init_from']).name})" if r["init_from"] else ""
+        print(f"{r['run']}{start}{' -- in progress' if r['in_progress'] else ''}")
         for s in r["stages"]:
-            print(f"{r['run'] + ' / ' + s['stage']:<40} {s['epochs']:>6} {s['median_epoch_seconds']:>8.0f} "
-                  f"{s['median_images_per_second']:>7.0f} {s['best_val_accuracy'] * 100:>8.2f}% {s['best_epoch']:>6} "
-                  f"{s['to_best_seconds_median'] / 60:>12.0f} min {s['to_best_seconds_recorded'] / 60:>6.0f} min")
-        print(f"{r['run'] + ': whole run':<40} {'':>6} {'':>8} {'':>7} {'':>9} {'':>6} "
-              f"{r['total_to_best_seconds_median'] / 60:>12.0f} min")
+            head = f"  {s['stage']} ({s['precision']}{', channels_last' if s['channels_last'] else ''})"
+            epochs = f"{s['epochs']}/{s['planned_epochs']}"
+            if not s["epochs"]:
+                print(f"{head:<44} {epochs:>7}")
+                continue
+            best = f"{s['best_val_accuracy']:.2%} ({s['best_epoch']})"
+            print(f"{head:<44} {epochs:>7} {s['median_epoch_seconds']:>8.0f} {s['median_images_per_second']:>6.0f} "
+                  f"{best:>17} {_minutes(s['to_best_seconds_median']):>24} {_minutes(s['to_best_seconds_recorded']):>9}")
+        if "total_to_best_seconds_median" in r:
+            print(f"{'  whole run':<44} {'':>7} {'':>8} {'':>6} {'':>17} "
+                  f"{_minutes(r['total_to_best_seconds_median']):>24} {_minutes(r['total_to_best_seconds_recorded']):>9}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -201,8 +201,12 @@ def training_record(args: argparse.Namespace) -> dict:
     return record
 
 
+# stage folders of a run, in the order they train (GloVe-CNN: contrastive, then fine-tuning)
+STAGES = ("stage_contrastive", "stage_ce", "stage_distill", "stage_finetune")
+
+
 def _last_stage(out: Path) -> str:
-    for stage in ("stage_finetune", "stage_ce", "stage_distill", "stage_contrastive"):
+    for stage in reversed(STAGES):
         if (out / stage / "history.json").exists():
             return stage
     raise FileNotFoundError(f"{out}: no training history found")

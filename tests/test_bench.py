@@ -141,11 +141,17 @@ def test_breakdown_refuses_arguments_that_cannot_work(capsys):
         assert "must be at least 1" in capsys.readouterr().err
 
 
-def _stage(folder, history, precision="bf16"):
+def _stage(folder, history, planned=None, precision="bf16", init_from=None):
     folder.mkdir(parents=True)
-    (folder / "history.json").write_text(json.dumps(history))
-    (folder / "training_args.json").write_text(json.dumps({"epochs": len(history), "mixed_precision": precision,
-                                                           "channels_last": True}))
+    if history is not None:
+        (folder / "history.json").write_text(json.dumps(history))
+    (folder / "training_args.json").write_text(json.dumps({
+        "epochs": planned or len(history), "mixed_precision": precision, "channels_last": precision == "bf16",
+        "extra": {"init_from": init_from}}))
+
+
+def _row(epoch: int, secs: float, acc: float) -> dict:
+    return {"epoch": epoch, "epoch_seconds": secs, "images_per_second": 28709 / secs, "val_accuracy": acc}
 
 
 def test_train_cost_reads_stage_histories_and_reports_time_to_best(tmp_path, capsys):
@@ -154,32 +160,48 @@ def test_train_cost_reads_stage_histories_and_reports_time_to_best(tmp_path, cap
     import bench.train_cost as train_cost
 
     run = tmp_path / "glove_run"
-    row = lambda e, secs, acc: {"epoch": e, "epoch_seconds": secs, "images_per_second": 28709 / secs, "val_accuracy": acc}
-    _stage(run / "stage_contrastive", [row(0, 200.0, 0.40), row(1, 100.0, 0.50)])
-    _stage(run / "stage_finetune", [row(0, 100.0, 0.60), row(1, 900.0, 0.66), row(2, 100.0, 0.65)])
-    os.utime(run / "stage_contrastive" / "history.json", (1, 1))  # trained first
+    _stage(run / "stage_contrastive", [_row(0, 200.0, 0.40), _row(1, 100.0, 0.50)])
+    # the best accuracy twice: the first counts, as the Trainer keeps it; the 900 s epoch was paused
+    _stage(run / "stage_finetune", [_row(0, 100.0, 0.60), _row(1, 900.0, 0.66), _row(2, 100.0, 0.66)])
+    os.utime(run / "stage_finetune" / "history.json", (1, 1))  # file times do not decide the order
+    cycle = tmp_path / "cycle2"
+    _stage(cycle / "stage_ce", [_row(0, 50.0, 0.7)], planned=3, precision="no", init_from=str(run))
     out = tmp_path / "results" / "bench" / "train_cost.json"
-    assert train_cost.main(["--runs", str(run), "--json", str(out)]) == 0
-    r = json.loads(out.read_text())["runs"][0]
-    pre, ft = r["stages"]
+    assert train_cost.main(["--runs", str(run), str(cycle), "--json", str(out)]) == 0
+    glove, warm = json.loads(out.read_text())["runs"]
+    pre, ft = glove["stages"]
     assert (pre["stage"], ft["stage"]) == ("stage_contrastive", "stage_finetune")
-    assert (ft["best_epoch"], ft["best_val_accuracy"], ft["median_epoch_seconds"]) == (1, 0.66, 100.0)
-    assert ft["to_best_seconds_recorded"] == 1000.0  # the slow (paused) epoch counts as recorded ...
-    assert ft["to_best_seconds_median"] == 200.0  # ... but not in the median estimate
-    assert r["total_to_best_seconds_median"] == 150.0 * 2 + 200.0  # the whole first stage, then to the best
-    assert "glove_run: whole run" in capsys.readouterr().out
+    assert (ft["best_epoch"], ft["best_val_accuracy"], ft["median_epoch_seconds"]) == (2, 0.66, 100.0)
+    assert ft["to_best_seconds_recorded"] == 1000.0  # the paused epoch counts as recorded ...
+    assert ft["to_best_seconds_median"] == 200.0  # ... but not in the estimate
+    assert glove["total_to_best_seconds_median"] == 150.0 * 2 + 200.0  # the whole first stage, then to the best
+    assert glove["total_to_best_seconds_recorded"] == 300.0 + 1000.0
+    assert (warm["init_from"], warm["in_progress"], glove["in_progress"]) == (str(run), True, False)
+    printed = capsys.readouterr().out
+    assert "cycle2 (from glove_run) -- in progress" in printed and "stage_ce (fp32)" in printed
     text = _render(tmp_path / "results", tmp_path)
-    assert "| glove_run / stage_finetune | bf16, channels_last | 3 | 100 | 287 | 66.00% (1) | 3 min |" in text
-    assert "| glove_run, whole run | | | | | | 8 min |" in text
+    assert "| glove_run / stage_finetune | bf16, channels_last | 3/3 | 100 | 287 | 66.00% (2) | 3 / 17 min |" in text
+    assert "| glove_run, whole run | | | | | | 8 / 22 min |" in text
+    assert "| cycle2 (from glove_run) / stage_ce, in progress | fp32, contiguous | 1/3 |" in text
+    assert "cycle2, whole run" not in text  # one stage: its own row is the whole run
 
 
-def test_train_cost_refuses_a_folder_that_is_not_a_run(tmp_path):
+def test_train_cost_lists_a_stage_before_its_first_epoch(tmp_path):
+    import bench.train_cost as train_cost
+
+    _stage(tmp_path / "stage_contrastive", [_row(0, 100.0, 0.5)])
+    _stage(tmp_path / "stage_finetune", None, planned=30)
+    r = train_cost.run_cost(tmp_path)
+    assert [s["epochs"] for s in r["stages"]] == [1, 0] and r["in_progress"]
+    assert "total_to_best_seconds_median" not in r
+
+
+def test_train_cost_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     import pytest
 
     import bench.train_cost as train_cost
 
-    with pytest.raises(FileNotFoundError, match="no stage folder with a history.json"):
-        train_cost.main(["--runs", str(tmp_path)])
-    _stage(tmp_path / "stage_ce", [])
-    with pytest.raises(ValueError, match="has not finished an epoch"):
-        train_cost.main(["--runs", str(tmp_path)])
+    for folder, why in ((tmp_path / "nope", "no such folder"), (tmp_path, "no stage folder with a training_args.json")):
+        with pytest.raises(SystemExit):
+            train_cost.main(["--runs", str(folder)])
+        assert why in capsys.readouterr().err
