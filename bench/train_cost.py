@@ -81,8 +81,8 @@ def run_cost(folder: Path) -> dict:
     return out
 
 
-def _minutes(seconds: float | None) -> str:
-    return "n/a" if seconds is None else f"{seconds / 60:.0f} min"
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min"
 
 
 def report(runs: list[dict]) -> None:
