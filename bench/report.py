@@ -25,7 +25,7 @@ COMMANDS = {
     "breakdown": "python bench/breakdown.py --models fast_cnn glove_cnn --json results/bench/breakdown.json",
     "train_cost": "python bench/train_cost.py --runs runs/glove_vgg11_r2_s0 runs/glove_vgg11_r2c2_s0 "
                   "runs/glove_vgg11_r2c3_s0 runs/fast_distill_s0 runs/resnet50_s0 runs/resnet50_c2_s0 "
-                  "runs/glove_resnet18_s0 runs/base_resnet18_s0 "
+                  "runs/glove_resnet18_s0 runs/base_resnet18_s0 runs/glove_resnet18_s1 runs/base_resnet18_s1 "
                   "--json results/bench/train_cost.json",
 }
 # issue targets on this 2-core CPU, all "at most": (what, limit, unit)
