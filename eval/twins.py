@@ -3,7 +3,9 @@
     python eval/twins.py --runs runs/glove_vgg11_s0 runs/base_vgg11_s0 runs/glove_vgg11_s1 runs/base_vgg11_s1
 
 Each run folder is a ``train/glove_cnn.py`` output (model + training_args.json). Both splits are
-scored; the gain that counts is on test, validation is shown beside it.
+scored; the gain that counts is on test, validation is shown beside it. ``--recorded`` adds the runs
+kept in an earlier results file (per-image correctness and training arguments), for arms whose folders
+are gone or were trained on another machine.
 """
 from __future__ import annotations
 
@@ -23,7 +25,9 @@ SPLITS = ("validation", "test")
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", nargs="+", required=True, help="train/glove_cnn.py output folders, both arms")
+    p.add_argument("--runs", nargs="+", default=[], help="train/glove_cnn.py output folders, both arms")
+    p.add_argument("--recorded", nargs="+", default=[], metavar="JSON",
+                   help="earlier eval/twins.py results whose runs join these (a folder given in --runs wins)")
     p.add_argument("--dataset", default=str(DEFAULT_DATASET))
     p.add_argument("--json", default="results/twins.json")
     p.add_argument("--seed", type=int, default=0, help="seed of the paired bootstrap")
@@ -54,11 +58,31 @@ def load_run(folder: str, splits: dict[str, dict]) -> twins.TwinRun:
     return run
 
 
+def load_recorded(files: Sequence[str], digests: dict[str, str], skip: set[str]) -> list[twins.TwinRun]:
+    """The runs kept in earlier results files, refused unless scored on these very images."""
+    runs: dict[str, twins.TwinRun] = {}
+    for file in files:
+        try:
+            record = json.loads(Path(file).read_text())
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--recorded {file}: cannot read it ({e})") from None
+        if "runs" not in record:
+            raise SystemExit(f"--recorded {file}: it keeps no per-image results (written before they were kept)")
+        if record.get("labels_digest") != digests:
+            raise SystemExit(f"--recorded {file}: its runs were scored on other images than {sorted(digests)} here")
+        runs.update({name: twins.TwinRun.from_record(name, r) for name, r in record["runs"].items() if name not in skip})
+    return list(runs.values())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if not args.runs and not args.recorded:
+        raise SystemExit("give --runs folders, --recorded results files, or both")
     command = evaluation.command_line("eval/twins.py", argv)
     splits = {s: evaluator.load_split(args.dataset, s) for s in SPLITS}
+    digests = {s: twins.labels_digest(d["labels"]) for s, d in splits.items()}
     runs = [load_run(r, splits) for r in args.runs]
+    runs += load_recorded(args.recorded, digests, {r.name for r in runs})
     try:
         pairs, alone = twins.pair_up(runs)
     except ValueError as e:
@@ -71,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if alone:
         print(f"without a twin (not counted): {', '.join(alone)}")
     record = {**out, "unpaired": alone, "dataset": args.dataset, "n": {s: len(d["labels"]) for s, d in splits.items()},
+              "labels_digest": digests, "runs": {r.name: r.to_record() for r in runs},
               **evaluation.RunInfo(command, args.seed).as_dict()}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(record, indent=2) + "\n")

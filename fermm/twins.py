@@ -6,9 +6,14 @@ whole two-stage recipe over its twin, the GloVe arm's extra pre-training epochs 
 003). Both models of a pair are scored on the same images, so the gain's 95% interval comes from a
 paired bootstrap (resampling images, not models); the spread across seeds is reported beside it, since
 seed-to-seed variation is usually the larger of the two.
+
+Each run's per-image correctness is kept in the results file (:meth:`TwinRun.to_record`), so a run whose
+folder is gone (another machine, an earlier session) can still be paired and its interval recomputed.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,11 +43,39 @@ class TwinRun:
             raise ValueError(f"{self.name} is not a train/glove_cnn.py run (its training arguments have no 'base')")
         return bool(self.args["base"])
 
+    def to_record(self) -> dict:
+        """Training arguments and per-split correctness, packed 8 images to a byte (base64)."""
+        return {"args": self.args, "correct": {s: pack_correct(c) for s, c in self.correct.items()},
+                "n": {s: len(c) for s, c in self.correct.items()}}
+
+    @classmethod
+    def from_record(cls, name: str, record: dict) -> "TwinRun":
+        """The inverse of :meth:`to_record`."""
+        return cls(name, record["args"], {s: unpack_correct(b, record["n"][s]) for s, b in record["correct"].items()})
+
     @property
     def group(self) -> str:
         """What the gain is summarised over: the backbone, and its stem when not the default."""
         backbone, stem, _ = self.key
         return backbone if stem == "small" else f"{backbone} ({stem} stem)"
+
+
+def pack_correct(correct: np.ndarray) -> str:
+    """Per-image correctness as base64 of its packed bits (3,589 images: 600 characters)."""
+    return base64.b64encode(np.packbits(np.asarray(correct, dtype=bool)).tobytes()).decode("ascii")
+
+
+def unpack_correct(packed: str, n: int) -> np.ndarray:
+    """The inverse of :func:`pack_correct`; n is the number of images."""
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(packed), dtype=np.uint8))
+    if len(bits) < n or len(bits) - n >= 8:
+        raise ValueError(f"recorded correctness holds {len(bits)} bits, not {n} images")
+    return bits[:n].astype(bool)
+
+
+def labels_digest(labels: np.ndarray) -> str:
+    """Fingerprint of a split's labels, so recorded runs are only paired on the same images."""
+    return hashlib.sha1(np.asarray(labels, dtype=np.int64).tobytes()).hexdigest()[:16]
 
 
 def protocol_differences(glove_args: dict, base_args: dict) -> list[str]:

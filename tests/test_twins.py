@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -66,6 +67,24 @@ def test_stems_are_summarised_apart():
         "resnet18": (1, 0.5), "resnet18 (imagenet stem)": (1, -0.5)}
 
 
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 3589])
+def test_correctness_packs_and_unpacks_exactly(n):
+    correct = np.random.default_rng(n).random(n) < 0.6
+    packed = twins.pack_correct(correct)
+    assert len(packed) <= 4 * ((n + 7) // 8 + 2) // 3 + 4  # base64 of n/8 bytes: compact enough for a JSON file
+    assert np.array_equal(twins.unpack_correct(packed, n), correct)
+    with pytest.raises(ValueError, match="not"):
+        twins.unpack_correct(packed, n + 8)
+
+
+def test_a_run_survives_its_record():
+    r = twins.TwinRun("g", {"backbone": "vgg11", "seed": 3, "base": False},
+                      {"test": np.array([1, 0, 1], bool), "validation": np.array([0, 1], bool)})
+    back = twins.TwinRun.from_record("g", json.loads(json.dumps(r.to_record())))
+    assert back.key == r.key and not back.is_base
+    assert {s: c.tolist() for s, c in back.correct.items()} == {s: c.tolist() for s, c in r.correct.items()}
+
+
 def _train(out, *extra):
     import train.glove_cnn as script
 
@@ -96,3 +115,20 @@ def test_script_scores_real_twins_on_both_splits(tmp_path, capsys):
     with pytest.raises(SystemExit, match="differ in lr"):
         script.main(["--runs", str(tmp_path / "glove_mini"), str(tmp_path / "base_mini_lr"),
                      "--dataset", str(FER_TINY), "--json", str(out)])
+    # the base arm's folder is gone: its record pairs it with the GloVe arm, to the same figures
+    shutil.rmtree(tmp_path / "base_mini")
+    again = tmp_path / "twins_again.json"
+    assert script.main(["--runs", str(tmp_path / "glove_mini"), "--recorded", str(out),
+                        "--dataset", str(FER_TINY), "--json", str(again)]) == 0
+    assert {s: json.loads(again.read_text())[s] for s in ("validation", "test")} == {
+        s: record[s] for s in ("validation", "test")}
+    assert script.main(["--recorded", str(again), "--dataset", str(FER_TINY), "--json", str(again)]) == 0
+    stale = {**record, "labels_digest": {"validation": "0", "test": "0"}}
+    (tmp_path / "stale.json").write_text(json.dumps(stale))
+    with pytest.raises(SystemExit, match="other images"):
+        script.main(["--recorded", str(tmp_path / "stale.json"), "--dataset", str(FER_TINY), "--json", str(again)])
+    (tmp_path / "old.json").write_text(json.dumps({k: v for k, v in record.items() if k != "runs"}))
+    with pytest.raises(SystemExit, match="no per-image"):
+        script.main(["--recorded", str(tmp_path / "old.json"), "--dataset", str(FER_TINY), "--json", str(again)])
+    with pytest.raises(SystemExit, match="give --runs"):
+        script.main(["--dataset", str(FER_TINY)])
