@@ -50,27 +50,53 @@ def load_run(folder: str, splits: dict[str, dict]) -> twins.TwinRun:
     if not args_file.exists():
         raise SystemExit(f"{folder}: no training_args.json (is this a finished train/glove_cnn.py run?)")
     model = load_model(str(path))
-    # arguments added to the script after a run was trained take their defaults, as the run had them
-    run = twins.TwinRun(path.name, {**script_defaults(), **json.loads(args_file.read_text())})
+    run = twins.TwinRun(path.name, with_defaults(json.loads(args_file.read_text())), source=str(path))
     for split, d in splits.items():
         probs, _ = evaluator.predict_split(model, d["images"], "none")
         run.correct[split] = probs.argmax(1) == evaluator.labels_for(model, d["labels"])
     return run
 
 
-def load_recorded(files: Sequence[str], digests: dict[str, str], skip: set[str]) -> list[twins.TwinRun]:
-    """The runs kept in earlier results files, refused unless scored on these very images."""
-    runs: dict[str, twins.TwinRun] = {}
-    for file in files:
-        try:
-            record = json.loads(Path(file).read_text())
-        except (OSError, ValueError) as e:
-            raise SystemExit(f"--recorded {file}: cannot read it ({e})") from None
-        if "runs" not in record:
-            raise SystemExit(f"--recorded {file}: it keeps no per-image results (written before they were kept)")
-        if record.get("labels_digest") != digests:
-            raise SystemExit(f"--recorded {file}: its runs were scored on other images than {sorted(digests)} here")
-        runs.update({name: twins.TwinRun.from_record(name, r) for name, r in record["runs"].items() if name not in skip})
+def with_defaults(run_args: dict) -> dict:
+    # arguments added to the script after a run was trained take their defaults, as the run had them
+    return {**script_defaults(), **run_args}
+
+
+def read_record(file: str, digests: dict[str, str], dataset: str) -> list[twins.TwinRun]:
+    """The runs kept in an earlier results file, refused unless scored on these very images."""
+    try:
+        record = json.loads(Path(file).read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--recorded {file}: cannot read it ({e})") from None
+    if "runs" not in record:
+        raise SystemExit(f"--recorded {file}: it keeps no per-image results (written before commit 33ca0cf)")
+    if record.get("split_digest") != digests:
+        raise SystemExit(f"--recorded {file}: its runs were scored on {record.get('dataset')}, whose validation "
+                         f"and test images or labels differ from those of {dataset} here")
+    try:
+        return [twins.TwinRun.from_record(name, {**r, "args": with_defaults(r["args"])}, r.get("source") or file)
+                for name, r in record["runs"].items()]
+    except (KeyError, TypeError, ValueError) as e:
+        raise SystemExit(f"--recorded {file}: a run's record is damaged ({e!r})") from None
+
+
+def gather(fresh: list[twins.TwinRun], recorded: Sequence[str], digests: dict[str, str],
+           dataset: str) -> list[twins.TwinRun]:
+    """Fresh runs, then recorded ones; a fresh folder replaces a recorded run of its name, any other clash stops."""
+    runs = {}
+    for run in fresh:
+        if run.name in runs:
+            raise SystemExit(f"two run folders are named {run.name}: {runs[run.name].source} and {run.source}")
+        runs[run.name] = run
+    fresh_names = set(runs)
+    for file in recorded:
+        for run in read_record(file, digests, dataset):
+            old = runs.get(run.name)
+            if old is None:
+                runs[run.name] = run
+            elif run.name not in fresh_names and not old.same_as(run):
+                raise SystemExit(f"--recorded {file}: its {run.name} has other results than the {run.name} "
+                                 f"read before (from {old.source}); give only one of them")
     return list(runs.values())
 
 
@@ -80,9 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("give --runs folders, --recorded results files, or both")
     command = evaluation.command_line("eval/twins.py", argv)
     splits = {s: evaluator.load_split(args.dataset, s) for s in SPLITS}
-    digests = {s: twins.labels_digest(d["labels"]) for s, d in splits.items()}
-    runs = [load_run(r, splits) for r in args.runs]
-    runs += load_recorded(args.recorded, digests, {r.name for r in runs})
+    digests = {s: twins.split_digest(d["images"], d["labels"]) for s, d in splits.items()}
+    runs = gather([load_run(r, splits) for r in args.runs], args.recorded, digests, args.dataset)
     try:
         pairs, alone = twins.pair_up(runs)
     except ValueError as e:
@@ -95,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if alone:
         print(f"without a twin (not counted): {', '.join(alone)}")
     record = {**out, "unpaired": alone, "dataset": args.dataset, "n": {s: len(d["labels"]) for s, d in splits.items()},
-              "labels_digest": digests, "runs": {r.name: r.to_record() for r in runs},
+              "split_digest": digests, "runs": {r.name: r.to_record() for r in runs},
               **evaluation.RunInfo(command, args.seed).as_dict()}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(record, indent=2) + "\n")

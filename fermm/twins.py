@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +33,7 @@ class TwinRun:
     name: str
     args: dict
     correct: dict[str, np.ndarray] = field(default_factory=dict)
+    source: str = ""  # the run folder, or the results file it was recorded in
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -45,13 +47,19 @@ class TwinRun:
 
     def to_record(self) -> dict:
         """Training arguments and per-split correctness, packed 8 images to a byte (base64)."""
-        return {"args": self.args, "correct": {s: pack_correct(c) for s, c in self.correct.items()},
-                "n": {s: len(c) for s, c in self.correct.items()}}
+        return {"source": self.source, "args": self.args, "n": {s: len(c) for s, c in self.correct.items()},
+                "correct": {s: pack_correct(c) for s, c in self.correct.items()}}
 
     @classmethod
-    def from_record(cls, name: str, record: dict) -> "TwinRun":
+    def from_record(cls, name: str, record: dict, source: str = "") -> "TwinRun":
         """The inverse of :meth:`to_record`."""
-        return cls(name, record["args"], {s: unpack_correct(b, record["n"][s]) for s, b in record["correct"].items()})
+        correct = {s: unpack_correct(b, record["n"][s]) for s, b in record["correct"].items()}
+        return cls(name, record["args"], correct, source)
+
+    def same_as(self, other: "TwinRun") -> bool:
+        """Same training arguments and the same per-image results (the source may differ)."""
+        return self.args == other.args and self.correct.keys() == other.correct.keys() and all(
+            np.array_equal(self.correct[s], other.correct[s]) for s in self.correct)
 
     @property
     def group(self) -> str:
@@ -73,15 +81,22 @@ def unpack_correct(packed: str, n: int) -> np.ndarray:
     return bits[:n].astype(bool)
 
 
-def labels_digest(labels: np.ndarray) -> str:
-    """Fingerprint of a split's labels, so recorded runs are only paired on the same images."""
-    return hashlib.sha1(np.asarray(labels, dtype=np.int64).tobytes()).hexdigest()[:16]
+def split_digest(images: np.ndarray, labels: np.ndarray) -> str:
+    """Fingerprint of a split's images and labels, so recorded runs are only paired on the same images."""
+    h = hashlib.sha1(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
+    h.update(np.asarray(labels, dtype=np.int64).tobytes())
+    return h.hexdigest()[:16]
 
 
 def protocol_differences(glove_args: dict, base_args: dict) -> list[str]:
     """Training arguments (outside :data:`ARM_ONLY`) on which the two arms disagree."""
     keys = (set(glove_args) | set(base_args)) - ARM_ONLY
-    return sorted(k for k in keys if glove_args.get(k) != base_args.get(k))
+    return sorted(k for k in keys if _comparable(k, glove_args.get(k)) != _comparable(k, base_args.get(k)))
+
+
+def _comparable(key: str, value):
+    # a dataset folder is named by its last part: the same data checked out elsewhere is the same data
+    return Path(value).name if key == "dataset" and isinstance(value, str) else value
 
 
 def paired_gain_ci(glove_correct: np.ndarray, base_correct: np.ndarray, seed: int = 0) -> tuple[float, float]:

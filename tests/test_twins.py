@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,8 +74,11 @@ def test_correctness_packs_and_unpacks_exactly(n):
     packed = twins.pack_correct(correct)
     assert len(packed) <= 4 * ((n + 7) // 8 + 2) // 3 + 4  # base64 of n/8 bytes: compact enough for a JSON file
     assert np.array_equal(twins.unpack_correct(packed, n), correct)
-    with pytest.raises(ValueError, match="not"):
+    with pytest.raises(ValueError, match="bits, not"):
         twins.unpack_correct(packed, n + 8)
+    if n >= 8:
+        with pytest.raises(ValueError, match="bits, not"):
+            twins.unpack_correct(packed, n - 8)
 
 
 def test_a_run_survives_its_record():
@@ -123,12 +127,46 @@ def test_script_scores_real_twins_on_both_splits(tmp_path, capsys):
     assert {s: json.loads(again.read_text())[s] for s in ("validation", "test")} == {
         s: record[s] for s in ("validation", "test")}
     assert script.main(["--recorded", str(again), "--dataset", str(FER_TINY), "--json", str(again)]) == 0
-    stale = {**record, "labels_digest": {"validation": "0", "test": "0"}}
-    (tmp_path / "stale.json").write_text(json.dumps(stale))
-    with pytest.raises(SystemExit, match="other images"):
-        script.main(["--recorded", str(tmp_path / "stale.json"), "--dataset", str(FER_TINY), "--json", str(again)])
-    (tmp_path / "old.json").write_text(json.dumps({k: v for k, v in record.items() if k != "runs"}))
-    with pytest.raises(SystemExit, match="no per-image"):
-        script.main(["--recorded", str(tmp_path / "old.json"), "--dataset", str(FER_TINY), "--json", str(again)])
+
+
+DIGESTS = {"validation": "v1", "test": "t1"}
+
+
+def _record_file(path, runs, digests=DIGESTS):
+    path.write_text(json.dumps({"dataset": "fer", "split_digest": digests, "commit": "abc",
+                                "runs": {r.name: r.to_record() for r in runs}}))
+    return str(path)
+
+
+def test_recorded_runs_join_fresh_ones_and_clashes_stop(tmp_path):
+    import eval.twins as script
+
+    g = run("g", False, [1, 0, 1])
+    b_old = run("b", True, [0, 0, 1])
+    del b_old.args["erasing"]  # recorded before --erasing existed: it takes the script's default
+    one = _record_file(tmp_path / "one.json", [g, b_old])
+    got = {r.name: r for r in script.gather([], [one, one], DIGESTS, "fer")}  # the same file twice is harmless
+    assert set(got) == {"g", "b"} and got["b"].args["erasing"] == script.script_defaults()["erasing"]
+    fresh_b = run("b", True, [1, 1, 1])
+    got = {r.name: r for r in script.gather([fresh_b], [one], DIGESTS, "fer")}
+    assert got["b"] is fresh_b and got["g"].source == one
+    with pytest.raises(SystemExit, match="two run folders are named b"):
+        script.gather([fresh_b, run("b", True)], [], DIGESTS, "fer")
+    other = _record_file(tmp_path / "other.json", [run("g", False, [0, 0, 0])])
+    with pytest.raises(SystemExit, match="other.json: its g has other results"):
+        script.gather([], [one, other], DIGESTS, "fer")
+    with pytest.raises(SystemExit, match="scored on fer, whose validation and test images"):
+        script.gather([], [_record_file(tmp_path / "stale.json", [g], {"validation": "v2", "test": "t1"})],
+                      DIGESTS, "fer")
+    (tmp_path / "old.json").write_text(json.dumps({"dataset": "fer", "commit": "abc"}))
+    with pytest.raises(SystemExit, match="no per-image results"):
+        script.gather([], [str(tmp_path / "old.json")], DIGESTS, "fer")
+    broken = json.loads(Path(one).read_text())
+    del broken["runs"]["g"]["correct"]
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    with pytest.raises(SystemExit, match="broken.json: a run's record is damaged"):
+        script.gather([], [str(tmp_path / "broken.json")], DIGESTS, "fer")
+    with pytest.raises(SystemExit, match="cannot read it"):
+        script.gather([], [str(tmp_path / "missing.json")], DIGESTS, "fer")
     with pytest.raises(SystemExit, match="give --runs"):
-        script.main(["--dataset", str(FER_TINY)])
+        script.main([])
