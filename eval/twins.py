@@ -28,8 +28,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", nargs="+", default=[], help="train/glove_cnn.py output folders, both arms")
     p.add_argument("--recorded", nargs="+", default=[], metavar="JSON",
                    help="earlier eval/twins.py results whose runs join these (a folder given in --runs wins)")
+    p.add_argument("--epoch_matched", action="store_true",
+                   help="pair each GloVe run with a base run of as many epochs in all (contrastive ones included)")
     p.add_argument("--dataset", default=str(DEFAULT_DATASET))
-    p.add_argument("--json", default="results/twins.json")
+    p.add_argument("--json", help="default: results/twins.json, or results/twins_epoch_matched.json")
     p.add_argument("--seed", type=int, default=0, help="seed of the paired bootstrap")
     return p.parse_args(argv)
 
@@ -109,22 +111,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     digests = {s: twins.split_digest(d["images"], d["labels"]) for s, d in splits.items()}
     runs = gather([load_run(r, splits) for r in args.runs], args.recorded, digests, args.dataset)
     try:
-        pairs, alone = twins.pair_up(runs)
+        pairs, alone = twins.pair_up(runs, args.epoch_matched)
     except ValueError as e:
         raise SystemExit(str(e)) from None
     if not pairs:
         raise SystemExit(f"no GloVe/base twins among {', '.join(r.name for r in runs)}")
     out = {s: twins.gain_table(pairs, s, args.seed) for s in SPLITS}
+    protocol = "epoch-matched" if args.epoch_matched else "seed 003 (the GloVe arm's contrastive epochs on top)"
+    print(f"Schedule: {protocol}\n")
     for s in SPLITS:
         print(twins.markdown(out[s]), end="\n\n")
     if alone:
         print(f"without a twin (not counted): {', '.join(alone)}")
-    record = {**out, "unpaired": alone, "dataset": args.dataset, "n": {s: len(d["labels"]) for s, d in splits.items()},
-              "split_digest": digests, "runs": {r.name: r.to_record() for r in runs},
+    record = {**out, "protocol": protocol, "unpaired": alone, "dataset": args.dataset,
+              "n": {s: len(d["labels"]) for s, d in splits.items()}, "split_digest": digests, "runs": {r.name: r.to_record() for r in runs},
               **evaluation.RunInfo(command, args.seed).as_dict()}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    out_file = Path(args.json or f"results/twins{'_epoch_matched' if args.epoch_matched else ''}.json")
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {out_file}")
     return 0
 
 

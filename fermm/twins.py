@@ -45,6 +45,12 @@ class TwinRun:
             raise ValueError(f"{self.name} is not a train/glove_cnn.py run (its training arguments have no 'base')")
         return bool(self.args["base"])
 
+    @property
+    def total_epochs(self) -> int:
+        """Epochs trained in all: the GloVe arm's contrastive epochs count too (none when it starts from a model)."""
+        pretrain = 0 if self.is_base or self.args.get("init_from") else int(self.args.get("pretrain_epochs") or 0)
+        return int(self.args["epochs"]) + pretrain
+
     def to_record(self) -> dict:
         """Training arguments and per-split correctness, packed 8 images to a byte (base64)."""
         return {"source": self.source, "args": self.args, "n": {s: len(c) for s, c in self.correct.items()},
@@ -88,9 +94,9 @@ def split_digest(images: np.ndarray, labels: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-def protocol_differences(glove_args: dict, base_args: dict) -> list[str]:
+def protocol_differences(glove_args: dict, base_args: dict, epoch_matched: bool = False) -> list[str]:
     """Training arguments (outside :data:`ARM_ONLY`) on which the two arms disagree."""
-    keys = (set(glove_args) | set(base_args)) - ARM_ONLY
+    keys = (set(glove_args) | set(base_args)) - ARM_ONLY - ({"epochs"} if epoch_matched else set())
     return sorted(k for k in keys if _comparable(k, glove_args.get(k)) != _comparable(k, base_args.get(k)))
 
 
@@ -106,17 +112,20 @@ def paired_gain_ci(glove_correct: np.ndarray, base_correct: np.ndarray, seed: in
     return bootstrap_mean_ci(glove_correct.astype(np.float64) - base_correct.astype(np.float64), seed)
 
 
-def pair_up(runs: list[TwinRun]) -> tuple[list[tuple[TwinRun, TwinRun]], list[str]]:
-    """Match each GloVe-CNN run with the base run of the same backbone, stem and seed.
+def pair_up(runs: list[TwinRun], epoch_matched: bool = False) -> tuple[list[tuple[TwinRun, TwinRun]], list[str]]:
+    """Match each GloVe-CNN run with the base run of the same backbone, stem, seed and schedule.
 
-    Returns the pairs and the names of runs left without a twin. Raises ValueError when two runs claim
-    the same slot or a pair's protocols differ."""
+    The schedule is seed 003's by default: the same fine-tuning epochs, the GloVe arm's contrastive epochs on top.
+    With ``epoch_matched`` the base arm must train as many epochs in all as the GloVe arm (e.g. 26 against 6 + 20),
+    so that the gain is not that of extra epochs. Returns the pairs and the names of runs left without a twin.
+    Raises ValueError when two runs claim the same slot or a pair's protocols differ."""
     slots: dict[tuple, dict[bool, TwinRun]] = {}
     for run in runs:
-        arm = slots.setdefault(run.key, {})
+        slot = (*run.key, run.total_epochs if epoch_matched else int(run.args["epochs"]))
+        arm = slots.setdefault(slot, {})
         if run.is_base in arm:
             raise ValueError(f"{run.name} and {arm[run.is_base].name} are both "
-                             f"{'base' if run.is_base else 'GloVe'} runs of {run.key}")
+                             f"{'base' if run.is_base else 'GloVe'} runs of {run.key}, {slot[-1]} epochs")
         arm[run.is_base] = run
     pairs, alone = [], []
     for key in sorted(slots):
@@ -125,7 +134,7 @@ def pair_up(runs: list[TwinRun]) -> tuple[list[tuple[TwinRun, TwinRun]], list[st
             alone += [r.name for r in arm.values()]
             continue
         glove, base = arm[False], arm[True]
-        diff = protocol_differences(glove.args, base.args)
+        diff = protocol_differences(glove.args, base.args, epoch_matched)
         if diff:
             raise ValueError(f"{glove.name} and {base.name} are not twins: they differ in {', '.join(diff)}")
         pairs.append((glove, base))

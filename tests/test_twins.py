@@ -59,6 +59,21 @@ def test_runs_trained_differently_are_not_twins():
     assert len(twins.pair_up([run("g", False, tau=0.2), run("b", True)])[0]) == 1
 
 
+def test_epoch_matched_twins_pair_on_total_epochs():
+    glove = run("g", False, [1, 1])  # 6 contrastive + 20 fine-tuning epochs
+    base20, base26 = run("b20", True, [1, 0]), run("b26", True, [1, 1], epochs=26)
+    assert glove.total_epochs == 26 and base26.total_epochs == 26
+    pairs, alone = twins.pair_up([glove, base20, base26])  # seed 003's schedule: same fine-tuning epochs
+    assert [(g.name, b.name) for g, b in pairs] == [("g", "b20")] and alone == ["b26"]
+    pairs, alone = twins.pair_up([glove, base20, base26], epoch_matched=True)
+    assert [(g.name, b.name) for g, b in pairs] == [("g", "b26")] and alone == ["b20"]
+    assert twins.gain_table(pairs, "test")["pairs"][0]["gain"] == 0.0
+    warm = run("w", False, [1, 1], init_from="runs/x")  # a further cycle skips the contrastive stage
+    assert warm.total_epochs == 20
+    with pytest.raises(ValueError, match="differ in lr"):
+        twins.pair_up([glove, run("b26", True, epochs=26, lr=0.1)], epoch_matched=True)
+
+
 def test_stems_are_summarised_apart():
     runs = [run("g", False, [1, 1], backbone="resnet18"), run("b", True, [1, 0], backbone="resnet18"),
             run("gi", False, [0, 0], backbone="resnet18", stem="imagenet"),
@@ -127,6 +142,9 @@ def test_script_scores_real_twins_on_both_splits(tmp_path, capsys):
     assert {s: json.loads(again.read_text())[s] for s in ("validation", "test")} == {
         s: record[s] for s in ("validation", "test")}
     assert script.main(["--recorded", str(again), "--dataset", str(FER_TINY), "--json", str(again)]) == 0
+    assert json.loads(again.read_text())["protocol"].startswith("seed 003")
+    with pytest.raises(SystemExit, match="no GloVe/base twins"):  # 1 + 1 epochs against 1: no epoch-matched twin
+        script.main(["--recorded", str(again), "--epoch_matched", "--dataset", str(FER_TINY), "--json", str(again)])
 
 
 DIGESTS = {"validation": "v1", "test": "t1"}
