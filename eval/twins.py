@@ -5,7 +5,8 @@
 Each run folder is a ``train/glove_cnn.py`` output (model + training_args.json). Both splits are
 scored; the gain that counts is on test, validation is shown beside it. ``--recorded`` adds the runs
 kept in an earlier results file (per-image correctness and training arguments), for arms whose folders
-are gone or were trained on another machine.
+are gone or were trained on another machine. ``--epoch_matched`` pairs each GloVe-CNN with a base run of
+as many epochs in all, contrastive ones included.
 """
 from __future__ import annotations
 
@@ -122,9 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for s in SPLITS:
         print(twins.markdown(out[s]), end="\n\n")
     if alone:
-        print(f"without a twin (not counted): {', '.join(alone)}")
+        hint = "" if args.epoch_matched else " (a base run as long as both GloVe stages pairs by --epoch_matched)"
+        print(f"without a twin (not counted): {', '.join(alone)}{hint}")
     record = {**out, "protocol": protocol, "unpaired": alone, "dataset": args.dataset,
-              "n": {s: len(d["labels"]) for s, d in splits.items()}, "split_digest": digests, "runs": {r.name: r.to_record() for r in runs},
+              "n": {s: len(d["labels"]) for s, d in splits.items()}, "split_digest": digests,
+              "runs": {r.name: r.to_record() for r in runs},
               **evaluation.RunInfo(command, args.seed).as_dict()}
     out_file = Path(args.json or f"results/twins{'_epoch_matched' if args.epoch_matched else ''}.json")
     out_file.parent.mkdir(parents=True, exist_ok=True)

@@ -3,9 +3,10 @@
 Twins share data, backbone, stem, seed and every training argument except those of the contrastive
 stage; a pair whose protocols differ in anything else is refused. What is measured is the gain of the
 whole two-stage recipe over its twin, the GloVe arm's extra pre-training epochs included (as in seed
-003). Both models of a pair are scored on the same images, so the gain's 95% interval comes from a
-paired bootstrap (resampling images, not models); the spread across seeds is reported beside it, since
-seed-to-seed variation is usually the larger of the two.
+003), or, epoch-matched, over a twin trained as many epochs in all. Both models of a pair are scored on
+the same images, so the gain's 95% interval comes from a paired bootstrap (resampling images, not
+models); the spread across seeds is reported beside it, since seed-to-seed variation is usually the
+larger of the two.
 
 Each run's per-image correctness is kept in the results file (:meth:`TwinRun.to_record`), so a run whose
 folder is gone (another machine, an earlier session) can still be paired and its interval recomputed.
@@ -47,7 +48,8 @@ class TwinRun:
 
     @property
     def total_epochs(self) -> int:
-        """Epochs trained in all: the GloVe arm's contrastive epochs count too (none when it starts from a model)."""
+        """Epochs this run trained: the GloVe arm's contrastive epochs count too (none when it starts from a model;
+        that model's own epochs are not counted)."""
         pretrain = 0 if self.is_base or self.args.get("init_from") else int(self.args.get("pretrain_epochs") or 0)
         return int(self.args["epochs"]) + pretrain
 
@@ -121,11 +123,13 @@ def pair_up(runs: list[TwinRun], epoch_matched: bool = False) -> tuple[list[tupl
     Raises ValueError when two runs claim the same slot or a pair's protocols differ."""
     slots: dict[tuple, dict[bool, TwinRun]] = {}
     for run in runs:
-        slot = (*run.key, run.total_epochs if epoch_matched else int(run.args["epochs"]))
+        # a warm-started run (a further cycle) is no twin of one trained from scratch
+        epochs = run.total_epochs if epoch_matched else int(run.args["epochs"])
+        slot = (*run.key, epochs, bool(run.args.get("init_from")))
         arm = slots.setdefault(slot, {})
         if run.is_base in arm:
             raise ValueError(f"{run.name} and {arm[run.is_base].name} are both "
-                             f"{'base' if run.is_base else 'GloVe'} runs of {run.key}, {slot[-1]} epochs")
+                             f"{'base' if run.is_base else 'GloVe'} runs of {run.key}, {slot[3]} epochs")
         arm[run.is_base] = run
     pairs, alone = [], []
     for key in sorted(slots):

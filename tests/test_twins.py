@@ -68,8 +68,12 @@ def test_epoch_matched_twins_pair_on_total_epochs():
     pairs, alone = twins.pair_up([glove, base20, base26], epoch_matched=True)
     assert [(g.name, b.name) for g, b in pairs] == [("g", "b26")] and alone == ["b20"]
     assert twins.gain_table(pairs, "test")["pairs"][0]["gain"] == 0.0
+    assert run("b", True, pretrain_epochs=30).total_epochs == 20  # a base run records the unused default
     warm = run("w", False, [1, 1], init_from="runs/x")  # a further cycle skips the contrastive stage
     assert warm.total_epochs == 20
+    pairs, alone = twins.pair_up([glove, base20, warm], epoch_matched=True)  # warm and cold runs never share a slot
+    assert pairs == [] and sorted(alone) == ["b20", "g", "w"]
+    assert [(g.name, b.name) for g, b in twins.pair_up([glove, base20, warm])[0]] == [("g", "b20")]
     with pytest.raises(ValueError, match="differ in lr"):
         twins.pair_up([glove, run("b26", True, epochs=26, lr=0.1)], epoch_matched=True)
 
@@ -111,7 +115,7 @@ def _train(out, *extra):
                         "--batch_size", "8", "--max_steps_per_epoch", "2", "--log_with", "none", *extra]) == 0
 
 
-def test_script_scores_real_twins_on_both_splits(tmp_path, capsys):
+def test_script_scores_real_twins_on_both_splits(tmp_path, capsys, monkeypatch):
     import eval.twins as script
 
     _train(tmp_path / "glove_mini", "--pretrain_epochs", "1")
@@ -145,6 +149,14 @@ def test_script_scores_real_twins_on_both_splits(tmp_path, capsys):
     assert json.loads(again.read_text())["protocol"].startswith("seed 003")
     with pytest.raises(SystemExit, match="no GloVe/base twins"):  # 1 + 1 epochs against 1: no epoch-matched twin
         script.main(["--recorded", str(again), "--epoch_matched", "--dataset", str(FER_TINY), "--json", str(again)])
+    _train(tmp_path / "base_mini2", "--base", "--epochs", "2")
+    monkeypatch.chdir(tmp_path)  # the default output file, not seed 003's results/twins.json
+    assert script.main(["--recorded", str(again), "--runs", str(tmp_path / "base_mini2"), "--epoch_matched",
+                        "--dataset", str(FER_TINY)]) == 0
+    matched = json.loads((tmp_path / "results" / "twins_epoch_matched.json").read_text())
+    assert matched["protocol"] == "epoch-matched" and matched["unpaired"] == ["base_mini"]
+    assert [(r["glove"], r["base"]) for r in matched["test"]["pairs"]] == [("glove_mini", "base_mini2")]
+    assert not (tmp_path / "results" / "twins.json").exists()
 
 
 DIGESTS = {"validation": "v1", "test": "t1"}
