@@ -129,7 +129,7 @@ def pair_up(runs: list[TwinRun], epoch_matched: bool = False) -> tuple[list[tupl
         arm = slots.setdefault(slot, {})
         if run.is_base in arm:
             raise ValueError(f"{run.name} and {arm[run.is_base].name} are both "
-                             f"{'base' if run.is_base else 'GloVe'} runs of {run.key}, {slot[3]} epochs")
+                             f"{'base' if run.is_base else 'GloVe'} runs of {run.key}, {epochs} epochs")
         arm[run.is_base] = run
     pairs, alone = [], []
     for key in sorted(slots):
