@@ -187,13 +187,20 @@ def breakdown_section(r: dict) -> list[str]:
     return lines + [""]
 
 
-def train_cost_section(r: dict) -> list[str]:
-    lines = ["## Training cost of the runs", "", *provenance(r),
+def train_cost_section(reports: Sequence[dict]) -> list[str]:
+    """One table per ``results/bench/train_cost*.json`` (runs of different sessions are measured apart)."""
+    lines = ["## Training cost of the runs", "",
              "Median seconds per training epoch and the training time to the best validation checkpoint: estimated "
              "as epochs x the median epoch, and as recorded (which counts any time the run was paused or shared the "
              "CPU); validation passes are in neither. A warm-started run counts only its own epochs. Per-step speed "
-             "with and without bf16 / channels_last: `bench/throughput.py`.", "",
-             "| run / stage | precision, layout | epochs | s/epoch | img/s | best validation (epoch) | to best: "
+             "with and without bf16 / channels_last: `bench/throughput.py`.", ""]
+    for r in reports:
+        lines += [*provenance(r), *train_cost_table(r)]
+    return lines
+
+
+def train_cost_table(r: dict) -> list[str]:
+    lines = ["| run / stage | precision, layout | epochs | s/epoch | img/s | best validation (epoch) | to best: "
              "estimated / recorded |", "|---|---|---|---|---|---|---|"]
     for run in r["runs"]:
         start = f" (from {Path(run['init_from']).name})" if run.get("init_from") else ""
@@ -240,8 +247,8 @@ def render(results: Path) -> str:
     out += clip_section(clip) if clip else []
     breakdown = load(results, "breakdown")
     out += breakdown_section(breakdown) if breakdown else []
-    cost = load(results, "train_cost")
-    out += train_cost_section(cost) if cost else []
+    costs = [json.loads(f.read_text()) for f in sorted((results / "bench").glob("train_cost*.json"))]
+    out += train_cost_section(costs) if costs else []
     missing = [f"- {name}: `{cmd}`" for name, cmd in COMMANDS.items() if load(results, name) is None]
     if missing:
         out += ["## Not measured yet", "", *missing, ""]

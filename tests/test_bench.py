@@ -179,7 +179,11 @@ def test_train_cost_reads_stage_histories_and_reports_time_to_best(tmp_path, cap
     assert (warm["init_from"], warm["in_progress"], glove["in_progress"]) == (str(run), True, False)
     printed = capsys.readouterr().out
     assert "cycle2 (from glove_run) -- in progress" in printed and "stage_ce (fp32)" in printed
+    # a later session's runs, measured into a file of their own, get a table of their own under the same heading
+    assert train_cost.main(["--runs", str(cycle), "--json", str(out.with_name("train_cost_later.json"))]) == 0
     text = _render(tmp_path / "results", tmp_path)
+    assert text.count("## Training cost of the runs") == 1
+    assert text.count("| run / stage |") == 2 and "train_cost_later.json` (commit" in text
     assert "| glove_run / stage_finetune | bf16, channels_last | 3/3 | 100 | 287 | 66.00% (2) | 3 / 17 min |" in text
     assert "| glove_run, whole run | | | | | | 8 / 22 min |" in text
     assert "| cycle2 (from glove_run) / stage_ce, in progress | fp32, contiguous | 1/3 |" in text
