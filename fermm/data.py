@@ -373,6 +373,25 @@ def load_fer(source: str | Path, ferplus: str | Path | None = None, skip_bad: bo
 # --------------------------------------------------------------------------- arrays for training
 
 
+def ferplus_fer7_targets(split) -> np.ndarray:
+    """(N, 7) FER-7 distributions from each row's FER+ votes; all-zero rows where there are none.
+
+    Only votes for the seven FER-7 emotions count: "contempt", "unknown" and "not a face" votes are
+    dropped, and a row whose votes were all of those gets zeros (the caller keeps its own label there).
+    """
+    if "ferplus_votes" not in split.column_names:
+        raise DataError("this FER source has no FER+ votes (column ferplus_votes); build it with --ferplus "
+                        "fer2013new.csv or use ../shared/data/fer2013, which has them joined")
+    cols = [FER7.index(FERPLUS_COLUMNS[c]) if FERPLUS_COLUMNS.get(c) in FER7 else -1 for c in FERPLUS_VOTE_COLUMNS]
+    out = np.zeros((len(split), len(FER7)), dtype=np.float32)
+    for i, votes in enumerate(split["ferplus_votes"]):
+        for col, v in zip(cols, votes or ()):
+            if col >= 0 and v is not None and v > 0:
+                out[i, col] += v
+    total = out.sum(1, keepdims=True)
+    return np.divide(out, total, out=np.zeros_like(out), where=total > 0)
+
+
 def to_arrays(split, size: int = 48) -> tuple[np.ndarray, np.ndarray]:
     """(N, size, size) uint8 grayscale images and (N,) int64 labels of a FER split."""
     from datasets import Image as HFImage

@@ -49,6 +49,8 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--translate", type=float, default=0.1)
     p.add_argument("--erasing", type=float, default=0.25)
     p.add_argument("--no_flip", action="store_true")
+    p.add_argument("--ferplus_soft", type=float, default=0.0, metavar="W",
+                   help="train on (1-W) * FER2013 label + W * that image's FER+ vote distribution (0 = off)")
     p.add_argument("--drop_cross_split_duplicates", action="store_true")
     p.add_argument("--precision", default="bf16", choices=("bf16", "no"))
     p.add_argument("--no_channels_last", action="store_true")
@@ -82,7 +84,15 @@ def load_arrays(args: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndar
 
         ds, n = drop_cross_split_duplicates(ds)
         log.info("dropped %d train images that also occur in validation/test", n)
-    return {s: data.to_arrays(ds[s]) for s in ("train", "validation")}
+    arrays = {s: data.to_arrays(ds[s]) for s in ("train", "validation")}
+    if getattr(args, "ferplus_soft", 0.0):
+        from fermm.tasks import blend_targets
+
+        soft = data.ferplus_fer7_targets(ds["train"])
+        log.info("FER+ soft targets (weight %.2f) for %d of %d train images", args.ferplus_soft,
+                 int((soft.sum(1) > 0).sum()), len(soft))
+        arrays["train_targets"] = blend_targets(arrays["train"][1], soft, args.ferplus_soft, len(FER7))
+    return arrays
 
 
 def train_config(args: argparse.Namespace, output_dir: Path, epochs: int, lr: float) -> TrainConfig:
@@ -115,6 +125,10 @@ def run_stage(model: CNNClassifier, task: ImageTask, cfg: TrainConfig) -> CNNCla
 
 
 def image_task(cls, arrays, args: argparse.Namespace, **kwargs) -> ImageTask:
+    """``cls`` on the train/validation arrays; FER+ soft targets (``--ferplus_soft``) reach the supervised
+    stages only: the contrastive stage pairs each image with one label's word vector."""
+    if cls is not ContrastiveTask:
+        kwargs.setdefault("targets", arrays.get("train_targets"))
     return cls(arrays["train"], arrays["validation"], len(FER7), (0.5,), (0.25,), aug=augment_config(args),
                mix=MixConfig(args.mixup, args.cutmix), label_smoothing=args.label_smoothing,
                weighted=args.class_weighted, **kwargs)

@@ -33,6 +33,21 @@ def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 
 
+def blend_targets(labels: np.ndarray, soft: np.ndarray, weight: float, n_classes: int) -> np.ndarray:
+    """(N, C) training targets: ``(1 - weight) * one_hot(labels) + weight * soft``.
+
+    ``soft`` rows that are all zero (no annotation) keep the one-hot label. With FER+ votes as ``soft``
+    this is label smoothing informed by ten annotators instead of spread evenly.
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"soft-target weight must be in [0, 1], got {weight}")
+    if soft.shape != (len(labels), n_classes):
+        raise ValueError(f"soft targets have shape {soft.shape}, expected {(len(labels), n_classes)}")
+    hard = np.eye(n_classes, dtype=np.float32)[labels]
+    has = soft.sum(1, keepdims=True) > 0
+    return np.where(has, (1 - weight) * hard + weight * soft, hard).astype(np.float32)
+
+
 @dataclass
 class MixConfig:
     """Mixup (Zhang et al. 2018) / CutMix (Yun et al. 2019), one of them per batch with ``prob``."""
@@ -77,8 +92,10 @@ class ImageTask:
     def __init__(self, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
                  n_classes: int, mean, std, aug: AugmentConfig | None = None, mix: MixConfig | None = None,
                  label_smoothing: float = 0.0, weighted: bool = False, eval_batch: int = 512,
-                 input_fn: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                 input_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 targets: np.ndarray | None = None):
         self.x, self.y = train
+        self.targets = targets  # (N, C) training distributions (e.g. blend_targets); None: one-hot labels
         self.val_x, self.val_y = val
         self.n_classes, self.mean, self.std = n_classes, mean, std
         self.aug, self.mix, self.smoothing = aug, mix or MixConfig(), label_smoothing
@@ -97,7 +114,8 @@ class ImageTask:
             x = uint8_batch(self.x[idx])  # (B, 1, H, W) in [0, 1]
             if self.aug is not None:
                 x = augment(x, self.aug, gen)
-            t = F.one_hot(torch.from_numpy(self.y[idx]), self.n_classes).float()
+            t = (torch.from_numpy(self.targets[idx]) if self.targets is not None
+                 else F.one_hot(torch.from_numpy(self.y[idx]), self.n_classes).float())
             x, t = mix_batch(x, t, self.mix, gen)
             yield self.input_fn(x), t
 

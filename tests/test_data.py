@@ -228,3 +228,22 @@ def test_report_cli_and_bad_source_exit_code(capsys):
     assert "train: 0 groups holding 0 images; 35 distinct" in out
     assert data.main(["report", "--source", "/no/such/folder"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_ferplus_fer7_targets_are_vote_distributions_over_fer7(fer_tiny):
+    from fermm.labels import FER7, FERPLUS_COLUMNS
+
+    split = fer_tiny["train"]
+    t = data.ferplus_fer7_targets(split)
+    assert t.shape == (len(split), 7) and t.dtype == np.float32
+    sums = t.sum(1)
+    assert np.all((np.abs(sums - 1) < 1e-6) | (sums == 0))
+    votes = np.array(split["ferplus_votes"][0], dtype=float)
+    cols = list(data.FERPLUS_VOTE_COLUMNS)
+    expect = np.zeros(7)
+    for c, v in zip(cols, votes):
+        if FERPLUS_COLUMNS.get(c) in FER7:  # contempt, unknown and not-a-face votes are dropped
+            expect[FER7.index(FERPLUS_COLUMNS[c])] += v
+    assert np.allclose(t[0], expect / expect.sum())
+    with pytest.raises(data.DataError, match="no FER\\+ votes"):
+        data.ferplus_fer7_targets(split.remove_columns(["ferplus_votes"]))

@@ -10,7 +10,7 @@ import torch
 
 from fermm.models import load_model
 from fermm.models.cnn import CNNClassifier
-from fermm.tasks import ImageTask, MixConfig, contrastive_loss, mix_batch, soft_cross_entropy
+from fermm.tasks import ImageTask, MixConfig, blend_targets, contrastive_loss, mix_batch, soft_cross_entropy
 from fermm.training import Trainer, TrainConfig, cosine_with_warmup
 from fermm.transforms import AugmentConfig
 from tests.conftest import FER_TINY
@@ -46,6 +46,33 @@ def test_mix_batch_keeps_target_mass():
         xm, tm = mix_batch(x, t, cfg, torch.Generator().manual_seed(0))
         assert xm.shape == x.shape and torch.allclose(tm.sum(-1), torch.ones(16))
         assert not torch.equal(tm, t)
+
+
+def test_blend_targets_mixes_one_hot_with_votes_and_keeps_unvoted_rows():
+    labels = np.array([0, 3, 6])
+    soft = np.array([[0.5, 0, 0, 0, 0, 0, 0.5], [0, 0, 0, 1.0, 0, 0, 0], [0] * 7], dtype=np.float32)
+    t = blend_targets(labels, soft, 0.4, 7)
+    assert np.allclose(t.sum(1), 1) and np.allclose(t[0, [0, 6]], [0.8, 0.2])
+    assert np.array_equal(t[1], np.eye(7)[3]) and np.array_equal(t[2], np.eye(7)[6])  # agreeing / no votes
+    assert np.array_equal(blend_targets(labels, soft, 0.0, 7), np.eye(7, dtype=np.float32)[labels])
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        blend_targets(labels, soft, 1.5, 7)
+    with pytest.raises(ValueError, match="shape"):
+        blend_targets(labels, soft[:, :6], 0.5, 7)
+
+
+def test_image_task_trains_on_the_targets_it_is_given(fer_tiny):
+    from fermm import data
+
+    x, y = data.to_arrays(fer_tiny["train"])
+    votes = data.ferplus_fer7_targets(fer_tiny["train"])
+    targets = blend_targets(y, votes, 0.5, 7)
+    task = ImageTask((x, y), (x, y), 7, (0.5,), (0.25,), aug=None, targets=targets)
+    gen = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0)).numpy()
+    _, t = next(task.batches(0, 8, gen))
+    assert torch.allclose(t, torch.from_numpy(targets[order[:8]]))
+    assert not torch.equal(t, torch.nn.functional.one_hot(torch.from_numpy(y[order[:8]]), 7).float())
 
 
 def test_cosine_warmup_schedule():
@@ -137,7 +164,7 @@ def _capture_finish(monkeypatch):
     return captured
 
 
-@pytest.mark.parametrize("extra", [["--base"], ["--pretrain_epochs", "1", "--freeze_backbone"]],
+@pytest.mark.parametrize("extra", [["--base"], ["--pretrain_epochs", "1", "--freeze_backbone", "--ferplus_soft", "0.5"]],
                          ids=["base", "glove"])
 def test_glove_cnn_script_lands_a_checkpoint_equal_to_the_in_memory_model(tmp_path, monkeypatch, extra,
                                                                           astronaut):
