@@ -43,6 +43,18 @@ def _metrics_section(name: str, history: list[dict] | None,
     return lines
 
 
+def _soft_target_note(training: dict | None) -> list[str]:
+    """A sentence when the run trained on FER+ vote distributions (``--ferplus_soft``), anywhere in its lineage."""
+    weight = 0.0
+    while training:
+        weight = weight or float(training.get("ferplus_soft") or 0.0)
+        training = training.get("init_from_training_args")
+    if not weight:
+        return []
+    return [f"Its training targets blend each FER2013 label ({1 - weight:.2g}) with that image's FER+ vote "
+            f"distribution over the same seven classes ({weight:.2g}; Barsoum et al. 2016, MIT)."]
+
+
 def model_card(name: str, model, training: dict | None = None, history: list[dict] | None = None,
                description: str = "") -> str:
     """Markdown model card with YAML front matter for the Hub."""
@@ -50,7 +62,8 @@ def model_card(name: str, model, training: dict | None = None, history: list[dic
     front = ["---", "library_name: fermm", "license: mit", "pipeline_tag: image-classification",
              "tags:", "- facial-expression-recognition", "- fer2013", "datasets:", "- fer2013", "---", ""]
     body = [f"# fermm `{name}`", "", description or f"A `{getattr(model, 'family', 'model')}` facial expression "
-            f"classifier trained from scratch on FER2013 with [fermm](https://github.com/fermm/fermm).", "",
+            f"classifier trained from scratch on FER2013 with [fermm](https://github.com/fermm/fermm).",
+            *_soft_target_note(training), "",
             f"Labels: {labels}. Input: {model.input_size}x{model.input_size}, {model.channels} channel(s), "
             f"mean {list(model.mean)}, std {list(model.std)}.", "",
             "```python", "from fermm.models import load_model", f"model = load_model(\"{name}\")",

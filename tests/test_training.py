@@ -182,6 +182,7 @@ def test_glove_cnn_script_lands_a_checkpoint_equal_to_the_in_memory_model(tmp_pa
     card = (out / "README.md").read_text()
     assert "Out-of-scope uses" in card and "surveillance" in card and "Validation" in card
     assert captured["name"] == ("base_vgg11" if "--base" in extra else "glove_vgg11")
+    assert ("FER+ vote distribution" in card) == ("--ferplus_soft" in extra)
     if "--freeze_backbone" in extra:  # only the classifier moved in stage 2
         pre = load_model(str(out / "stage_contrastive" / "best"))
         assert all(torch.equal(a, b) for a, b in zip(pre.backbone.state_dict().values(),
