@@ -1,4 +1,4 @@
-"""Data report: counts, exact-duplicate images within and across splits, and label conflicts."""
+"""Data report: counts, exact-duplicate images within and across splits, label conflicts, and FER+ agreement."""
 from __future__ import annotations
 
 import hashlib
@@ -51,7 +51,24 @@ def build_report(ds, hashes: dict[str, list[str]] | None = None) -> dict:
         disagree = [h for h in shared if set(groups[a][h]) != set(groups[b][h])]
         report["cross_split"][f"{a}/{b}"] = {"shared_distinct_images": len(shared),
                                              "shared_with_different_labels": len(disagree)}
+    if "ferplus_votes" in ds[next(iter(ds))].column_names:
+        report["ferplus"] = {s: ferplus_agreement(ds[s]) for s in ds}
     return report
+
+
+def ferplus_agreement(split) -> dict:
+    """How far FER+'s ten annotators agree with the FER2013 label, over the rows that have FER-7 votes."""
+    from fermm.data import ferplus_fer7_targets
+    from fermm.labels import FER7
+
+    names = split.features["label"].names
+    to_fer7 = np.array([FER7.index(n) for n in names])  # the split's label order may differ from FER7's
+    votes, labels = ferplus_fer7_targets(split), to_fer7[np.asarray(split["label"])]
+    has = votes.sum(1) > 0
+    votes, labels = votes[has], labels[has]
+    return {"n": len(split), "with_votes": int(has.sum()),
+            "argmax_agrees": int((votes.argmax(1) == labels).sum()),
+            "mean_vote_share_of_label": float(votes[np.arange(len(labels)), labels].mean()) if len(labels) else 0.0}
 
 
 def format_report(report: dict) -> str:
@@ -70,6 +87,13 @@ def format_report(report: dict) -> str:
     for pair, r in report["cross_split"].items():
         lines.append(f"  {pair}: {r['shared_distinct_images']:,} shared, "
                      f"{r['shared_with_different_labels']:,} of them labelled differently")
+    if "ferplus" in report:
+        lines += ["", "FER+ votes against the FER2013 label (rows with votes for the seven classes):"]
+        for s, r in report["ferplus"].items():
+            k = max(r["with_votes"], 1)
+            lines.append(f"  {s}: {r['with_votes']:,} of {r['n']:,} with votes; the most-voted class (first on ties) is the label for "
+                         f"{r['argmax_agrees']:,} ({r['argmax_agrees'] / k:.1%}); mean share of votes on the label "
+                         f"{r['mean_vote_share_of_label']:.2f}")
     return "\n".join(lines)
 
 

@@ -115,6 +115,24 @@ def test_duplicate_report_on_constructed_case():
     assert "2 groups holding 4 images" in text and "train/test: 1 shared, 1 of them labelled differently" in text
 
 
+
+def test_report_measures_ferplus_agreement_on_constructed_votes():
+    from datasets import DatasetDict
+
+    px = np.zeros((48, 48), dtype=np.uint8)
+    # vote columns: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF
+    votes = [[2, 8, 0, 0, 0, 0, 0, 0, 0, 0],   # happy, 8 of 10 votes agree
+             [6, 0, 0, 4, 0, 0, 0, 0, 0, 0],   # sad, but most votes say neutral
+             [0, 0, 0, 0, 0, 0, 0, 5, 5, 0]]   # angry: only contempt/unknown votes, so left out
+    cols = {"image": [_png(px)] * 3, "label": [3, 4, 0], "ferplus_votes": votes, "ferplus_label": [1, 0, 7]}
+    ds = DatasetDict({"train": data._dataset(cols, False, True)})
+    r = datareport.build_report(ds)["ferplus"]["train"]
+    assert r == {"n": 3, "with_votes": 2, "argmax_agrees": 1, "mean_vote_share_of_label": pytest.approx(0.6)}
+    text = datareport.format_report(datareport.build_report(ds))
+    assert "train: 2 of 3 with votes; the most-voted class (first on ties) is the label for 1 (50.0%)" in text
+    assert "FER+" not in datareport.format_report(datareport.build_report(
+        DatasetDict({"train": ds["train"].remove_columns(["ferplus_votes", "ferplus_label"])})))
+
 # --------------------------------------------------------------------------- bad input
 
 GOOD_PIXELS = " ".join(["7"] * 2304)
