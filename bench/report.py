@@ -49,6 +49,8 @@ def accuracies(results: Path) -> dict[str, float]:
     out = {}
     for path in results.glob("*.json"):
         r = json.loads(path.read_text())
+        if not isinstance(r, dict):  # e.g. a run's copied training history (a list of epochs)
+            continue
         if r.get("split") == "test" and r.get("tta") == "none" and "accuracy" in r and r.get("task") != "text":
             out[r["model"]] = r["accuracy"]
     return out

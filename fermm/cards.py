@@ -43,16 +43,20 @@ def _metrics_section(name: str, history: list[dict] | None,
     return lines
 
 
-def _soft_target_note(training: dict | None) -> list[str]:
-    """A sentence when the run trained on FER+ vote distributions (``--ferplus_soft``), anywhere in its lineage."""
-    weight = 0.0
+def _recipe_notes(training: dict | None) -> list[str]:
+    """Sentences for recipe choices anywhere in the run's lineage: FER+ soft targets and distillation."""
+    weight, teachers = 0.0, []
     while training:
         weight = weight or float(training.get("ferplus_soft") or 0.0)
+        if training.get("teacher"):
+            teachers.append(training)
         training = training.get("init_from_training_args")
-    if not weight:
-        return []
-    return [f"Its training targets blend each FER2013 label ({1 - weight:.2g}) with that image's FER+ vote "
-            f"distribution over the same seven classes ({weight:.2g}; Barsoum et al. 2016, MIT)."]
+    notes = [f"Its training targets blend each FER2013 label ({1 - weight:.2g}) with that image's FER+ vote "
+             f"distribution over the same seven classes ({weight:.2g}; Barsoum et al. 2016, MIT)."] if weight else []
+    notes += [f"A stage of its training matched the probabilities of the teacher `{t['teacher']}` (knowledge "
+              f"distillation, Hinton et al. 2015: weight {t.get('alpha', 0.7):g} on the teacher, temperature "
+              f"{t.get('temperature', 4.0):g})." for t in teachers]
+    return notes
 
 
 def model_card(name: str, model, training: dict | None = None, history: list[dict] | None = None,
@@ -63,7 +67,7 @@ def model_card(name: str, model, training: dict | None = None, history: list[dic
              "tags:", "- facial-expression-recognition", "- fer2013", "datasets:", "- fer2013", "---", ""]
     body = [f"# fermm `{name}`", "", description or f"A `{getattr(model, 'family', 'model')}` facial expression "
             f"classifier trained from scratch on FER2013 with [fermm](https://github.com/fermm/fermm).",
-            *_soft_target_note(training), "",
+            *_recipe_notes(training), "",
             f"Labels: {labels}. Input: {model.input_size}x{model.input_size}, {model.channels} channel(s), "
             f"mean {list(model.mean)}, std {list(model.std)}.", "",
             "```python", "from fermm.models import load_model", f"model = load_model(\"{name}\")",

@@ -25,6 +25,7 @@ def test_report_renders_targets_ratios_and_missing_sections(tmp_path):
     for model, acc in (("fast", 0.71), ("slow", 0.60), ("fer_peer", 0.658)):
         (res / f"{model}.json").write_text(json.dumps({"model": model, "split": "test", "tta": "none",
                                                        "accuracy": acc, "images_per_second": 4000.0}))
+    (res / "run.history.json").write_text(json.dumps([{"epoch": 0, "val_accuracy": 0.5}]))  # not a result: skipped
     _write(res, "latency", {"models": {"fast": {"batch1": {"p50": 0.8, "p95": 1.0}, "batch32": {"p50": 0.1, "p95": 0.2},
                                                 "runtime": "onnxruntime"},
                                        "slow": {"batch1": {"p50": 3.0, "p95": 4.0}, "batch32": {"p50": 1.0, "p95": 1.0}}},

@@ -242,6 +242,8 @@ def test_distill_script_lands_a_student(tmp_path):
                         "--rotation", "0", "--translate", "0", "--erasing", "0", "--no_flip"]) == 0
     student = load_model(str(out))
     assert student.backbone_name == "mini" and (out / "stage_distill" / "history.json").exists()
+    card = (out / "README.md").read_text()
+    assert f"the teacher `{tmp_path / 'teacher'}` (knowledge distillation" in card and "weight 1 on the teacher" in card
 
 
 def test_distill_loss_is_zero_when_student_equals_teacher():
