@@ -91,8 +91,8 @@ def format_report(report: dict) -> str:
         lines += ["", "FER+ votes against the FER2013 label (rows with votes for the seven classes):"]
         for s, r in report["ferplus"].items():
             k = max(r["with_votes"], 1)
-            lines.append(f"  {s}: {r['with_votes']:,} of {r['n']:,} with votes; the most-voted class (first on ties) is the label for "
-                         f"{r['argmax_agrees']:,} ({r['argmax_agrees'] / k:.1%}); mean share of votes on the label "
+            lines.append(f"  {s}: {r['with_votes']:,} of {r['n']:,} with votes; the most-voted class (first on ties) "
+                         f"is the label for {r['argmax_agrees']:,} ({r['argmax_agrees'] / k:.1%}); mean share of votes on the label "
                          f"{r['mean_vote_share_of_label']:.2f}")
     return "\n".join(lines)
 

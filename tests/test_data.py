@@ -115,7 +115,6 @@ def test_duplicate_report_on_constructed_case():
     assert "2 groups holding 4 images" in text and "train/test: 1 shared, 1 of them labelled differently" in text
 
 
-
 def test_report_measures_ferplus_agreement_on_constructed_votes():
     from datasets import DatasetDict
 
@@ -132,6 +131,7 @@ def test_report_measures_ferplus_agreement_on_constructed_votes():
     assert "train: 2 of 3 with votes; the most-voted class (first on ties) is the label for 1 (50.0%)" in text
     assert "FER+" not in datareport.format_report(datareport.build_report(
         DatasetDict({"train": ds["train"].remove_columns(["ferplus_votes", "ferplus_label"])})))
+
 
 # --------------------------------------------------------------------------- bad input
 
