@@ -38,7 +38,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     bundle.add_argument("run_dir", help="a saved model folder (e.g. runs/base_vgg11)")
     bundle.add_argument("--name", required=True, help="registry name, e.g. base_cnn")
     bundle.add_argument("--checkpoints", default=None, help="default: the repo's checkpoints/")
+    bundle.add_argument("--min_gain", type=float, default=None, metavar="POINTS",
+                        help="replace an existing bundle only if the run beats it by this many accuracy points "
+                             "on the validation split of --dataset (measured now; never on test)")
+    bundle.add_argument("--dataset", default=None, help="FER source for --min_gain (folder, csv or Hub id)")
+    bundle.add_argument("--tta", default="none", choices=["none", "flip", "tencrop"], help="for --min_gain")
     return p.parse_args(argv)
+
+
+class NotBundled(Exception):
+    """The run did not clear ``--min_gain`` over the bundled model; nothing was written."""
 
 
 def bundle(args: argparse.Namespace) -> Path:
@@ -51,12 +60,29 @@ def bundle(args: argparse.Namespace) -> Path:
 
     model = load_model(args.run_dir)
     out = Path(args.checkpoints or CHECKPOINTS) / args.name
+    if args.min_gain is not None and (out / "config.json").exists():
+        check_gain(model, load_model(str(out)), args)
     training = json.loads((Path(args.run_dir) / "training_args.json").read_text()) \
         if (Path(args.run_dir) / "training_args.json").exists() else None
     make_card = cards.text_model_card if getattr(model, "family", "") == "text" else cards.model_card
     card = make_card(args.name, model, training=training)
     model.save_with_card(out, card=card, training_args=training, fp16=True)
     return out
+
+
+def check_gain(model, incumbent, args: argparse.Namespace) -> None:
+    """Raise NotBundled unless ``model`` beats ``incumbent`` by ``args.min_gain`` points on validation."""
+    from fermm.evaluator import validation_gain
+
+    if not args.dataset:
+        raise NotBundled("--min_gain measures both models on validation: give --dataset (e.g. ../shared/data/fer2013)")
+    g = validation_gain(model, incumbent, args.dataset, args.tta)
+    verdict = (f"{args.run_dir}: validation {g['candidate']:.2%} against the bundled {args.name}'s {g['incumbent']:.2%} "
+               f"({g['gain_points']:+.2f} points, {g['gain_images']:+d} of {g['n']} images, TTA {args.tta})")
+    print(verdict)
+    if g["gain_points"] < args.min_gain:
+        raise NotBundled(f"not bundled: the gain is under --min_gain {args.min_gain:g} points; "
+                         f"checkpoints/{args.name} is unchanged")
 
 
 def predict_files(args: argparse.Namespace) -> tuple[int, int, list[str]]:
@@ -102,7 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     args = parse_args(argv)
     if args.command == "bundle":
-        print(f"bundled {bundle(args)}")
+        try:
+            print(f"bundled {bundle(args)}")
+        except NotBundled as e:
+            print(e, file=sys.stderr)
+            return 1
         return 0
     n_img, n_faces, problems = predict_files(args)
     for line in problems:

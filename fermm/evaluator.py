@@ -55,6 +55,20 @@ def labels_for(model, fer7_labels: np.ndarray) -> np.ndarray:
     return mapping[fer7_labels]
 
 
+def validation_gain(candidate, incumbent, dataset: str, tta: str = "none") -> dict:
+    """Both models' accuracy on ``validation`` (never test: this decides which model ships) and how
+    many images separate them. Used to gate replacing a bundled model with a retrained one."""
+    split_data = load_split(dataset, "validation")
+    out = {"n": len(split_data["labels"])}
+    for key, model in (("candidate", candidate), ("incumbent", incumbent)):
+        probs, _ = predict_split(model, split_data["images"], tta)
+        y = labels_for(model, split_data["labels"])
+        out[key] = evaluation.accuracy(y, probs.argmax(1))
+    out["gain_points"] = 100 * (out["candidate"] - out["incumbent"])
+    out["gain_images"] = round((out["candidate"] - out["incumbent"]) * out["n"])
+    return out
+
+
 def evaluate_text_model(model, name: str, source: str, dataset: str, split: str, run: evaluation.RunInfo) -> dict:
     """A text model on DAIR-AI emotion, in the same schema (``images_per_second`` counts sentences)."""
     ds = data.load_text(dataset)[split]

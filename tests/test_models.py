@@ -249,3 +249,47 @@ def test_bundle_writes_fp16_checkpoint_with_card(tmp_path, astronaut):
     assert "Out-of-scope uses" in (folder / "README.md").read_text()
     assert torch.allclose(load_model(str(folder)).predict_proba([astronaut]), model.predict_proba([astronaut]),
                           atol=2e-3)
+
+
+def test_bundle_min_gain_gates_on_validation_and_keeps_the_incumbent(tmp_path, capsys):
+    from fermm.__main__ import main
+    from tests.conftest import FER_TINY
+
+    torch.manual_seed(0)
+    CNNClassifier(backbone="mini").eval().save_with_card(tmp_path / "old")
+    torch.manual_seed(1)
+    CNNClassifier(backbone="mini").eval().save_with_card(tmp_path / "new")
+    ck = ["--name", "base_cnn", "--checkpoints", str(tmp_path / "ck")]
+    assert main(["bundle", str(tmp_path / "old"), *ck]) == 0  # nothing bundled yet: no gate
+    before = (tmp_path / "ck" / "base_cnn" / "model.safetensors").read_bytes()
+
+    # the same weights again: a gain of exactly zero, under any positive margin
+    assert main(["bundle", str(tmp_path / "old"), *ck, "--min_gain", "0.3", "--dataset", str(FER_TINY)]) == 1
+    out = capsys.readouterr()
+    assert "+0.00 points, +0 of" in out.out and "not bundled" in out.err and "unchanged" in out.err
+    assert (tmp_path / "ck" / "base_cnn" / "model.safetensors").read_bytes() == before
+
+    assert main(["bundle", str(tmp_path / "new"), *ck, "--min_gain", "0.3"]) == 1
+    assert "give --dataset" in capsys.readouterr().err
+
+    # a margin of -100 points lets any run through, and the new weights replace the old
+    assert main(["bundle", str(tmp_path / "new"), *ck, "--min_gain", "-100", "--dataset", str(FER_TINY)]) == 0
+    assert (tmp_path / "ck" / "base_cnn" / "model.safetensors").read_bytes() != before
+
+
+def test_validation_gain_matches_direct_accuracies(tmp_path):
+    from fermm.evaluator import labels_for, load_split, predict_split, validation_gain
+    from tests.conftest import FER_TINY
+
+    torch.manual_seed(0)
+    a = CNNClassifier(backbone="mini").eval()
+    torch.manual_seed(1)
+    b = CNNClassifier(backbone="mini").eval()
+    split = load_split(str(FER_TINY), "validation")
+    acc = {m: float((predict_split(m, split["images"], "none")[0].argmax(1) == labels_for(m, split["labels"])).mean())
+           for m in (a, b)}
+    g = validation_gain(a, b, str(FER_TINY))
+    assert g["n"] == len(split["labels"]) and g["candidate"] == pytest.approx(acc[a])
+    assert g["incumbent"] == pytest.approx(acc[b])
+    assert g["gain_points"] == pytest.approx(100 * (acc[a] - acc[b]))
+    assert g["gain_images"] == round((acc[a] - acc[b]) * g["n"])
