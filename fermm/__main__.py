@@ -61,7 +61,7 @@ def bundle(args: argparse.Namespace) -> Path:
     model = load_model(args.run_dir)
     out = Path(args.checkpoints or CHECKPOINTS) / args.name
     if args.min_gain is not None and (out / "config.json").exists():
-        check_gain(model, load_model(str(out)), args)
+        check_gain(model, load_model(str(out)), out, args)
     training = json.loads((Path(args.run_dir) / "training_args.json").read_text()) \
         if (Path(args.run_dir) / "training_args.json").exists() else None
     make_card = cards.text_model_card if getattr(model, "family", "") == "text" else cards.model_card
@@ -70,7 +70,7 @@ def bundle(args: argparse.Namespace) -> Path:
     return out
 
 
-def check_gain(model, incumbent, args: argparse.Namespace) -> None:
+def check_gain(model, incumbent, out: Path, args: argparse.Namespace) -> None:
     """Raise NotBundled unless ``model`` beats ``incumbent`` by ``args.min_gain`` points on validation."""
     from fermm.evaluator import validation_gain
 
@@ -82,7 +82,7 @@ def check_gain(model, incumbent, args: argparse.Namespace) -> None:
     print(verdict)
     if g["gain_points"] < args.min_gain:
         raise NotBundled(f"not bundled: the gain is under --min_gain {args.min_gain:g} points; "
-                         f"checkpoints/{args.name} is unchanged")
+                         f"{out} is unchanged")
 
 
 def predict_files(args: argparse.Namespace) -> tuple[int, int, list[str]]:
