@@ -129,10 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "n": {s: len(d["labels"]) for s, d in splits.items()}, "split_digest": digests,
               "runs": {r.name: r.to_record() for r in runs},
               **evaluation.RunInfo(command, args.seed).as_dict()}
-    out_file = Path(args.json or f"results/twins{'_epoch_matched' if args.epoch_matched else ''}.json")
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    out_file.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {out_file}")
+    evaluation.save_record(record, args.json or f"results/twins{'_epoch_matched' if args.epoch_matched else ''}.json")
     return 0
 
 

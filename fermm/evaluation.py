@@ -54,6 +54,19 @@ def bootstrap_mean_ci(values: np.ndarray, seed: int = 0, n_boot: int = 1000,
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
+def paired_comparison(correct_a: np.ndarray, correct_b: np.ndarray, seed: int = 0) -> dict:
+    """Two models scored on the same images (per-image correctness): both accuracies, the difference
+    a - b with its paired bootstrap 95% interval, and the discordant images (right for one model only),
+    which are all a paired difference rests on."""
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    if a.shape != b.shape:
+        raise ValueError(f"the two models were scored on different images ({a.shape} vs {b.shape})")
+    lo, hi = bootstrap_mean_ci(a.astype(np.float64) - b, seed)
+    return {"n": int(a.size), "accuracy_a": float(a.mean()), "accuracy_b": float(b.mean()),
+            "difference": float(a.mean() - b.mean()), "difference_ci95": [lo, hi],
+            "only_a_right": int((a & ~b).sum()), "only_b_right": int((~a & b).sum())}
+
+
 def per_class(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, dict[str, float]]:
     from sklearn.metrics import precision_recall_fscore_support
 
@@ -185,6 +198,15 @@ def write_result(result: dict, output_dir: str | Path) -> Path:
     path = Path(output_dir) / f"{result_name(result['model'], result['split'], result['tta'])}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
+def save_record(record: dict, path: str | Path) -> Path:
+    """Write a study's record (an eval script's JSON output beside the results) and say where."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {path}")
     return path
 
 

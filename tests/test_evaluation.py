@@ -47,6 +47,46 @@ def test_bootstrap_is_deterministic_with_a_seed_and_brackets_the_estimate():
     assert a == b and a != c and a[0] < acc < a[1] and a[1] - a[0] < 0.1
 
 
+def test_paired_comparison_hand_case():
+    a = np.array([1, 1, 1, 0, 0, 1, 0, 1], bool)
+    b = np.array([1, 0, 1, 1, 0, 0, 0, 1], bool)
+    c = evaluation.paired_comparison(a, b)
+    assert (c["n"], c["only_a_right"], c["only_b_right"]) == (8, 2, 1)
+    assert c["accuracy_a"] == 5 / 8 and c["accuracy_b"] == 4 / 8 and c["difference"] == pytest.approx(1 / 8)
+    lo, hi = c["difference_ci95"]
+    assert lo <= 1 / 8 <= hi and -1 <= lo and hi <= 1
+    assert evaluation.paired_comparison(a, a)["difference_ci95"] == [0.0, 0.0]  # same answers: no doubt at all
+    with pytest.raises(ValueError, match="different images"):
+        evaluation.paired_comparison(a, b[:4])
+
+
+def test_paired_script_scores_two_models_on_the_same_images(tmp_path, capsys):
+    import eval.paired as paired
+    from fermm.evaluator import labels_for, load_split, predict_split
+
+    for seed, name in ((0, "m0"), (1, "m1")):
+        torch.manual_seed(seed)
+        CNNClassifier(backbone="mini").eval().save_pretrained(tmp_path / name)
+    out = tmp_path / "p.json"
+    assert paired.main(["--a", str(tmp_path / "m0"), "--b", str(tmp_path / "m1"), "--dataset", str(FER_TINY),
+                        "--splits", "validation", "test", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert set(record["splits"]) == {"validation", "test"} and record["command"].startswith("python eval/paired.py")
+    from fermm.models import load_model
+
+    split = load_split(str(FER_TINY), "validation")
+    acc = [float((predict_split(load_model(str(tmp_path / n)), split["images"], "none")[0].argmax(1)
+                  == labels_for(load_model(str(tmp_path / n)), split["labels"])).mean()) for n in ("m0", "m1")]
+    v = record["splits"]["validation"]
+    assert (v["accuracy_a"], v["accuracy_b"]) == pytest.approx(acc)
+    assert v["only_a_right"] - v["only_b_right"] == round(v["difference"] * v["n"])
+    assert "| validation | `m0`" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="cannot load"):
+        paired.main(["--a", str(tmp_path / "m0"), "--b", str(tmp_path / "absent"), "--dataset", str(FER_TINY)])
+    with pytest.raises(SystemExit, match="both named"):
+        paired.main(["--a", str(tmp_path / "m0"), "--b", str(tmp_path / "m0") + "/", "--dataset", str(FER_TINY)])
+
+
 def test_ferplus_scores_respect_label_sets():
     from fermm.labels import FER7, FERPLUS8
 
