@@ -5,19 +5,25 @@
 For any two image models (registry names, folders or Hub ids) scored on the same images: a stem, a recipe, a
 candidate against the bundled model. Both are judged on every image, so the interval resamples images, not
 models, and is much tighter than either model's own interval; the discordant counts show how many images the
-difference rests on. Writes ``results/paired_<a>_vs_<b>.json`` (or ``--json``).
+difference rests on. Writes ``results/paired/<a>_vs_<b>.json`` (or ``--json``) with each model's per-image
+correctness and a digest of the images, so the comparison can be checked later without the models.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fermm import evaluation, evaluator  # noqa: E402
+from fermm import evaluation, evaluator, twins  # noqa: E402
 from fermm.image_training import DEFAULT_DATASET  # noqa: E402
+
+if TYPE_CHECKING:
+    from fermm.models.base import EmotionClassifier
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -27,50 +33,69 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset", default=str(DEFAULT_DATASET))
     p.add_argument("--splits", nargs="+", default=["validation"], choices=("train", "validation", "test"))
     p.add_argument("--tta", default="none", choices=("none", "flip", "tencrop"))
-    p.add_argument("--json", help="default: results/paired_<a>_vs_<b>.json")
+    p.add_argument("--json", help="default: results/paired/<a>_vs_<b>.json")
     p.add_argument("--seed", type=int, default=0, help="seed of the paired bootstrap")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if same_model(args.a, args.b):
+        p.error(f"--a and --b are the same model ({args.a}): compare two different ones")
+    if not args.json and model_name(args.a) == model_name(args.b):
+        p.error(f"both models are named {model_name(args.a)}: give --json to name the output")
+    return args
 
 
 def model_name(ref: str) -> str:
     return Path(ref.rstrip("/")).name
 
 
-def correct_on(model, split_data: dict, tta: str):
+def same_model(a: str, b: str) -> bool:
+    # folders compare by where they resolve; registry names and Hub ids by their text
+    pa, pb = Path(a), Path(b)
+    return pa.resolve() == pb.resolve() if pa.exists() and pb.exists() else a.rstrip("/") == b.rstrip("/")
+
+
+def correct_on(model: "EmotionClassifier", split_data: dict, tta: str) -> np.ndarray:
+    """Per image: is the model's top class the label?"""
     probs, _ = evaluator.predict_split(model, split_data["images"], tta)
     return probs.argmax(1) == evaluator.labels_for(model, split_data["labels"])
 
 
-def row(name_a: str, name_b: str, split: str, c: dict) -> str:
+def row(names: Sequence[str], split: str, c: dict) -> str:
     lo, hi = c["difference_ci95"]
-    return (f"| {split} | `{name_a}` {c['accuracy_a']:.2%} | `{name_b}` {c['accuracy_b']:.2%} | "
+    return (f"| {split} | `{names[0]}` {c['accuracy_a']:.2%} | `{names[1]}` {c['accuracy_b']:.2%} | "
             f"{100 * c['difference']:+.2f} ({100 * lo:+.2f} to {100 * hi:+.2f}) | "
             f"{c['only_a_right']} / {c['only_b_right']} of {c['n']} |")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def load_both(refs: Sequence[str]) -> list["EmotionClassifier"]:
     from fermm.models import load_model
 
-    args = parse_args(argv)
-    if model_name(args.a) == model_name(args.b):
-        raise SystemExit(f"--a and --b are both named {model_name(args.a)}: compare two different models")
-    models = {}
-    for ref in (args.a, args.b):
+    models = []
+    for ref in refs:
         try:
-            models[ref] = load_model(ref)
-        except Exception as e:  # a missing or damaged model: say which, stop before any scoring
+            models.append(load_model(ref))
+        except Exception as e:  # stop before any scoring: a half-made comparison is worse than none
             raise SystemExit(f"cannot load {ref}: {type(e).__name__}: {e}") from None
+    return models
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     names = model_name(args.a), model_name(args.b)
-    record = {"a": args.a, "b": args.b, "tta": args.tta, "dataset": args.dataset, "splits": {}}
+    models = load_both([args.a, args.b])
+    record = {"a": args.a, "b": args.b, "labels": {"a": list(models[0].labels), "b": list(models[1].labels)},
+              "tta": args.tta, "dataset": args.dataset, "splits": {}}
     print("| split | a | b | a - b, points (paired 95% CI) | right only for a / only for b |\n|---|---|---|---|---|")
     for split in args.splits:
         d = evaluator.load_split(args.dataset, split)
-        c = evaluation.paired_comparison(correct_on(models[args.a], d, args.tta),
-                                         correct_on(models[args.b], d, args.tta), args.seed)
-        record["splits"][split] = c
-        print(row(*names, split, c))
+        correct = [correct_on(m, d, args.tta) for m in models]
+        c = evaluation.paired_comparison(*correct, seed=args.seed)
+        record["splits"][split] = {**c, "split_digest": twins.split_digest(d["images"], d["labels"]),
+                                   "correct_a": twins.pack_correct(correct[0]),
+                                   "correct_b": twins.pack_correct(correct[1])}
+        print(row(names, split, c))
     record.update(evaluation.RunInfo(evaluation.command_line("eval/paired.py", argv), args.seed).as_dict())
-    evaluation.save_record(record, args.json or f"results/paired_{names[0]}_vs_{names[1]}.json")
+    out = evaluation.save_record(record, args.json or f"results/paired/{names[0]}_vs_{names[1]}.json")
+    print(f"wrote {out}")
     return 0
 
 

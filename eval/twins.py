@@ -129,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "n": {s: len(d["labels"]) for s, d in splits.items()}, "split_digest": digests,
               "runs": {r.name: r.to_record() for r in runs},
               **evaluation.RunInfo(command, args.seed).as_dict()}
-    evaluation.save_record(record, args.json or f"results/twins{'_epoch_matched' if args.epoch_matched else ''}.json")
+    out = args.json or f"results/twins{'_epoch_matched' if args.epoch_matched else ''}.json"
+    print(f"wrote {evaluation.save_record(record, out)}")
     return 0
 
 

@@ -11,9 +11,12 @@ import csv
 import logging
 import sys
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from fermm.data import IMAGE_EXTENSIONS
+
+if TYPE_CHECKING:
+    from fermm.models.base import EmotionClassifier
 
 
 def iter_images(paths: Sequence[str]) -> Iterator[Path]:
@@ -41,7 +44,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     bundle.add_argument("--min_gain", type=float, default=None, metavar="POINTS",
                         help="replace an existing bundle only if the run beats it by this many accuracy points "
                              "on the validation split of --dataset (measured now; never on test)")
-    bundle.add_argument("--dataset", default=None, help="FER source for --min_gain (folder, csv or Hub id)")
+    bundle.add_argument("--dataset", default=None,
+                        help="FER source for --min_gain (folder, csv or Hub id; default ../shared/data/fer2013)")
     bundle.add_argument("--tta", default="none", choices=["none", "flip", "tencrop"], help="for --min_gain")
     return p.parse_args(argv)
 
@@ -59,27 +63,37 @@ def bundle(args: argparse.Namespace) -> Path:
     from fermm.models import load_model
 
     model = load_model(args.run_dir)
+    is_text = getattr(model, "family", "") == "text"
+    if args.min_gain is not None and is_text:
+        raise SystemExit("--min_gain gates image models on FER2013 validation; "
+                         "compare text models with eval/evaluate.py --split validation")
     out = Path(args.checkpoints or CHECKPOINTS) / args.name
-    if args.min_gain is not None and (out / "config.json").exists():
-        check_gain(model, load_model(str(out)), out, args)
+    if args.min_gain is not None:
+        if (out / "config.json").exists():
+            check_gain(model, load_model(str(out)), out, args)
+        else:
+            print(f"{out} holds no model yet: nothing to gate against, bundling")
     training = json.loads((Path(args.run_dir) / "training_args.json").read_text()) \
         if (Path(args.run_dir) / "training_args.json").exists() else None
-    make_card = cards.text_model_card if getattr(model, "family", "") == "text" else cards.model_card
+    make_card = cards.text_model_card if is_text else cards.model_card
     card = make_card(args.name, model, training=training)
     model.save_with_card(out, card=card, training_args=training, fp16=True)
     return out
 
 
-def check_gain(model, incumbent, out: Path, args: argparse.Namespace) -> None:
+def check_gain(model: "EmotionClassifier", incumbent: "EmotionClassifier", out: Path,
+               args: argparse.Namespace) -> None:
     """Raise NotBundled unless ``model`` beats ``incumbent`` by ``args.min_gain`` points on validation."""
     from fermm.evaluator import validation_gain
+    from fermm.image_training import DEFAULT_DATASET
 
-    if not args.dataset:
-        raise NotBundled("--min_gain measures both models on validation: give --dataset (e.g. ../shared/data/fer2013)")
-    g = validation_gain(model, incumbent, args.dataset, args.tta)
-    verdict = (f"{args.run_dir}: validation {g['candidate']:.2%} against the bundled {args.name}'s {g['incumbent']:.2%} "
-               f"({g['gain_points']:+.2f} points, {g['gain_images']:+d} of {g['n']} images, TTA {args.tta})")
-    print(verdict)
+    try:
+        g = validation_gain(model, incumbent, args.dataset or str(DEFAULT_DATASET), args.tta)
+    except ValueError as e:  # different label sets: no accuracy comparison can justify the swap
+        raise NotBundled(f"not bundled: {e}; {out} is unchanged") from None
+    print(f"{args.run_dir} (fp16): validation {g['candidate']:.2%} against the bundled {args.name}'s "
+          f"{g['incumbent']:.2%} ({g['gain_points']:+.2f} points, {g['gain_images']:+d} of {g['n']} images, "
+          f"TTA {args.tta})")
     if g["gain_points"] < args.min_gain:
         raise NotBundled(f"not bundled: the gain is under --min_gain {args.min_gain:g} points; "
                          f"{out} is unchanged")

@@ -61,6 +61,8 @@ def paired_comparison(correct_a: np.ndarray, correct_b: np.ndarray, seed: int = 
     a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
     if a.shape != b.shape:
         raise ValueError(f"the two models were scored on different images ({a.shape} vs {b.shape})")
+    if a.size == 0:
+        raise ValueError("no images to compare the two models on")
     lo, hi = bootstrap_mean_ci(a.astype(np.float64) - b, seed)
     return {"n": int(a.size), "accuracy_a": float(a.mean()), "accuracy_b": float(b.mean()),
             "difference": float(a.mean() - b.mean()), "difference_ci95": [lo, hi],
@@ -202,11 +204,10 @@ def write_result(result: dict, output_dir: str | Path) -> Path:
 
 
 def save_record(record: dict, path: str | Path) -> Path:
-    """Write a study's record (an eval script's JSON output beside the results) and say where."""
+    """Write a study's record (an eval script's JSON output beside the results); returns its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {path}")
     return path
 
 

@@ -1,15 +1,19 @@
 """Evaluate models on a FER split, the same way for every model (used by ``eval/evaluate.py``)."""
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
 from fermm import data, evaluation
+
+if TYPE_CHECKING:
+    from fermm.models.base import EmotionClassifier
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +59,18 @@ def labels_for(model, fer7_labels: np.ndarray) -> np.ndarray:
     return mapping[fer7_labels]
 
 
-def validation_gain(candidate, incumbent, dataset: str, tta: str = "none") -> dict:
+def validation_gain(candidate: "EmotionClassifier", incumbent: "EmotionClassifier", dataset: str,
+                    tta: str = "none", fp16: bool = True) -> dict:
     """Both models' accuracy on ``validation`` (never test: this decides which model ships) and how
-    many images separate them. Used to gate replacing a bundled model with a retrained one."""
+    many images separate them. Used to gate replacing a bundled model with a retrained one; with
+    ``fp16`` the candidate is scored with fp16-rounded weights, as it would ship."""
+    if list(candidate.labels) != list(incumbent.labels):
+        raise ValueError(f"the run predicts {list(candidate.labels)} but the bundled model {list(incumbent.labels)}: "
+                         "the app would change label set; compare them with eval/paired.py instead")
+    if fp16:
+        candidate = copy.deepcopy(candidate).half().float()
     split_data = load_split(dataset, "validation")
-    out = {"n": len(split_data["labels"])}
+    out = {"n": len(split_data["labels"]), "fp16": fp16}
     for key, model in (("candidate", candidate), ("incumbent", incumbent)):
         probs, _ = predict_split(model, split_data["images"], tta)
         y = labels_for(model, split_data["labels"])

@@ -58,11 +58,15 @@ def test_paired_comparison_hand_case():
     assert evaluation.paired_comparison(a, a)["difference_ci95"] == [0.0, 0.0]  # same answers: no doubt at all
     with pytest.raises(ValueError, match="different images"):
         evaluation.paired_comparison(a, b[:4])
+    with pytest.raises(ValueError, match="no images"):
+        evaluation.paired_comparison(a[:0], b[:0])
 
 
 def test_paired_script_scores_two_models_on_the_same_images(tmp_path, capsys):
     import eval.paired as paired
+    from fermm import twins
     from fermm.evaluator import labels_for, load_split, predict_split
+    from fermm.models import load_model
 
     for seed, name in ((0, "m0"), (1, "m1")):
         torch.manual_seed(seed)
@@ -72,19 +76,25 @@ def test_paired_script_scores_two_models_on_the_same_images(tmp_path, capsys):
                         "--splits", "validation", "test", "--json", str(out)]) == 0
     record = json.loads(out.read_text())
     assert set(record["splits"]) == {"validation", "test"} and record["command"].startswith("python eval/paired.py")
-    from fermm.models import load_model
-
     split = load_split(str(FER_TINY), "validation")
-    acc = [float((predict_split(load_model(str(tmp_path / n)), split["images"], "none")[0].argmax(1)
-                  == labels_for(load_model(str(tmp_path / n)), split["labels"])).mean()) for n in ("m0", "m1")]
+    correct = [predict_split(m, split["images"], "none")[0].argmax(1) == labels_for(m, split["labels"])
+               for m in (load_model(str(tmp_path / "m0")), load_model(str(tmp_path / "m1")))]
     v = record["splits"]["validation"]
-    assert (v["accuracy_a"], v["accuracy_b"]) == pytest.approx(acc)
+    assert (v["accuracy_a"], v["accuracy_b"]) == pytest.approx([c.mean() for c in correct])
     assert v["only_a_right"] - v["only_b_right"] == round(v["difference"] * v["n"])
+    assert (twins.unpack_correct(v["correct_a"], v["n"]) == correct[0]).all()  # recorded per image
+    assert v["split_digest"] == twins.split_digest(split["images"], split["labels"])
     assert "| validation | `m0`" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="cannot load"):
         paired.main(["--a", str(tmp_path / "m0"), "--b", str(tmp_path / "absent"), "--dataset", str(FER_TINY)])
-    with pytest.raises(SystemExit, match="both named"):
+    with pytest.raises(SystemExit):  # the same folder twice, however it is written
         paired.main(["--a", str(tmp_path / "m0"), "--b", str(tmp_path / "m0") + "/", "--dataset", str(FER_TINY)])
+    assert "the same model" in capsys.readouterr().err
+    (tmp_path / "other").mkdir()
+    CNNClassifier(backbone="mini").save_pretrained(tmp_path / "other" / "m0")
+    with pytest.raises(SystemExit):  # two different models with one name: the output needs a name
+        paired.main(["--a", str(tmp_path / "m0"), "--b", str(tmp_path / "other" / "m0"), "--dataset", str(FER_TINY)])
+    assert "give --json" in capsys.readouterr().err
 
 
 def test_ferplus_scores_respect_label_sets():

@@ -260,7 +260,8 @@ def test_bundle_min_gain_gates_on_validation_and_keeps_the_incumbent(tmp_path, c
     torch.manual_seed(1)
     CNNClassifier(backbone="mini").eval().save_with_card(tmp_path / "new")
     ck = ["--name", "base_cnn", "--checkpoints", str(tmp_path / "ck")]
-    assert main(["bundle", str(tmp_path / "old"), *ck]) == 0  # nothing bundled yet: no gate
+    assert main(["bundle", str(tmp_path / "old"), *ck, "--min_gain", "0.3", "--dataset", str(FER_TINY)]) == 0
+    assert "holds no model yet" in capsys.readouterr().out  # nothing bundled yet: nothing to gate against
     before = (tmp_path / "ck" / "base_cnn" / "model.safetensors").read_bytes()
 
     # the same weights again: a gain of exactly zero, under any positive margin
@@ -270,8 +271,12 @@ def test_bundle_min_gain_gates_on_validation_and_keeps_the_incumbent(tmp_path, c
     assert f"{tmp_path / 'ck' / 'base_cnn'} is unchanged" in out.err
     assert (tmp_path / "ck" / "base_cnn" / "model.safetensors").read_bytes() == before
 
-    assert main(["bundle", str(tmp_path / "new"), *ck, "--min_gain", "0.3"]) == 1
-    assert "give --dataset" in capsys.readouterr().err
+    # another label set: refused whatever the accuracies, as the app's labels would change under it
+    torch.manual_seed(2)
+    CNNClassifier(backbone="mini", labels=FERPLUS8).eval().save_with_card(tmp_path / "plus")
+    assert main(["bundle", str(tmp_path / "plus"), *ck, "--min_gain", "-100", "--dataset", str(FER_TINY)]) == 1
+    assert "would change label set" in capsys.readouterr().err
+    assert (tmp_path / "ck" / "base_cnn" / "model.safetensors").read_bytes() == before
 
     # a margin of -100 points lets any run through, and the new weights replace the old
     assert main(["bundle", str(tmp_path / "new"), *ck, "--min_gain", "-100", "--dataset", str(FER_TINY)]) == 0
@@ -289,8 +294,12 @@ def test_validation_gain_matches_direct_accuracies(tmp_path):
     split = load_split(str(FER_TINY), "validation")
     acc = {m: float((predict_split(m, split["images"], "none")[0].argmax(1) == labels_for(m, split["labels"])).mean())
            for m in (a, b)}
-    g = validation_gain(a, b, str(FER_TINY))
+    g = validation_gain(a, b, str(FER_TINY), fp16=False)
     assert g["n"] == len(split["labels"]) and g["candidate"] == pytest.approx(acc[a])
     assert g["incumbent"] == pytest.approx(acc[b])
     assert g["gain_points"] == pytest.approx(100 * (acc[a] - acc[b]))
     assert g["gain_images"] == round((acc[a] - acc[b]) * g["n"])
+    # as shipped: the candidate's weights rounded to fp16 give the accuracy of its fp16 bundle
+    a.save_with_card(tmp_path / "a16", fp16=True)
+    assert validation_gain(a, b, str(FER_TINY))["candidate"] == pytest.approx(
+        validation_gain(load_model(str(tmp_path / "a16")), b, str(FER_TINY), fp16=False)["candidate"])
