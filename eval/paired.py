@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fermm import evaluation, evaluator, twins  # noqa: E402
@@ -53,12 +51,6 @@ def same_model(a: str, b: str) -> bool:
     return pa.resolve() == pb.resolve() if pa.exists() and pb.exists() else a.rstrip("/") == b.rstrip("/")
 
 
-def correct_on(model: "EmotionClassifier", split_data: dict, tta: str) -> np.ndarray:
-    """Per image: is the model's top class the label?"""
-    probs, _ = evaluator.predict_split(model, split_data["images"], tta)
-    return probs.argmax(1) == evaluator.labels_for(model, split_data["labels"])
-
-
 def row(names: Sequence[str], split: str, c: dict) -> str:
     lo, hi = c["difference_ci95"]
     return (f"| {split} | `{names[0]}` {c['accuracy_a']:.2%} | `{names[1]}` {c['accuracy_b']:.2%} | "
@@ -87,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("| split | a | b | a - b, points (paired 95% CI) | right only for a / only for b |\n|---|---|---|---|---|")
     for split in args.splits:
         d = evaluator.load_split(args.dataset, split)
-        correct = [correct_on(m, d, args.tta) for m in models]
+        correct = [evaluator.correct_on(m, d, args.tta) for m in models]
         c = evaluation.paired_comparison(*correct, seed=args.seed)
         record["splits"][split] = {**c, "split_digest": twins.split_digest(d["images"], d["labels"]),
                                    "correct_a": twins.pack_correct(correct[0]),

@@ -55,8 +55,7 @@ def load_run(folder: str, splits: dict[str, dict]) -> twins.TwinRun:
     model = load_model(str(path))
     run = twins.TwinRun(path.name, with_defaults(json.loads(args_file.read_text())), source=str(path))
     for split, d in splits.items():
-        probs, _ = evaluator.predict_split(model, d["images"], "none")
-        run.correct[split] = probs.argmax(1) == evaluator.labels_for(model, d["labels"])
+        run.correct[split] = evaluator.correct_on(model, d)
     return run
 
 

@@ -59,6 +59,12 @@ def labels_for(model, fer7_labels: np.ndarray) -> np.ndarray:
     return mapping[fer7_labels]
 
 
+def correct_on(model: "EmotionClassifier", split_data: dict, tta: str = "none") -> np.ndarray:
+    """Per image of a split: is the model's top class the label?"""
+    probs, _ = predict_split(model, split_data["images"], tta)
+    return probs.argmax(1) == labels_for(model, split_data["labels"])
+
+
 def validation_gain(candidate: "EmotionClassifier", incumbent: "EmotionClassifier", dataset: str,
                     tta: str = "none", fp16: bool = True) -> dict:
     """Both models' accuracy on ``validation`` (never test: this decides which model ships) and how
@@ -70,14 +76,9 @@ def validation_gain(candidate: "EmotionClassifier", incumbent: "EmotionClassifie
     if fp16:
         candidate = copy.deepcopy(candidate).half().float()
     split_data = load_split(dataset, "validation")
-    out = {"n": len(split_data["labels"]), "fp16": fp16}
-    for key, model in (("candidate", candidate), ("incumbent", incumbent)):
-        probs, _ = predict_split(model, split_data["images"], tta)
-        y = labels_for(model, split_data["labels"])
-        out[key] = evaluation.accuracy(y, probs.argmax(1))
-    out["gain_points"] = 100 * (out["candidate"] - out["incumbent"])
-    out["gain_images"] = round((out["candidate"] - out["incumbent"]) * out["n"])
-    return out
+    c = evaluation.paired_comparison(correct_on(candidate, split_data, tta), correct_on(incumbent, split_data, tta))
+    return {"n": c["n"], "fp16": fp16, "candidate": c["accuracy_a"], "incumbent": c["accuracy_b"],
+            "gain_points": 100 * c["difference"], "gain_images": c["only_a_right"] - c["only_b_right"]}
 
 
 def evaluate_text_model(model, name: str, source: str, dataset: str, split: str, run: evaluation.RunInfo) -> dict:
