@@ -14,10 +14,11 @@ OUT_OF_SCOPE = (
     "mental health (a facial expression is not an emotion); any use on people who have not agreed to it.")
 LIMITS = (
     "Known limits and biases: FER2013 was scraped by web image search; its labels are noisy (FER+ relabelling "
-    "agrees with them on about 63% of images) and its faces are 48x48 grayscale, mostly adults, and skewed in "
-    "age, ethnicity and pose as web photos are. 'Disgust' has 436 training images of 28,709 and is the "
-    "least reliable class. Accuracy on other populations, lighting, occlusions and camera angles is unknown "
-    "and likely lower. Expressions are also read differently across cultures.")
+    "agrees with them on about 64% of images, `python -m fermm.data report`) and its faces are 48x48 "
+    "grayscale, mostly adults, and skewed in age, ethnicity and pose as web photos are. 'Disgust' has 436 "
+    "training images of 28,709 and is the least reliable class. Accuracy on other populations, lighting, "
+    "occlusions and camera angles is unknown and likely lower. Expressions are also read differently across "
+    "cultures.")
 
 
 def _metrics_section(name: str, history: list[dict] | None,
