@@ -147,11 +147,17 @@ def warm_start(args: argparse.Namespace) -> CNNClassifier:
     return model  # its own dropout (config.json) is kept: --dropout only shapes new models
 
 
+def new_model(args: argparse.Namespace, **extra) -> CNNClassifier:
+    """A freshly initialised CNN whose initial weights follow ``--seed``. The trainer seeds only once the
+    model exists: before this function every run started from torch's default seed, whatever --seed said."""
+    torch.manual_seed(args.seed)
+    return CNNClassifier(backbone=args.backbone, stem=args.stem, dropout=args.dropout, **extra)
+
+
 def train_plain(args: argparse.Namespace, arrays=None) -> CNNClassifier:
     """One cross-entropy stage (ResNet50, and GloVe-CNN's ``--base`` twin)."""
     arrays = arrays or load_arrays(args)
-    model = warm_start(args) if args.init_from else CNNClassifier(backbone=args.backbone, stem=args.stem,
-                                                                  dropout=args.dropout)
+    model = warm_start(args) if args.init_from else new_model(args)
     task = image_task(ImageTask, arrays, args)
     return run_stage(model, task, train_config(args, Path(args.output_dir) / "stage_ce", args.epochs, args.lr))
 
@@ -161,8 +167,7 @@ def pretrain_contrastive(args: argparse.Namespace, arrays) -> CNNClassifier:
     from fermm.wordvec import WordVectors, default_vectors, label_vectors
 
     table = WordVectors.load(args.word_vectors) if args.word_vectors else default_vectors()
-    model = CNNClassifier(backbone=args.backbone, stem=args.stem, dropout=args.dropout,
-                          word_dim=table.dim, tau=args.tau)
+    model = new_model(args, word_dim=table.dim, tau=args.tau)
     model.label_vectors.copy_(torch.from_numpy(label_vectors(FER7, table)))
     task = image_task(ContrastiveTask, arrays, args, lam=args.lam, positives=args.positives)
     return run_stage(model, task, train_config(args, Path(args.output_dir) / "stage_contrastive",
@@ -246,8 +251,7 @@ def train_distilled(args: argparse.Namespace, arrays=None) -> CNNClassifier:
     if args.threads:  # before the teacher loads: its ONNX Runtime session takes the thread count then
         torch.set_num_threads(args.threads)
     teacher = load_model(args.teacher).eval()
-    model = warm_start(args) if args.init_from else CNNClassifier(backbone=args.backbone, stem=args.stem,
-                                                                  dropout=args.dropout)
+    model = warm_start(args) if args.init_from else new_model(args)
     task = image_task(DistillTask, arrays, args, teacher_probs=teacher_fn(teacher), alpha=args.alpha,
                       temperature=args.temperature)
     return run_stage(model, task, train_config(args, Path(args.output_dir) / "stage_distill", args.epochs, args.lr))

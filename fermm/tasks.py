@@ -122,9 +122,12 @@ class ImageTask:
     def loss(self, model: nn.Module, batch: tuple) -> tuple[torch.Tensor, int]:
         x, t = batch
         logits = model(x)
+        return self.label_loss(logits, t), int((logits.argmax(-1) == t.argmax(-1)).sum())
+
+    def label_loss(self, logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy against (N, C) targets with this task's label smoothing and class weights."""
         smoothed = t * (1 - self.smoothing) + self.smoothing / self.n_classes
-        loss = soft_cross_entropy(logits, smoothed, self.weights)
-        return loss, int((logits.argmax(-1) == t.argmax(-1)).sum())
+        return soft_cross_entropy(logits, smoothed, self.weights)
 
     @torch.no_grad()
     def predict_logits(self, model: nn.Module, images: np.ndarray) -> torch.Tensor:
@@ -150,7 +153,9 @@ def contrastive_loss(v: torch.Tensor, u: torch.Tensor, tau: float, lam: float,
     ``l_i(v->u) = -log softmax_k(<v_i, u_k> / tau)[i]`` and symmetrically for u->v. With ``targets``
     (N, N) (rows summing to 1) the positives are soft, e.g. every pair sharing a label.
     """
-    logits = (v @ u.T).float() / tau  # (N, N): image i vs label-embedding k
+    # in fp32 even under bf16 autocast: a cosine's bf16 rounding (~0.004) becomes ~0.04 of logit after / tau
+    with torch.autocast(v.device.type, enabled=False):
+        logits = (v.float() @ u.float().T) / tau  # (N, N): image i vs label-embedding k
     if targets is None:
         targets = torch.eye(len(v), device=v.device)
     v2u = -(targets * logits.log_softmax(1)).sum(1)  # (N,)
@@ -234,7 +239,8 @@ class DistillTask(ImageTask):
     """Knowledge distillation (Hinton et al. 2015): the student matches the teacher's softened
     probabilities on the same augmented batch, plus cross-entropy on the labels.
 
-    loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels)
+    loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels), the CE term with the
+    task's label smoothing and class weights.
     The teacher is any model with ``predict_proba``-style probabilities on the batch (an ensemble too).
     """
 
@@ -256,5 +262,5 @@ class DistillTask(ImageTask):
         tau = self.temperature
         soft_teacher = F.softmax(torch.log(teacher.clamp(min=1e-8)) / tau, -1)
         kd = F.kl_div(F.log_softmax(logits / tau, -1), soft_teacher, reduction="batchmean") * tau * tau
-        ce = soft_cross_entropy(logits, t)
+        ce = self.label_loss(logits, t)
         return self.alpha * kd + (1 - self.alpha) * ce, int((logits.argmax(-1) == t.argmax(-1)).sum())

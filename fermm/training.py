@@ -133,6 +133,9 @@ class Trainer:
 
             self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
         self.model, self.opt, self.sched = self.acc.prepare(model, opt, sched)
+        # prepare() wraps forward in autocast; strip it so validation scores the weights in fp32, as evaluation
+        # and the EMA copy do (training steps run inside acc.autocast() anyway)
+        self.acc.unwrap_model(self.model, keep_fp32_wrapper=False)
         self.raw_model = model
         self.save_best = save_best or _save_state_dict
         self.history: list[dict] = []

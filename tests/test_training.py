@@ -258,3 +258,60 @@ def test_distill_loss_is_zero_when_student_equals_teacher():
     teacher = Fixed()(torch.zeros(3)).softmax(-1)
     loss, _ = task.loss(Fixed(), (torch.zeros(3, 1, 48, 48), teacher, torch.eye(7)[[0, 1, 2]]))
     assert loss.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_distill_label_term_uses_the_tasks_smoothing_and_class_weights():
+    """With alpha = 0 the distillation loss is the plain task's loss, smoothing and class weights included."""
+    from fermm.tasks import DistillTask
+
+    rng = np.random.default_rng(0)
+    train = (np.zeros((21, 48, 48), np.uint8), np.repeat(np.arange(7), [9, 1, 3, 2, 2, 2, 2]))
+    kw = dict(label_smoothing=0.2, weighted=True)
+    plain = ImageTask(train, train, 7, (0.5,), (0.25,), **kw)
+    distill = DistillTask(train, train, 7, (0.5,), (0.25,), teacher_probs=None, alpha=0.0, **kw)
+    logits = torch.from_numpy(rng.normal(size=(5, 7)).astype(np.float32))
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return logits
+    t = torch.eye(7)[[0, 1, 1, 3, 6]]
+    teacher = torch.full((5, 7), 1 / 7)
+    want, _ = plain.loss(Fixed(), (torch.zeros(5, 1, 48, 48), t))
+    got, _ = distill.loss(Fixed(), (torch.zeros(5, 1, 48, 48), teacher, t))
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    assert want.item() != pytest.approx(soft_cross_entropy(logits, t).item(), rel=1e-3)  # the options do act
+
+
+def test_contrastive_logits_are_fp32_under_bf16_autocast():
+    gen = torch.Generator().manual_seed(0)
+    v = torch.nn.functional.normalize(torch.randn(32, 64, generator=gen), dim=-1).bfloat16()
+    u = torch.nn.functional.normalize(torch.randn(32, 64, generator=gen), dim=-1).bfloat16()
+    exact = contrastive_loss(v.float(), u.float(), 0.1, 0.75)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = contrastive_loss(v, u, 0.1, 0.75)
+    assert mixed.dtype == torch.float32 and mixed.item() == pytest.approx(exact.item(), rel=1e-6)
+
+
+def test_seed_sets_the_initial_weights():
+    import argparse
+
+    from fermm.image_training import new_model
+
+    def weights(seed):
+        args = argparse.Namespace(seed=seed, backbone="mini", stem="small", dropout=0.3)
+        return new_model(args).state_dict()["classifier.weight"]
+    assert torch.equal(weights(0), weights(0)) and not torch.equal(weights(0), weights(1))
+
+
+def test_live_weights_are_validated_in_fp32_under_bf16_training(tmp_path):
+    """Validation scores the weights as evaluation does (fp32), not through prepare()'s autocast forward."""
+    torch.manual_seed(0)
+    task = _tiny_task()
+    model = CNNClassifier(backbone="vgg11")
+    reference = CNNClassifier(backbone="vgg11")
+    reference.load_state_dict(model.state_dict())
+    cfg = TrainConfig(output_dir=str(tmp_path), epochs=1, batch_size=16, log_with="none", mixed_precision="bf16")
+    trainer = Trainer(model, task, cfg, task.steps_per_epoch(16))
+    got = task.predict_logits(trainer.model, task.val_x)
+    assert got.dtype == torch.float32
+    assert torch.allclose(got, task.predict_logits(reference, task.val_x), atol=1e-5)  # bf16 is ~1e-2 off
