@@ -78,9 +78,19 @@ def per_class(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> 
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Mean F1 over the classes with at least one true example: a model label that never occurs (FER+
+    'contempt' on FER2013) has no F1 to measure and would otherwise count as 0."""
     from sklearn.metrics import f1_score
 
-    return float(f1_score(y_true, y_pred, labels=list(range(n_classes)), average="macro", zero_division=0))
+    present = sorted(set(np.asarray(y_true).tolist()) & set(range(n_classes)))
+    return float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
+
+
+def macro_f1_of(result: dict) -> float:
+    """``macro_f1`` recomputed from a result's per-class F1 and support (records written before 2026-12-04
+    averaged labels without true examples in as 0)."""
+    f1 = [c["f1"] for c in result["per_class"].values() if c["support"] > 0]
+    return float(np.mean(f1)) if f1 else 0.0
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> list[list[int]]:
@@ -235,7 +245,7 @@ def markdown_table(results: Sequence[dict], published: Sequence[dict] = ()) -> s
         lo, hi = r["accuracy_ci95"]
         fp = f"{r['ferplus']['accuracy']:.1%}" if r.get("ferplus") else "n/a"
         rows.append(f"| `{r['model']}` | {r['split']} | {r['tta']} | {r['accuracy']:.2%} ({lo:.1%}-{hi:.1%}) | "
-                    f"{r['macro_f1']:.3f} | {fp} | {r['ece']:.3f} | {r['images_per_second']:.0f} | "
+                    f"{macro_f1_of(r):.3f} | {fp} | {r['ece']:.3f} | {r['images_per_second']:.0f} | "
                     f"{r['commit']}, {r['date'][:10]} |")
     if not faces:
         rows.append("| *(no model measured yet)* | | | | | | | | |")
@@ -246,7 +256,7 @@ def markdown_table(results: Sequence[dict], published: Sequence[dict] = ()) -> s
             lo, hi = r["accuracy_ci95"]
             pc = r["per_class"]
             rows.append(f"| `{r['model']}` | {r['split']} | {r['accuracy']:.2%} ({lo:.1%}-{hi:.1%}) | "
-                        f"{r['macro_f1']:.3f} | {pc['love']['f1']:.3f} / {pc['surprise']['f1']:.3f} | "
+                        f"{macro_f1_of(r):.3f} | {pc['love']['f1']:.3f} / {pc['surprise']['f1']:.3f} | "
                         f"{r['images_per_second']:.0f} | {r['commit']}, {r['date'][:10]} |")
     pub = ["", "Published, not measured here: " + "; ".join(
         f"{p['model']} {p['accuracy']:.1%}" + (f" ({p['note']})" if p.get("note") else "") for p in published)

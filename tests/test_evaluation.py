@@ -30,6 +30,17 @@ def test_metrics_against_a_hand_computed_confusion_matrix():
     assert evaluation.macro_f1(Y_TRUE, Y_PRED, 3) == pytest.approx(np.mean(f1))
 
 
+def test_macro_f1_leaves_out_labels_without_true_examples():
+    """An 8-label model on FER-7 data: 'contempt' (index 7) is predicted but never true, so it has no F1 to
+    average in; the table's figure, recomputed from the stored per-class record, agrees."""
+    y_pred = np.array([0, 1, 2, 7, 7, 2])
+    y_true = np.array([0, 1, 2, 2, 1, 2])
+    f1 = [1.0, 2 * 1 * 0.5 / 1.5, 2 * 1 * (2 / 3) / (1 + 2 / 3)]
+    assert evaluation.macro_f1(y_true, y_pred, 8) == pytest.approx(np.mean(f1))
+    record = {"per_class": evaluation.per_class(y_true, y_pred, list("abcdefgh"))}
+    assert evaluation.macro_f1_of(record) == pytest.approx(np.mean(f1))
+
+
 def test_ece_hand_case():
     probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
     y = np.array([0, 1, 0, 0])
