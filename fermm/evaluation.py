@@ -4,10 +4,12 @@ One implementation of every metric (scikit-learn underneath; ``evaluate.load`` c
 metric scripts offline). A result file ``results/<name>.json`` holds (schema version 1):
 
     model, source, dataset, split, n, labels, accuracy (fraction), accuracy_ci95 [lo, hi] (seeded
-    bootstrap), macro_f1, per_class {label: precision, recall, f1, support}, confusion_matrix (counts,
+    bootstrap), macro_f1 (over the classes that occur in the split), per_class {label: precision, recall, f1,
+    support}, confusion_matrix (counts,
     rows = true, cols = predicted), ece (15 bins), tta, ferplus (accuracy against FER+ majority labels,
     or null), ferplus8 (the same on FER+'s 8 labels, for models that score contempt, or null),
-    images_per_second, command, commit, seed, date, hardware, schema_version.
+    images_per_second, command, commit, seed, date, hardware, schema_version; from 2026-12-04 also
+    model_sha256 (``fermm.models.fingerprint`` of the folder measured).
 """
 from __future__ import annotations
 

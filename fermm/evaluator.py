@@ -98,7 +98,7 @@ def evaluate_all(names: Sequence[str], dataset: str, split: str, tta: str, outpu
     """Evaluate every model that resolves; returns written files and {model: reason} for skipped ones.
     Text models are scored on ``text_dataset`` (DAIR-AI emotion), image models on ``dataset``."""
     from fermm.hub import resolve
-    from fermm.models import MODELS, TEXT_MODELS, load_model
+    from fermm.models import MODELS, TEXT_MODELS, fingerprint, load_folder, model_folder
 
     torch.manual_seed(run.seed)
     split_data = None
@@ -108,7 +108,8 @@ def evaluate_all(names: Sequence[str], dataset: str, split: str, tta: str, outpu
         name = name_or_path if known else Path(name_or_path.rstrip("/")).name
         source = resolve(name_or_path) if known else name_or_path
         try:
-            model = load_model(name_or_path)
+            folder = model_folder(name_or_path)
+            model = load_folder(folder)
         except Exception as e:  # one model's absence never stops the others
             skipped[name] = f"{type(e).__name__}: {e}"
             log.warning("skipping %s: %s", name, skipped[name])
@@ -121,6 +122,7 @@ def evaluate_all(names: Sequence[str], dataset: str, split: str, tta: str, outpu
         else:
             split_data = split_data or load_split(dataset, split)
             result = evaluate_model(model, name, source, split_data, dataset, split, tta, run)
+        result["model_sha256"] = fingerprint(folder)  # which weights were measured, whatever the path
         written.append(evaluation.write_result(result, output_dir))
         log.info("%s: accuracy %.4f (95%% CI %.4f-%.4f), macro-F1 %.4f, %.0f img/s", name, result["accuracy"],
                  *result["accuracy_ci95"], result["macro_f1"], result["images_per_second"])

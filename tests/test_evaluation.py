@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from fermm import evaluation
+from fermm.models import fingerprint
 from fermm.models.cnn import CNNClassifier
 from tests.conftest import FER_TINY
 
@@ -148,6 +149,7 @@ def test_evaluate_and_compare_scripts_end_to_end(tmp_path):
     assert result["model"] == "tiny_cnn" and result["n"] == 14 and result["tta"] == "flip"
     assert np.asarray(result["confusion_matrix"]).sum() == 14 and 0 <= result["accuracy"] <= 1
     assert result["command"].startswith("python eval/evaluate.py --models") and result["ferplus"]["n"] > 0
+    assert result["model_sha256"] == fingerprint(tmp_path / "tiny_cnn")  # which weights were measured
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{compare.START}\nold\n{compare.END}\nend\n")
     assert compare.main(["--results", str(out), "--readme", str(readme)]) == 0

@@ -198,6 +198,26 @@ def test_ensemble_averages_members_and_round_trips(tmp_path, astronaut):
         EnsembleClassifier(members=members, weights=[1])
 
 
+def test_ensemble_refuses_a_member_that_changed_since_selection(tmp_path):
+    """A member path that now holds another model (e.g. a bundle replaced by a student) is refused on load."""
+    import json
+
+    from fermm.models import fingerprint
+    from fermm.models.ensemble import EnsembleClassifier
+
+    torch.manual_seed(0)
+    for name in ("a", "b"):
+        CNNClassifier(backbone="mini").save_pretrained(tmp_path / name)
+    members = [str(tmp_path / "a"), str(tmp_path / "b")]
+    EnsembleClassifier(members=members).save_pretrained(tmp_path / "ens")
+    recorded = json.loads((tmp_path / "ens" / "config.json").read_text())["member_sha256"]
+    assert recorded == [fingerprint(m) for m in members] and recorded[0] != recorded[1]
+    load_model(str(tmp_path / "ens"))  # unchanged: loads
+    CNNClassifier(backbone="mini").save_pretrained(tmp_path / "b")  # new weights at the same path
+    with pytest.raises(ValueError, match=f"member\\(s\\) {tmp_path / 'b'} no longer hold"):
+        load_model(str(tmp_path / "ens"))
+
+
 def test_greedy_selection_picks_what_helps_on_held_out_data():
     import numpy as np
 

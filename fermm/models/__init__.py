@@ -76,12 +76,36 @@ def model_class(folder_or_config: str | Path | dict) -> type[EmotionClassifier]:
     return CLASSES[name]
 
 
-def load_model(name_or_path: str, source: str | None = None) -> EmotionClassifier:
-    """Load a model by registry name (resolved by :func:`fermm.hub.resolve`), folder or Hub repo id."""
+def model_folder(name_or_path: str, source: str | None = None) -> Path:
+    """The local folder of a model given by registry name (resolved by :func:`fermm.hub.resolve`), folder or
+    Hub repo id (fetched into the cache)."""
     from fermm.hub import fetch_folder, resolve
 
     known = name_or_path in MODELS or name_or_path in TEXT_MODELS
     where = resolve(name_or_path, source) if known else name_or_path
-    folder = fetch_folder(where)
+    return Path(fetch_folder(where))
+
+
+def load_model(name_or_path: str, source: str | None = None) -> EmotionClassifier:
+    """Load a model by registry name, folder or Hub repo id (see :func:`model_folder`)."""
+    return load_folder(model_folder(name_or_path, source))
+
+
+def load_folder(folder: str | Path) -> EmotionClassifier:
     model = model_class(folder).from_pretrained(str(folder), strict=True)
     return model.for_inference()
+
+
+def fingerprint(folder: str | Path) -> str:
+    """sha256 of a saved model's ``config.json`` and weight files: which model a folder holds, whatever its
+    path (an ensemble checks its members against it; a result records it)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    folder = Path(folder)
+    for f in [folder / "config.json", *sorted(folder.glob("*.safetensors"))]:
+        h.update(f.name.encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()

@@ -1,8 +1,9 @@
 """An ensemble: the (weighted) mean of its members' FER-7 probabilities.
 
 Members are registry names, folders or Hub ids, loaded with :func:`fermm.models.load_model`; the
-ensemble's own folder holds only ``config.json`` (the member list and weights) and its card. Members
-may preprocess differently (48 px grey CNNs, 224 px RGB CLIP): each gets the face crops as they are.
+ensemble's own folder holds only ``config.json`` (the member list, weights and each member's fingerprint,
+checked on load) and its card. Members may preprocess differently (48 px grey CNNs, 224 px RGB CLIP): each
+gets the face crops as they are.
 """
 from __future__ import annotations
 
@@ -20,16 +21,22 @@ class EnsembleClassifier(EmotionClassifier):
     family = "ensemble"
 
     def __init__(self, members: Sequence[str] = (), weights: Sequence[float] | None = None,
-                 labels: Sequence[str] = FER7):
+                 labels: Sequence[str] = FER7, member_sha256: Sequence[str] | None = None):
         super().__init__()
-        from fermm.models import load_model
+        from fermm.models import fingerprint, load_folder, model_folder
 
         if not members:
             raise ValueError("an ensemble needs at least one member")
         if weights is not None and len(weights) != len(members):
             raise ValueError(f"{len(members)} members but {len(weights)} weights")
         self.member_sources, self.labels = list(members), tuple(labels)
-        self.models = nn.ModuleList(load_model(m) for m in members)
+        folders = [model_folder(m) for m in members]
+        self.member_sha256 = [fingerprint(f) for f in folders]
+        if member_sha256 is not None:
+            _check_members(members, member_sha256, self.member_sha256)
+        if self._hub_mixin_config is not None:  # saved with the ensemble, checked when it loads
+            self._hub_mixin_config["member_sha256"] = self.member_sha256
+        self.models = nn.ModuleList(load_folder(f) for f in folders)
         w = np.ones(len(members)) if weights is None else np.asarray(weights, dtype=np.float64)
         self.weights = (w / w.sum()).tolist()
         first = self.models[0]
@@ -58,6 +65,18 @@ class EnsembleClassifier(EmotionClassifier):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError("an ensemble combines probabilities: use predict_proba")
+
+
+def _check_members(members: Sequence[str], recorded: Sequence[str], found: Sequence[str]) -> None:
+    """Refuse an ensemble whose members are no longer the models it was selected with (a path now holding
+    another model would silently change it)."""
+    if len(recorded) != len(members):
+        raise ValueError(f"the ensemble records {len(recorded)} member fingerprints for {len(members)} members")
+    changed = [m for m, a, b in zip(members, recorded, found) if a != b]
+    if changed:
+        raise ValueError(f"ensemble member(s) {', '.join(changed)} no longer hold the model the ensemble was "
+                         "selected with (their weights or config changed); re-run eval/ensemble.py on the "
+                         "current members, or point the ensemble at the original ones")
 
 
 def greedy_weights(probs: Sequence[np.ndarray], y: np.ndarray, rounds: int = 20) -> list[int]:
