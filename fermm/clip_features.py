@@ -21,9 +21,12 @@ DEFAULT_CACHE = Path.home() / ".cache" / "fermm" / "clip_features"
 
 
 def clip_input(x: torch.Tensor, size: int, mean, std) -> torch.Tensor:
-    """(N, 1|3, h, w) in [0, 1] -> CLIP input (N, 3, size, size): bicubic resize, grey to RGB, normalise."""
+    """(N, 1|3, h, w) in [0, 1] -> CLIP input (N, 3, size, size): bicubic resize, grey to RGB, normalise.
+    Training and inference both come through here, so a face is scored as it was trained on."""
     if x.shape[-1] != size or x.shape[-2] != size:
-        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+        shrink = x.shape[-1] > size or x.shape[-2] > size  # large app crops: antialias (48 px faces only grow)
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", align_corners=False,
+                                            antialias=shrink).clamp(0, 1)
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
     return normalize(x, mean, std)

@@ -48,6 +48,15 @@ def to_pil(image) -> Image.Image:
     return Image.fromarray(arr)
 
 
+def face_tensor(face) -> torch.Tensor:
+    """One face (PIL or uint8 array, grey or colour, any size) as a (1, 1|3, H, W) float tensor in [0, 1]."""
+    im = to_pil(face)
+    im = im if im.mode in ("L", "RGB") else im.convert("RGB")
+    arr = np.asarray(im, dtype=np.uint8)
+    arr = arr[..., None] if arr.ndim == 2 else arr
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float().div_(255)
+
+
 def faces_to_tensor(faces: Sequence, size: int, channels: int, mean: Sequence[float],
                     std: Sequence[float]) -> torch.Tensor:
     """Normalised (N, channels, size, size) float tensor from PIL images or uint8 arrays."""

@@ -61,6 +61,19 @@ def test_zero_shot_probabilities(tiny_clip, astronaut):
     assert p.shape == (2, 7) and torch.allclose(p.sum(-1), torch.ones(2))
 
 
+def test_inference_sees_faces_exactly_as_training_did(tiny_clip, astronaut):
+    """predict_proba's preprocessing equals the feature cache's / fine-tuning's (clip_input) on FER faces."""
+    from fermm.clip_features import clip_input
+    from fermm.transforms import uint8_batch
+
+    model = ClipZeroShot(base_model=tiny_clip)
+    faces = np.random.default_rng(0).integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    trained_on = clip_input(uint8_batch(faces), model.input_size, model.mean, model.std)
+    assert torch.equal(model.preprocess(list(faces)), trained_on)
+    big = model.preprocess([astronaut, astronaut.convert("L")])  # large crops shrink, grey becomes 3 channels
+    assert big.shape == (2, 3, 32, 32) and torch.isfinite(big).all()
+
+
 def test_coop_initialised_from_words_reproduces_zero_shot_text_features(tiny_clip):
     coop = CoOp(base_model=tiny_clip, n_ctx=4, ctx_init="a photo of a")
     reference = text_features(coop.clip, coop.tokenizer, [f"a photo of a {n}." for n in class_names(FER7)])

@@ -17,7 +17,7 @@ from torch import nn
 
 from fermm.labels import FER7, LABEL_WORDS, PROMPT_NAMES, PROMPT_TEMPLATES, TEXT_PROMPT_TEMPLATES
 from fermm.models.base import EmotionClassifier, LearnedOnly
-from fermm.transforms import CLIP_MEAN, CLIP_STD
+from fermm.transforms import CLIP_MEAN, CLIP_STD, face_tensor
 
 log = logging.getLogger(__name__)
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
@@ -88,6 +88,13 @@ class ClipClassifier(LearnedOnly, EmotionClassifier):
 
     def image_embed(self, x: torch.Tensor) -> torch.Tensor:
         return image_features(self.clip, x)
+
+    def preprocess(self, faces: Sequence) -> torch.Tensor:
+        """Face crops -> CLIP input by training's path (``clip_input``: torch bicubic on floats, not PIL's
+        resize of uint8), so a FER2013 face is scored exactly as it was trained and validated on."""
+        from fermm.clip_features import clip_input
+
+        return torch.cat([clip_input(face_tensor(f), self.input_size, self.mean, self.std) for f in faces])
 
     def class_weights(self) -> torch.Tensor:
         raise NotImplementedError
