@@ -55,8 +55,10 @@ class NotBundled(Exception):
 
 
 def bundle(args: argparse.Namespace) -> Path:
-    """fp16 weights + config + a card whose metrics come from results/<name>.json (if measured)."""
+    """fp16 weights + config + a card whose metrics are the run's test result in results/ (matched by the
+    run's fingerprint), else its validation history."""
     import json
+    import shutil
 
     from fermm import cards
     from fermm.hub import CHECKPOINTS
@@ -73,11 +75,20 @@ def bundle(args: argparse.Namespace) -> Path:
             check_gain(model, load_model(str(out)), out, args)
         else:
             print(f"{out} holds no model yet: nothing to gate against, bundling")
-    training = json.loads((Path(args.run_dir) / "training_args.json").read_text()) \
-        if (Path(args.run_dir) / "training_args.json").exists() else None
+    run = Path(args.run_dir)
+    training = json.loads((run / "training_args.json").read_text()) if (run / "training_args.json").exists() else None
     make_card = cards.text_model_card if is_text else cards.model_card
-    card = make_card(args.name, model, training=training)
-    model.save_with_card(out, card=card, training_args=training, fp16=True)
+    card = make_card(args.name, model, training=training, history=cards.run_history(run),
+                     measured=cards.measured_result(run))
+    # written beside, then swapped in: an interruption never leaves checkpoints/NAME half-written
+    tmp, old = out.with_name(out.name + ".tmp"), out.with_name(out.name + ".old")
+    for stale in (tmp, old):
+        shutil.rmtree(stale, ignore_errors=True)
+    model.save_with_card(tmp, card=card, training_args=training, fp16=True)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
     return out
 
 

@@ -1,7 +1,9 @@
-"""Model cards: intended use, out-of-scope uses, metrics (from ``results/`` when measured), limits."""
+"""Model cards: intended use, out-of-scope uses, metrics (from ``results/`` when this exact model was
+measured, else its training history), limits."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from fermm.evaluation import RESULTS_DIR
 
@@ -21,12 +23,33 @@ LIMITS = (
     "cultures.")
 
 
-def _metrics_section(name: str, history: list[dict] | None,
+def measured_result(folder: str | Path | None, results_dir: str | Path | None = None) -> dict | None:
+    """The test result (no TTA) recorded for exactly the model in ``folder``, found by its fingerprint (a
+    result named like the model may describe another one, e.g. the bundle a run is about to replace)."""
+    if folder is None or not (Path(folder) / "config.json").exists():
+        return None
+    from fermm.models import fingerprint
+
+    fp = fingerprint(folder)
+    for f in sorted(Path(results_dir or RESULTS_DIR).glob("*.json")):
+        r = json.loads(f.read_text())
+        if isinstance(r, dict) and r.get("model_sha256") == fp and r.get("split") == "test" \
+                and r.get("tta", "none") == "none":
+            return r
+    return None
+
+
+def run_history(run_dir: str | Path) -> list[dict] | None:
+    """The training history of a run folder's last stage (``stage_*/history.json``), if it has one."""
+    found = sorted(Path(run_dir).glob("stage_*/history.json"), key=lambda f: f.stat().st_mtime)
+    return json.loads(found[-1].read_text()) if found else None
+
+
+def _metrics_section(history: list[dict] | None, measured: dict | None = None,
                      validation: str = "FER2013 PublicTest") -> list[str]:
     lines = ["## Metrics", ""]
-    result_file = RESULTS_DIR / f"{name}.json"
-    if result_file.exists():
-        r = json.loads(result_file.read_text())
+    if measured:
+        r = measured
         lo, hi = r.get("accuracy_ci95", [None, None])
         lines += [f"Measured by `{r.get('command', 'eval/evaluate.py')}` on {r['dataset']} `{r['split']}` "
                   f"(n={r['n']}, TTA {r.get('tta', 'none')}, commit {r.get('commit', '?')}, {r.get('date', '?')}):",
@@ -61,7 +84,7 @@ def _recipe_notes(training: dict | None) -> list[str]:
 
 
 def model_card(name: str, model, training: dict | None = None, history: list[dict] | None = None,
-               description: str = "") -> str:
+               description: str = "", measured: dict | None = None) -> str:
     """Markdown model card with YAML front matter for the Hub."""
     labels = ", ".join(model.labels)
     front = ["---", "library_name: fermm", "license: mit", "pipeline_tag: image-classification",
@@ -74,7 +97,7 @@ def model_card(name: str, model, training: dict | None = None, history: list[dic
             "```python", "from fermm.models import load_model", f"model = load_model(\"{name}\")",
             "probs = model.predict_proba([face_image])  # (1, n_labels)", "```", "",
             "## Intended use", "", INTENDED_USE, "", "## Out-of-scope uses", "", OUT_OF_SCOPE, "",
-            *_metrics_section(name, history), "", "## Limitations and biases", "", LIMITS, ""]
+            *_metrics_section(history, measured), "", "## Limitations and biases", "", LIMITS, ""]
     if training:
         keep = {k: v for k, v in training.items() if k not in ("push_to_hub",) and v is not None}
         body += ["## Training", "", "```json", json.dumps(keep, indent=2, default=str), "```", ""]
@@ -91,14 +114,15 @@ TEXT_LIMITS = (
     "least reliable. Sarcasm, negation, other languages and other registers are handled poorly.")
 
 
-def text_model_card(name: str, model, training: dict | None = None, history: list[dict] | None = None) -> str:
+def text_model_card(name: str, model, training: dict | None = None, history: list[dict] | None = None,
+                    measured: dict | None = None) -> str:
     """Model card of a text emotion classifier."""
     front = ["---", "library_name: fermm", "license: mit", "pipeline_tag: text-classification", "tags:",
              "- emotion", "datasets:", "- dair-ai/emotion", "---", ""]
     body = [f"# fermm `{name}`", "", f"A `{type(model).__name__}` text emotion classifier trained on DAIR-AI "
             f"emotion with [fermm](https://github.com/fermm/fermm). Labels: {', '.join(model.labels)}.", "",
             "## Intended use", "", TEXT_INTENDED_USE, "", "## Out-of-scope uses", "", OUT_OF_SCOPE, "",
-            *_metrics_section(name, history, "DAIR-AI emotion validation"), "", "## Limitations and biases", "",
+            *_metrics_section(history, measured, "DAIR-AI emotion validation"), "", "## Limitations and biases", "",
             TEXT_LIMITS, ""]
     if training:
         keep = {k: v for k, v in training.items() if k != "push_to_hub" and v is not None}

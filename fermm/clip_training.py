@@ -19,7 +19,7 @@ from fermm.labels import FER7
 from fermm.models.clip import DEFAULT_CLIP, ClipClassifier, ClipFinetune, ClipLinear
 from fermm.models.coop import POSITIONS, CoOp
 from fermm.tasks import FeatureTask, ImageTask
-from fermm.training import Trainer, TrainConfig
+from fermm.training import Trainer, TrainConfig, main_process
 from fermm.transforms import AugmentConfig
 
 log = logging.getLogger(__name__)
@@ -146,13 +146,15 @@ def finish(model: ClipClassifier, args: argparse.Namespace, name: str, history_s
     from fermm import cards
 
     out = Path(args.output_dir)
+    if not main_process():
+        return out
     history = json.loads((out / history_stage / "history.json").read_text()) if history_stage else None
     card = cards.model_card(name, model, training=vars(args), history=history,
                             description=f"`{type(model).__name__}` on `{model.base_model}`: only what was learned "
                                         f"is stored here; the base CLIP loads from its own repo.")
     model.save_with_card(out, card=card, training_args=vars(args))
     if args.push_to_hub:
-        from fermm.hub import push_model_folder
+        from fermm.hub import push_trained
 
-        push_model_folder(out, args.push_to_hub)
+        push_trained(out, args.push_to_hub)
     return out

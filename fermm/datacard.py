@@ -89,7 +89,7 @@ def push_dataset_folder(folder: Path, repo_id: str) -> int:
         url = push_folder(folder, repo_id, repo_type="dataset", message="Add FER2013 splits (fermm)")
     except Exception as e:  # network, auth, permissions: the local output stays
         print(f"error: push to {repo_id} failed: {e}\nThe local files in {folder} are intact. Retry with: "
-              f"huggingface-cli upload --repo-type dataset {repo_id} {folder} .", file=sys.stderr)
+              f"hf upload --repo-type dataset {repo_id} {folder} .", file=sys.stderr)
         return 1
     print(f"pushed to {url}")
     return 0

@@ -35,8 +35,15 @@ def push_model_folder(folder: str | Path, repo_id: str) -> str | None:
             return push_folder(tmp, repo_id, message="Upload fermm model")
     except Exception as e:  # network, auth, permissions: local output stays intact
         log.error("push to %s failed (%s: %s). The model in %s is intact; retry with: "
-                  "huggingface-cli upload %s %s .", repo_id, type(e).__name__, e, folder, repo_id, folder)
+                  "hf upload %s %s . --exclude '*/*'", repo_id, type(e).__name__, e, folder, repo_id, folder)
         return None
+
+
+def push_trained(folder: str | Path, repo_id: str) -> None:
+    """A training script's push: on failure (logged with the retry command by :func:`push_model_folder`) the
+    script ends with status 1, so automation sees it; the local output stays intact either way."""
+    if push_model_folder(folder, repo_id) is None:
+        raise SystemExit(1)
 
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"

@@ -18,7 +18,7 @@ from fermm import data
 from fermm.labels import FER7
 from fermm.models.cnn import BACKBONES, CNNClassifier
 from fermm.tasks import ContrastiveTask, ImageTask, MixConfig
-from fermm.training import Trainer, TrainConfig
+from fermm.training import Trainer, TrainConfig, main_process
 from fermm.transforms import AugmentConfig
 
 log = logging.getLogger(__name__)
@@ -198,14 +198,16 @@ def finish(model: CNNClassifier, args: argparse.Namespace, name: str) -> Path:
     from fermm import cards
 
     out = Path(args.output_dir)
+    if not main_process():
+        return out
     history = json.loads((out / _last_stage(out) / "history.json").read_text())
     training = training_record(args)
     card = cards.model_card(name, model, training=training, history=history)
     model.save_with_card(out, card=card, training_args=training)
     if args.push_to_hub:
-        from fermm.hub import push_model_folder
+        from fermm.hub import push_trained
 
-        push_model_folder(out, args.push_to_hub)
+        push_trained(out, args.push_to_hub)
     return out
 
 

@@ -16,7 +16,7 @@ from fermm import data
 from fermm.image_training import REPO_ROOT, _save_best
 from fermm.labels import TEXT6
 from fermm.models.text import TextCLIP, TextGRU, TextMiniLM, words
-from fermm.training import Trainer, TrainConfig
+from fermm.training import Trainer, TrainConfig, main_process
 
 log = logging.getLogger(__name__)
 DEFAULT_TEXT = REPO_ROOT.parent / "shared" / "data" / "emotion_text"
@@ -145,11 +145,13 @@ def finish(model, args: argparse.Namespace, name: str, extra: dict) -> Path:
     from fermm import cards
 
     out = Path(args.output_dir)
+    if not main_process():
+        return out
     history = json.loads((out / "stage_text" / "history.json").read_text())
     card = cards.text_model_card(name, model, training={**vars(args), **extra}, history=history)
     model.save_with_card(out, card=card, training_args={**vars(args), **extra})
     if args.push_to_hub:
-        from fermm.hub import push_model_folder
+        from fermm.hub import push_trained
 
-        push_model_folder(out, args.push_to_hub)
+        push_trained(out, args.push_to_hub)
     return out

@@ -257,6 +257,16 @@ class Trainer:
                 "lr": self.sched.get_last_lr()[0], "epoch_seconds": secs, "images_per_second": seen / max(secs, 1e-9)}
 
 
+def main_process() -> bool:
+    """Once every process has finished training: is this the one that saves and pushes? (``accelerate
+    launch`` runs a script once per GPU; the final model needs one writer and one push.)"""
+    from accelerate import PartialState
+
+    state = PartialState()
+    state.wait_for_everyone()
+    return state.is_main_process
+
+
 def _resume_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """What resuming needs: everything, or only the learned part of models on a frozen base (CLIP)."""
     state = model.learned_state_dict() if hasattr(model, "learned_state_dict") else model.state_dict()

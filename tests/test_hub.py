@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 import torch
 
 from fermm import data
@@ -54,7 +55,20 @@ def test_failed_model_push_is_logged_not_raised(mock_hub, tmp_path, caplog):
     with caplog.at_level(logging.ERROR):
         assert push_model_folder(tmp_path / "m", "me/tiny-cnn") is None
     assert "push to me/tiny-cnn failed" in caplog.text and "is intact" in caplog.text
+    assert "hf upload me/tiny-cnn" in caplog.text  # a retry command the installed huggingface_hub has
     assert (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_failed_push_after_training_exits_with_status_1_and_keeps_the_run(mock_hub, tmp_path):
+    import train.resnet50 as script
+
+    mock_hub.fail_commits = True
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as e:
+        script.main(["--dataset", str(FER_TINY), "--output_dir", str(out), "--epochs", "1", "--batch_size", "8",
+                     "--backbone", "mini", "--log_with", "none", "--push_to_hub", "me/tiny-cnn"])
+    assert e.value.code == 1
+    assert (out / "model.safetensors").exists() and (out / "README.md").exists()
 
 
 def test_hub_dataset_id_is_a_source(mock_hub, tmp_path):

@@ -271,6 +271,39 @@ def test_bundle_writes_fp16_checkpoint_with_card(tmp_path, astronaut):
                           atol=2e-3)
 
 
+def test_bundle_card_shows_only_this_models_results_and_replaces_the_folder_whole(tmp_path, monkeypatch):
+    """A result named like the bundle but measured on another model stays out of the card (the run's
+    validation history is shown instead); a result fingerprinted as this run goes in; nothing of the old
+    bundle lingers."""
+    import json
+
+    from fermm import cards
+    from fermm.__main__ import main
+    from fermm.models import fingerprint
+
+    monkeypatch.setattr(cards, "RESULTS_DIR", tmp_path / "results")
+    (tmp_path / "results").mkdir()
+    torch.manual_seed(0)
+    CNNClassifier(backbone="mini").save_pretrained(tmp_path / "run")
+    (tmp_path / "run" / "stage_ce").mkdir()
+    (tmp_path / "run" / "stage_ce" / "history.json").write_text(json.dumps([{"epoch": 0, "val_accuracy": 0.4321}]))
+    old = tmp_path / "ck" / "base_cnn"
+    CNNClassifier(backbone="mini").save_with_card(old, training_args={"epochs": 99})
+    result = {"model": "base_cnn", "dataset": "fer", "split": "test", "tta": "none", "n": 10, "accuracy": 0.9876,
+              "model_sha256": fingerprint(old), "per_class": {}}
+    (tmp_path / "results" / "base_cnn.json").write_text(json.dumps(result))
+    args = ["bundle", str(tmp_path / "run"), "--name", "base_cnn", "--checkpoints", str(tmp_path / "ck")]
+    assert main(args) == 0
+    card = (old / "README.md").read_text()
+    assert "0.9876" not in card and "during training: 0.4321 at epoch 1" in card
+    assert not (old / "training_args.json").exists()  # the old bundle's, describing another model
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["base_cnn"]  # no .tmp / .old left
+    result["model_sha256"] = fingerprint(tmp_path / "run")
+    (tmp_path / "results" / "run.json").write_text(json.dumps(result))
+    assert main(args) == 0
+    assert "- accuracy: 0.9876" in (old / "README.md").read_text()
+
+
 def test_bundle_min_gain_gates_on_validation_and_keeps_the_incumbent(tmp_path, capsys):
     from fermm.__main__ import main
     from tests.conftest import FER_TINY
