@@ -8,8 +8,10 @@ log = logging.getLogger(__name__)
 
 
 def push_folder(folder: str | Path, repo_id: str, repo_type: str = "model", message: str = "Upload (fermm)",
-                private: bool | None = None, space_sdk: str | None = None) -> str:
-    """Create ``repo_id`` if needed and upload ``folder`` in one commit; returns the repo URL.
+                private: bool | None = None, space_sdk: str | None = None, replace: bool = False) -> str:
+    """Create ``repo_id`` if needed and upload ``folder`` in one commit; returns the repo URL. With
+    ``replace`` the commit also deletes the repo's files that ``folder`` does not have (a stale weights file
+    from an earlier push would otherwise be downloaded with the new model).
 
     The token comes from ``HF_TOKEN`` or the saved login (huggingface_hub's own lookup); it is never logged.
     """
@@ -18,7 +20,8 @@ def push_folder(folder: str | Path, repo_id: str, repo_type: str = "model", mess
     api = HfApi()
     url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True,
                           space_sdk=space_sdk if repo_type == "space" else None)
-    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type, commit_message=message)
+    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type, commit_message=message,
+                      delete_patterns="*" if replace else None)
     log.info("pushed %s to %s", folder, url)
     return str(url)
 
@@ -32,7 +35,7 @@ def push_model_folder(folder: str | Path, repo_id: str) -> str | None:
         with tempfile.TemporaryDirectory() as tmp:
             for f in keep:
                 shutil.copy2(f, tmp)
-            return push_folder(tmp, repo_id, message="Upload fermm model")
+            return push_folder(tmp, repo_id, message="Upload fermm model", replace=True)
     except Exception as e:  # network, auth, permissions: local output stays intact
         log.error("push to %s failed (%s: %s). The model in %s is intact; retry with: "
                   "hf upload %s %s . --exclude '*/*'", repo_id, type(e).__name__, e, folder, repo_id, folder)

@@ -49,6 +49,17 @@ def test_model_pushed_then_loaded_by_repo_id_from_the_cache_offline(mock_hub, tm
     assert torch.allclose(offline.predict_proba([astronaut]), expected, atol=1e-5)
 
 
+def test_a_new_push_replaces_the_files_of_the_previous_one(mock_hub, tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "old.safetensors").write_bytes(b"old")
+    (tmp_path / "m" / "config.json").write_text("{}")
+    assert push_model_folder(tmp_path / "m", "me/tiny-cnn") is not None
+    (tmp_path / "m" / "old.safetensors").unlink()
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"new")
+    assert push_model_folder(tmp_path / "m", "me/tiny-cnn") is not None
+    assert sorted(mock_hub.repos[("model", "me/tiny-cnn")]) == ["config.json", "model.safetensors"]
+
+
 def test_failed_model_push_is_logged_not_raised(mock_hub, tmp_path, caplog):
     mock_hub.fail_commits = True
     CNNClassifier(backbone="vgg11").save_pretrained(tmp_path / "m")
