@@ -94,18 +94,16 @@ def offline_if_unreachable(timeout: float = 3.0) -> bool:
     """Switch huggingface_hub (and transformers) to offline mode when the Hub cannot be reached, so a
     machine without network starts in seconds instead of retrying every download. Returns True if offline."""
     import os
-    import socket
-    from urllib.parse import urlparse
 
     from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
 
     if constants.is_offline_mode():
         return True
-    url = urlparse(constants.ENDPOINT)
-    try:
-        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+    try:  # huggingface_hub's own HTTP client honours HTTPS_PROXY as the downloads will; any answer will do
+        get_session().head(constants.ENDPOINT, timeout=timeout)
         return False
-    except OSError:
+    except Exception:  # connection refused, DNS failure, timeout, proxy error
         log.warning("the Hugging Face Hub (%s) is unreachable: working offline with local and cached models",
                     constants.ENDPOINT)
         os.environ["HF_HUB_OFFLINE"] = "1"
