@@ -5,6 +5,8 @@ CLIP) get the gradient of the top class score with respect to the input pixels (
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,12 @@ def saliency(model, face: Image.Image, target: int | None = None) -> tuple[np.nd
     x = model.preprocess([face]).requires_grad_(True)  # (1, C, H, W)
     layer = _cam_layer(model)
     acts: list[torch.Tensor] = []
-    handle = layer.register_forward_hook(lambda m, i, o: acts.append(o)) if layer is not None else None
+    me = threading.get_ident()  # the model is shared by the app's requests: keep only this call's activations
+
+    def keep(module, inputs, output):
+        if threading.get_ident() == me:
+            acts.append(output)
+    handle = layer.register_forward_hook(keep) if layer is not None else None
     was_training = model.training
     model.eval()
     try:

@@ -205,12 +205,16 @@ def crop_face(image: Image.Image, face: Face, margin: float = 0.25, align: bool 
     x, y, w, h = face.box
     cx, cy = x + w / 2, y + h / 2
     side = max(w, h) * (1 + 2 * margin)
+    box = (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
     if align and face.landmarks is not None:
         (rx, ry), (lx, ly) = face.landmarks[0], face.landmarks[1]
         angle = math.degrees(math.atan2(ly - ry, lx - rx))
-        if abs(angle) > 1:
-            image = image.rotate(angle, resample=Image.BILINEAR, center=(cx, cy))
-    box = (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
+        if abs(angle) > 1:  # rotate a patch around the face (1.5 x the crop covers any angle), not the photo
+            half = math.ceil(side * 0.75)
+            px, py = round(cx) - half, round(cy) - half
+            patch = _crop_padded(image, (px, py, px + 2 * half, py + 2 * half))
+            patch = patch.rotate(angle, resample=Image.BILINEAR, center=(cx - px, cy - py))
+            return patch.crop((box[0] - px, box[1] - py, box[2] - px, box[3] - py))
     return _crop_padded(image, box)
 
 
@@ -230,8 +234,12 @@ def find_and_crop(image: Image.Image, whole_image: bool = False, margin: float =
                   align: bool = True) -> tuple[list[Face], list[Image.Image]]:
     """Faces in an image and their crops (empty lists when none is found)."""
     faces = detect_faces(image, whole_image)
-    crops = [image if whole_image else crop_face(image, f, margin, align) for f in faces]
-    return faces, crops
+    return faces, crop_faces(image, faces, whole_image, margin, align)
+
+
+def crop_faces(image: Image.Image, faces: Sequence[Face], whole_image: bool = False, margin: float = 0.25,
+               align: bool = True) -> list[Image.Image]:
+    return [image if whole_image else crop_face(image, f, margin, align) for f in faces]
 
 
 def draw_boxes(image: Image.Image, faces: Sequence[Face], labels: Sequence[str] | None = None) -> Image.Image:

@@ -167,10 +167,11 @@ def predict_image(image: Image.Image | None, pool: ModelPool, models: Sequence[s
     text_result, notes, text_unavailable = predict_text(text, text_pool, text_model, text_weight)
     if image is None:
         return ImageResult([], text_unavailable, whole_image, notes, text_result)
-    found, crops = facelib.find_and_crop(image, whole_image=whole_image)
-    if len(found) > max_faces:
+    found = facelib.detect_faces(image, whole_image)
+    if len(found) > max_faces:  # cut before cropping: a crowd photo may hold thousands of detections
         notes.append(f"{len(found)} faces found; showing the {max_faces} most confident")
-        found, crops = found[:max_faces], crops[:max_faces]
+        found = found[:max_faces]
+    crops = facelib.crop_faces(image, found, whole_image)
     results = [FaceResult(i + 1, f.box, f.score, c) for i, (f, c) in enumerate(zip(found, crops))]
     unavailable, fer7 = {}, []
     for name in models:

@@ -223,7 +223,6 @@ def confusion_tab(results_dir: Path):
 
 def evaluate_tab(pool: ModelPool, available: list[str]) -> None:
     import csv
-    import tempfile
 
     from fermm import evaluator, plots, userset
 
@@ -242,16 +241,17 @@ def evaluate_tab(pool: ModelPool, available: list[str]) -> None:
         table = [[m, f"{r['accuracy']:.1%}", f"{r['accuracy_ci95'][0]:.1%}-{r['accuracy_ci95'][1]:.1%}",
                   round(r["macro_f1"], 3), r["n"]] for m, r in metrics.items()]
         figs = [plots.confusion_heatmap({**r, "model": m, "split": "your set", "tta": "none"}) for m, r in metrics.items()]
-        out = tempfile.NamedTemporaryFile("w", suffix="_predictions.csv", delete=False, newline="")
-        with out:
+        path = export_path("predictions.csv")
+        with open(path, "w", newline="") as out:
             if rows:
                 writer = csv.DictWriter(out, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
-        return "\n".join(lines), table, figs[0] if figs else None, out.name
+        return "\n".join(lines), table, figs[0] if figs else None, str(path)
 
     gr.Markdown(f"Upload a zip of face images with one folder per class ({', '.join(FER7)}), or with a "
-                "`labels.csv` of `file,label` rows. Limits: 100 MB, 5,000 files. Nothing is kept.")
+                f"`labels.csv` of `file,label` rows. Limits: {MAX_UPLOAD[:-2]} MB, 5,000 files, 100 megapixels in all. "
+                "Nothing is kept beyond Gradio's temporary cache.")
     with gr.Row():
         with gr.Column():
             zip_file = gr.File(label="Labelled zip", file_types=[".zip"], type="filepath")
@@ -275,6 +275,30 @@ def _card(pool: ModelPool, name: str) -> str:
         return f"No model card found for `{name}` ({html.escape(pool.error(name) or str(folder))})."
     text = card.read_text(encoding="utf-8", errors="replace")
     return text.split("---", 2)[2] if text.startswith("---") and text.count("---") >= 2 else text
+
+
+EXPORT_MAX_AGE = 300  # seconds: Gradio serves (and later deletes) its own copy as soon as a handler returns
+_exports: Path | None = None
+
+
+def export_path(name: str) -> Path:
+    """A fresh file for a download, in this process's export folder, whose older files are removed first
+    (a file returned to a gr.File is copied into Gradio's cache; the original would otherwise stay)."""
+    import atexit
+    import shutil
+    import tempfile
+    import time
+    import uuid
+
+    global _exports
+    if _exports is None:
+        _exports = Path(tempfile.mkdtemp(prefix="fermm_exports_"))
+        atexit.register(shutil.rmtree, _exports, True)
+    now = time.time()
+    for f in _exports.iterdir():
+        if now - f.stat().st_mtime > EXPORT_MAX_AGE:
+            f.unlink(missing_ok=True)
+    return _exports / f"{uuid.uuid4().hex[:8]}_{name}"
 
 
 def about_tab(pools: list[ModelPool]) -> None:
@@ -311,7 +335,8 @@ def build_demo(pool: ModelPool | None = None, results_dir: str | Path | None = N
     statuses = pool.status()
     available = [s.name for s in statuses if s.available]
     unavailable = {s.name: s.reason for s in statuses if not s.available}
-    with gr.Blocks(title="fermm: facial emotion recognition", delete_cache=(600, 900)) as demo:
+    with gr.Blocks(title="fermm: facial emotion recognition", delete_cache=(600, 900),
+                   analytics_enabled=False) as demo:
         gr.Markdown("# fermm: facial expression recognition\nUpload a photo: each face is found, boxed and "
                     "classified by every model. Read the About tab before drawing conclusions.")
         with gr.Tab("Predict"):

@@ -3,7 +3,8 @@
 Layouts: a folder per class named with FER labels (``happy/img1.jpg``, at any depth: the image's parent
 folder is its label), or a ``labels.csv`` with ``file,label`` rows. Members are read in memory and
 never extracted, so paths like ``../../etc/x`` cannot write anywhere (zip-slip); sizes, counts and
-compression ratios are checked before anything is decompressed (zip bombs).
+compression ratios are checked before anything is decompressed (zip bombs), and decoded images are shrunk
+and counted (an image that compresses well can still decode huge).
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ class Limits:
     max_member_bytes: int = 20 * 1024 * 1024
     max_total_bytes: int = 500 * 1024 * 1024
     max_ratio: float = 200.0  # uncompressed / compressed, per member
+    max_side: int = 1024  # decoded images are shrunk to this (a plain 8000 px PNG is ~200 KB in a zip)
+    max_total_pixels: int = 100_000_000  # decoded, after shrinking: ~300 MB of RGB held for the evaluation
 
 
 @dataclass
@@ -35,6 +38,7 @@ class LabelledSet:
     images: list[Image.Image] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    pixels: int = 0  # decoded so far
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -106,6 +110,11 @@ def _add_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, mapping, limits: Limi
         image = load_image(z.read(info))
     except (ImageError, zipfile.BadZipFile, OSError):
         return out.skip("unreadable image")
+    image.thumbnail((limits.max_side, limits.max_side))
+    out.pixels += image.width * image.height
+    if out.pixels > limits.max_total_pixels:
+        raise ZipError(f"its images decode to more than {limits.max_total_pixels // 10**6} megapixels in all "
+                       f"(each shrunk to {limits.max_side} px): send fewer or smaller images")
     out.names.append(name)
     out.images.append(image)
     out.labels.append(FER7.index(label))

@@ -118,6 +118,40 @@ def test_evaluate_tab_on_a_small_zip(app_client, tmp_path, fer_tiny):
     assert not (tmp_path.parent.parent / "evil").exists()
 
 
+def test_labelled_zip_images_are_shrunk_and_their_decoded_pixels_capped():
+    """A plain 3000 px PNG is a few KB zipped but 27 MB decoded: each is shrunk, and the total is capped."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from fermm import userset
+
+    buf = io.BytesIO()
+    Image.new("RGB", (3000, 3000), (128, 128, 128)).save(buf, format="PNG")
+    raw = io.BytesIO()
+    with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as z:
+        for i in range(3):
+            z.writestr(f"happy/{i}.png", buf.getvalue())
+    small = userset.read_zip(raw.getvalue())
+    assert [im.size for im in small.images] == [(1024, 1024)] * 3 and small.pixels == 3 * 1024 * 1024
+    with pytest.raises(userset.ZipError, match="more than 2 megapixels in all"):
+        userset.read_zip(raw.getvalue(), userset.Limits(max_total_pixels=2_000_000))
+
+
+def test_downloads_are_removed_once_old(monkeypatch):
+    import os
+    import time
+
+    from fermm import ui
+
+    first = ui.export_path("predictions.csv")
+    first.write_text("file,label\n")
+    os.utime(first, (time.time() - ui.EXPORT_MAX_AGE - 1,) * 2)
+    second = ui.export_path("predictions.csv")
+    assert second.parent == first.parent and second != first and not first.exists()
+
+
 def test_evaluate_tab_rejects_a_non_zip(app_client, tmp_path):
     from gradio_client import handle_file
 

@@ -49,3 +49,27 @@ def test_overlay_keeps_size_and_colours():
     assert out.size == face.size and out.mode == "RGB"
     top, bottom = np.asarray(out)[5, 50].astype(int), np.asarray(out)[115, 50].astype(int)
     assert top[0] > top[2] and bottom[2] > bottom[0]  # red where the map is high, blue where low
+
+
+def test_gradcam_ignores_other_threads_forward_passes_on_the_shared_model(astronaut):
+    """The app shares one model across requests: a forward pass from another thread while a map is being
+    computed must not feed the map (before, its activations were appended too and grad() failed)."""
+    import threading
+
+    torch.manual_seed(0)
+    model = CNNClassifier(backbone="vgg11").eval()
+    want, _ = saliency(model, astronaut)
+    layer = model.cam_layer()
+    forward = model.forward
+
+    def forward_with_a_concurrent_request(x):
+        other = threading.Thread(target=lambda: forward(torch.zeros(2, 1, 48, 48)))
+        other.start()
+        other.join()  # its activations reach the hook first
+        return forward(x)
+    model.forward = forward_with_a_concurrent_request
+    try:
+        got, _ = saliency(model, astronaut)
+    finally:
+        del model.forward
+    assert layer is model.cam_layer() and np.allclose(got, want, atol=1e-6)

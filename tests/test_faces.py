@@ -81,6 +81,32 @@ def test_eye_alignment_levels_the_eyes():
     assert abs(ys[xs < xs.mean()].mean() - ys[xs >= xs.mean()].mean()) > 20
 
 
+def test_aligned_crop_rotates_a_patch_equal_to_rotating_the_whole_photo():
+    """Away from the borders, rotating only a patch around the face gives the pixels rotating the photo gave."""
+    arr = np.random.default_rng(0).integers(0, 256, (600, 800, 3), dtype=np.uint8)
+    im = Image.fromarray(arr)
+    face = faces.Face((300.3, 200.7, 120.0, 110.0), 1.0, np.array([[330, 240], [400, 262], [0, 0], [0, 0], [0, 0]]))
+    x, y, w, h = face.box
+    cx, cy, side = x + w / 2, y + h / 2, max(w, h) * 1.5
+    angle = np.degrees(np.arctan2(262 - 240, 400 - 330))
+    whole = im.rotate(angle, resample=Image.BILINEAR, center=(cx, cy))
+    want = whole.crop((round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2)))
+    assert np.array_equal(np.asarray(faces.crop_face(im, face, margin=0.25)), np.asarray(want))
+
+
+def test_a_crowd_is_cut_to_max_faces_before_cropping(monkeypatch, astronaut):
+    from fermm import predict
+
+    crowd = [faces.Face((float(i), 0.0, 40.0, 40.0), 1 - i / 1000, None) for i in range(500)]
+    monkeypatch.setattr(faces, "detect_faces", lambda image, whole_image=False: crowd)
+    cropped = []
+    real_crop = faces.crop_face
+    monkeypatch.setattr(faces, "crop_face", lambda *a, **k: cropped.append(1) or real_crop(*a, **k))
+    result = predict.predict_image(astronaut, predict.ModelPool([]), [], max_faces=20)
+    assert len(result.faces) == 20 and len(cropped) == 20
+    assert "500 faces found; showing the 20 most confident" in result.notes
+
+
 def test_exif_orientation_is_applied(astronaut):
     buf = io.BytesIO()
     exif = Image.Exif()
