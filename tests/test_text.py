@@ -20,6 +20,7 @@ EMOTION_TINY = FIXTURES / "emotion_tiny"
     ("  i feel   fine ", "i feel fine", None),
     ("", "", "the text is empty"),
     ("x" * 3000, "x" * 2000, "only the first 2,000 were used"),
+    ("y" * 5_000_000, "y" * 2000, "the text was 5,000,000 characters; only the first 2,000"),  # an API client's
     ("<b>so</b> happy <script>x()</script>", "so happy x()", "HTML tags"),
     ("&lt;3 love", "<3 love", None),
     ("😀", "😀", None),
