@@ -66,6 +66,12 @@ class ModelPool:
     def error(self, name: str) -> str:
         return self._errors.get(name, "")
 
+    def retry_failed(self) -> None:
+        """Forget load failures, so the next use tries again (e.g. after a Hub outage or a new checkpoint)."""
+        for name in list(self._errors):
+            with self._locks.get(name) or threading.Lock():
+                self._errors.pop(name, None)
+
     def status(self) -> list[ModelStatus]:
         """Load every model once and report which are available and why not."""
         out = []

@@ -143,6 +143,13 @@ def _status_rows(*pools: ModelPool) -> list[list]:
     return [[s.name, "yes" if s.available else "no", s.source, s.reason] for p in pools for s in p.status()]
 
 
+def _refreshed_status(*pools: ModelPool) -> list[list]:
+    """Refresh: models that failed to load are tried again (a Hub outage need not last until a restart)."""
+    for p in pools:
+        p.retry_failed()
+    return _status_rows(*pools)
+
+
 def predict_tab(pool: ModelPool, available: list[str], unavailable: dict[str, str], text_pool: ModelPool,
                 text_models: list[str], text_weight: float) -> gr.Dataframe:
     with gr.Row():
@@ -170,7 +177,7 @@ def predict_tab(pool: ModelPool, available: list[str], unavailable: dict[str, st
     with gr.Accordion("Model availability", open=bool(unavailable)):
         status_table = gr.Dataframe(headers=["model", "available", "source", "reason"], interactive=False)
         refresh = gr.Button("Refresh", size="sm")
-    refresh.click(lambda: _status_rows(pool, text_pool), None, status_table, api_name="model_status")
+    refresh.click(lambda: _refreshed_status(pool, text_pool), None, status_table, api_name="model_status")
     button.click(make_predict_fn(pool, text_pool, text_weight), [image, text, models, whole, explain, text_model],
                  [boxed, table, chart, status, gallery],
                  api_name="predict", concurrency_limit=4)

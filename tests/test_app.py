@@ -303,6 +303,19 @@ def test_about_tab_shows_model_cards(tmp_path):
     assert "No model card found for `resnet50`" in _card(pool, "resnet50")
 
 
+def test_refresh_retries_a_model_that_failed_to_load(tmp_path):
+    from fermm.models.cnn import CNNClassifier
+    from fermm.predict import ModelPool
+    from fermm.ui import _refreshed_status
+
+    pool = ModelPool(names=["base_cnn"], sources={"base_cnn": str(tmp_path / "m")})
+    assert pool.get("base_cnn") is None and "no such model folder" in pool.error("base_cnn")
+    CNNClassifier(backbone="mini").save_pretrained(tmp_path / "m")  # the checkpoint (or the Hub) is back
+    assert pool.get("base_cnn") is None  # the failure is remembered, so requests stay fast ...
+    (row,) = _refreshed_status(pool)  # ... until Refresh
+    assert row[:2] == ["base_cnn", "yes"] and pool.get("base_cnn") is not None
+
+
 def test_sessions_kept_in_memory_are_capped(app_demo, astronaut, tmp_path):
     """Each HTTP API call is a new Gradio session holding a copy of the app's config; without a cap, memory
     grows with every request (bench/load.py --soak: +900 MB in 5 minutes at Gradio's default cap of 10,000 sessions)."""
