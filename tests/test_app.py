@@ -1,6 +1,7 @@
 """The Gradio app, driven through gradio_client against a real local launch."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from tests.conftest import ASTRONAUT
 
@@ -25,7 +26,7 @@ def test_predict_real_photo_returns_probabilities_per_model(app_client):
     rows = _table(result)
     assert [r[:2] for r in rows] == [[1, "glove_cnn"], [1, "fused"]]
     for row in rows:
-        assert sum(row[2:9]) == pytest.approx(1.0, abs=0.01) and row[9] in row and isinstance(row[9], str)
+        assert sum(row[2:9]) == pytest.approx(1.0, abs=0.01) and row[9] == FER7[int(np.argmax(row[2:9]))]
     assert "Found 1 face(s)" in result[3]
     assert result[0] is not None  # the boxed image
     _assert_chart_matches(result[2], {"face 1": rows[-1][2:9]})
@@ -167,7 +168,7 @@ def test_privacy_no_run_history_no_analytics(app_url):
     import httpx
 
     config = httpx.get(app_url.rstrip("/") + "/config", timeout=10).json()
-    assert config["run_history"] is False
+    assert config["run_history"] is False and config["analytics_enabled"] is False
     assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False" and os.environ["HF_HUB_DISABLE_TELEMETRY"].lower() in ("1", "true")
 
 

@@ -18,6 +18,27 @@ def test_gradcam_map_shape_range_and_target(backbone, astronaut):
     assert model.training is False and all(p.grad is None for p in model.parameters())
 
 
+def test_gradcam_equals_a_hand_computation_on_the_cam_layer(astronaut):
+    """Grad-CAM proper (not the input-gradient fallback): ReLU(sum_k mean(dy/dA_k) * A_k), upsampled, scaled."""
+    torch.manual_seed(0)
+    model = CNNClassifier(backbone="vgg11").eval()
+    x = model.preprocess([astronaut])
+    acts = []
+    handle = model.cam_layer().register_forward_hook(lambda m, i, o: acts.append(o))
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    target = int(logits.argmax())
+    (grads,) = torch.autograd.grad(logits[0, target], acts[0])
+    cam = torch.relu((grads.mean((2, 3), keepdim=True) * acts[0]).sum(1, keepdim=True))
+    cam = torch.nn.functional.interpolate(cam, size=(48, 48), mode="bilinear", align_corners=False)[0, 0].detach()
+    cam = (cam - cam.min()) / (cam.max() - cam.min() + 1e-8)
+    heat, got_target = saliency(model, astronaut)
+    assert got_target == target and np.allclose(heat, cam.numpy(), atol=1e-5)
+    assert acts[0].shape[-1] < 48  # the map comes from a coarse conv block, upsampled
+
+
 def test_gradcam_follows_the_evidence():
     """A model whose class-0 logit is the mean brightness of the image's left half: the map lights up there."""
     torch.manual_seed(0)

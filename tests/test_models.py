@@ -356,3 +356,32 @@ def test_validation_gain_matches_direct_accuracies(tmp_path):
     a.save_with_card(tmp_path / "a16", fp16=True)
     assert validation_gain(a, b, str(FER_TINY))["candidate"] == pytest.approx(
         validation_gain(load_model(str(tmp_path / "a16")), b, str(FER_TINY), fp16=False)["candidate"])
+
+
+@pytest.mark.parametrize("name", ["glove_cnn", "fast_cnn"])
+def test_bundled_checkpoints_load_offline_and_predict(name, astronaut, monkeypatch):
+    """What `python app.py` serves on a fresh machine: the shipped fp16 folders, found by registry name."""
+    from fermm.hub import CHECKPOINTS, resolve
+
+    monkeypatch.delenv(f"FERMM_MODEL_{name.upper()}", raising=False)
+    assert resolve(name) == str(CHECKPOINTS / name)
+    model = load_model(name)
+    assert list(model.labels) == list(FER7)
+    p = model.predict_proba([astronaut, astronaut.convert("L")])
+    assert p.shape == (2, 7) and torch.allclose(p.sum(-1), torch.ones(2), atol=1e-5)
+    assert torch.allclose(p[0], p[1], atol=1e-4)  # grey models: a colour photo reads as its grey version
+    assert float(p.max()) > 0.3  # a trained decision, not a near-uniform output
+
+
+def test_resolution_order_explicit_then_environment_then_checkpoints_then_hub(tmp_path, monkeypatch):
+    from fermm import hub
+    from fermm.models import MODELS
+
+    monkeypatch.setattr(hub, "CHECKPOINTS", tmp_path / "ck")
+    monkeypatch.delenv("FERMM_MODEL_BASE_CNN", raising=False)
+    assert hub.resolve("base_cnn") == MODELS["base_cnn"].hub_repo  # nothing local: the Hub repo
+    CNNClassifier(backbone="mini").save_pretrained(tmp_path / "ck" / "base_cnn")
+    assert hub.resolve("base_cnn") == str(tmp_path / "ck" / "base_cnn")  # a bundled folder beats the Hub
+    monkeypatch.setenv("FERMM_MODEL_BASE_CNN", "me/my-cnn")
+    assert hub.resolve("base_cnn") == "me/my-cnn"  # the environment beats the bundle
+    assert hub.resolve("base_cnn", "runs/x") == "runs/x"  # an explicit source beats everything

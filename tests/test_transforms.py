@@ -61,6 +61,31 @@ def test_tta_views(mode, n):
         tta_views(x, "fivecrop")
 
 
+def test_tencrop_views_are_the_corner_and_centre_crops_and_their_flips():
+    x = torch.arange(48 * 48, dtype=torch.float32).view(1, 1, 48, 48)
+    views = tta_views(x, "tencrop")
+    resize = lambda c: torch.nn.functional.interpolate(c, size=(48, 48), mode="bilinear", align_corners=False)  # noqa: E731
+    crops = [x[..., :42, :42], x[..., :42, 6:], x[..., 6:, :42], x[..., 6:, 6:], x[..., 3:45, 3:45]]  # 7/8 of 48
+    for i, c in enumerate(crops):
+        assert torch.equal(views[i], resize(c)) and torch.equal(views[i + 5], resize(c).flip(-1))
+    assert not any(torch.equal(v, x) for v in views)
+
+
+@pytest.mark.parametrize("mode", ["flip", "tencrop"])
+def test_tta_probabilities_are_the_mean_softmax_over_the_views(mode):
+    from fermm.models.cnn import CNNClassifier
+
+    torch.manual_seed(0)
+    model = CNNClassifier(backbone="mini").eval()
+    pixels = torch.nn.Linear(48 * 48, 7)  # a model that sees every pixel: each view gives another answer
+    model.forward = lambda v: pixels(v.flatten(1))
+    x = torch.rand(4, 1, 48, 48)
+    with torch.no_grad():
+        want = torch.stack([model(v).softmax(-1) for v in tta_views(x, mode)]).mean(0)
+        assert not torch.allclose(want, model(x).softmax(-1), atol=1e-4)  # the views do change the answer
+    assert torch.allclose(model.proba_from_tensor(x, mode), want, atol=1e-6)
+
+
 def test_normalize_per_channel():
     x = torch.ones(1, 3, 2, 2)
     y = normalize(x, (0.5, 0.0, 1.0), (0.5, 1.0, 2.0))
