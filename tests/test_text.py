@@ -173,3 +173,37 @@ def test_text_checkpoint_is_validated_on_load(tmp_path):
     (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "hidden": 5}))
     with pytest.raises(ValueError, match="saved shape .* != expected"):
         load_model(str(tmp_path / "m"))
+
+
+def test_app_fusion_averages_models_on_fer7_then_blends_the_text(astronaut):
+    """predict_image: a 7-label and an 8-label model are folded to FER-7 (contempt dropped, renormalised),
+    averaged, then blended with the sentence's FER-7 reading at the given weight."""
+    from fermm.fusion import text_to_fer7
+    from fermm.labels import FERPLUS8
+    from fermm.predict import ModelPool, predict_image
+
+    class Fixed:
+        family = "cnn"
+
+        def __init__(self, labels, row):
+            self.labels, self.row = labels, torch.tensor([row], dtype=torch.float32)
+
+        def predict_proba(self, crops, **kw):
+            return self.row.expand(len(crops), -1)
+
+        def predict_text(self, texts):
+            return self.row.expand(len(texts), -1)
+    seven = [0.5, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05]
+    eight = [0.1, 0.1, 0.1, 0.3, 0.1, 0.1, 0.0, 0.2]  # FERPLUS8: FER-7's order, then contempt
+    text6 = [0.1, 0.6, 0.1, 0.1, 0.05, 0.05]
+    pool, text_pool = ModelPool(["a", "b"]), ModelPool(["t"])
+    pool._models = {"a": Fixed(FER7, seven), "b": Fixed(FERPLUS8, eight)}
+    text_pool._models = {"t": Fixed(TEXT6, text6)}
+    b7 = np.array([eight[FERPLUS8.index(lab)] for lab in FER7]) / (1 - eight[-1])
+    image = (np.array(seven) + b7) / 2
+    result = predict_image(astronaut, pool, ["a", "b"], whole_image=True)
+    assert np.allclose([result.faces[0].fused[lab] for lab in FER7], image, atol=1e-6)
+    text = text_to_fer7(np.array([text6]))[0]
+    result = predict_image(astronaut, pool, ["a", "b"], whole_image=True, text="so happy", text_pool=text_pool,
+                           text_model="t", text_weight=0.3)
+    assert np.allclose([result.faces[0].fused[lab] for lab in FER7], 0.7 * image + 0.3 * text, atol=1e-6)
