@@ -1,10 +1,11 @@
 """A real browser (Debian's chromium, driven by Playwright) uses the app as a person would.
 
-Screenshots are kept in tests/artifacts/ for people to look at. Skipped when chromium is absent
-(`.ci/run` installs it; Playwright's own browser download cannot work here).
+Screenshots are kept in tests/artifacts/ for people to look at. Skipped when chromium is absent, except in CI
+(`CI=true`), where a missing browser fails (`.ci/run` installs it; Playwright's own download cannot work here).
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from tests.conftest import ASTRONAUT, ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "artifacts"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and not IN_CI, reason="Debian chromium is not installed")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
