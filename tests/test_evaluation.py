@@ -219,6 +219,23 @@ def test_bar_spec_is_a_valid_plotly_figure_with_the_default_look():
     json.dumps(spec)  # plain JSON: numpy scalars were converted
 
 
+def test_accuracy_tab_charts_show_the_recorded_values():
+    from fermm import plots
+
+    r = {"model": "m", "tta": "flip", "split": "test", "labels": ["a", "b", "c"], "accuracy": 0.7,
+         "accuracy_ci95": [0.65, 0.74], "per_class": {c: {"f1": f} for c, f in zip("abc", (0.9, 0.5, 0.1))},
+         "confusion_matrix": CM, "ferplus": None}
+    bars = plots.accuracy_bars([r], [{"model": "paper", "accuracy": 0.6}])
+    ours, pub = bars.data
+    assert list(ours.y) == ["m (+flip TTA)"] and list(ours.x) == [0.7] and pub.x == (0.6,)
+    assert ours.error_x.arrayminus[0] == pytest.approx(0.05) and ours.error_x.array[0] == pytest.approx(0.04)
+    (f1,) = plots.per_class_f1([r]).data
+    assert list(f1.x) == ["a", "b", "c"] and list(f1.y) == [0.9, 0.5, 0.1]
+    (heat,) = plots.confusion_heatmap(r, normalize=True).data
+    assert np.allclose(heat.z, np.asarray(CM) / np.asarray(CM).sum(1, keepdims=True))  # rows sum to 1
+    assert "no FER+ labels" in plots.confusion_heatmap(r, ferplus=True).layout.title.text
+
+
 def test_command_line_quotes_what_a_shell_would_split():
     from fermm.evaluation import command_line
 
