@@ -63,6 +63,7 @@ def bundle(args: argparse.Namespace) -> Path:
     from fermm import cards
     from fermm.hub import CHECKPOINTS
     from fermm.models import load_model
+    from fermm.training import swap_in
 
     model = load_model(args.run_dir)
     is_text = getattr(model, "family", "") == "text"
@@ -80,15 +81,10 @@ def bundle(args: argparse.Namespace) -> Path:
     make_card = cards.text_model_card if is_text else cards.model_card
     card = make_card(args.name, model, training=training, history=cards.run_history(run),
                      measured=cards.measured_result(run))
-    # written beside, then swapped in: an interruption never leaves checkpoints/NAME half-written
-    tmp, old = out.with_name(out.name + ".tmp"), out.with_name(out.name + ".old")
-    for stale in (tmp, old):
-        shutil.rmtree(stale, ignore_errors=True)
+    tmp = out.with_name(out.name + ".tmp")  # written beside, then swapped in whole
+    shutil.rmtree(tmp, ignore_errors=True)
     model.save_with_card(tmp, card=card, training_args=training, fp16=True)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_in(tmp, out)
     return out
 
 

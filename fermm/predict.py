@@ -68,8 +68,8 @@ class ModelPool:
 
     def retry_failed(self) -> None:
         """Forget load failures, so the next use tries again (e.g. after a Hub outage or a new checkpoint)."""
-        for name in list(self._errors):
-            with self._locks.get(name) or threading.Lock():
+        for name in self.names:
+            with self._locks[name]:
                 self._errors.pop(name, None)
 
     def status(self) -> list[ModelStatus]:

@@ -158,11 +158,7 @@ class Trainer:
         meta = {"epoch": epoch, "best_accuracy": self.best_acc, "best_epoch": self.best_epoch,
                 "history": self.history, "config": self.cfg.to_dict()}
         (tmp / "trainer.json").write_text(json.dumps(meta, indent=2))
-        last, old = self.out / "last", self.out / "last.old"
-        if last.exists():
-            last.rename(old)
-        tmp.rename(last)
-        _rmtree(old)
+        swap_in(tmp, self.out / "last")
 
     def resume(self) -> bool:
         """Load ``last/`` if present; returns whether a run was resumed."""
@@ -255,6 +251,17 @@ class Trainer:
         secs = time.time() - t0
         return {"epoch": epoch, "train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1),
                 "lr": self.sched.get_last_lr()[0], "epoch_seconds": secs, "images_per_second": seen / max(secs, 1e-9)}
+
+
+def swap_in(new: Path, dest: Path) -> None:
+    """Replace folder ``dest`` by the fully written ``new`` with renames, so an interruption leaves the old
+    folder or the new one, never a half-written mix."""
+    old = dest.with_name(dest.name + ".old")
+    _rmtree(old)
+    if dest.exists():
+        dest.rename(old)
+    new.rename(dest)
+    _rmtree(old)
 
 
 def main_process() -> bool:

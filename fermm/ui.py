@@ -292,6 +292,7 @@ def export_path(name: str) -> Path:
     """A fresh file for a download, in this process's export folder, whose older files are removed first
     (a file returned to a gr.File is copied into Gradio's cache; the original would otherwise stay)."""
     import atexit
+    import contextlib
     import shutil
     import tempfile
     import time
@@ -303,8 +304,9 @@ def export_path(name: str) -> Path:
         atexit.register(shutil.rmtree, _exports, True)
     now = time.time()
     for f in _exports.iterdir():
-        if now - f.stat().st_mtime > EXPORT_MAX_AGE:
-            f.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):  # another request may have removed it meanwhile
+            if now - f.stat().st_mtime > EXPORT_MAX_AGE:
+                f.unlink()
     return _exports / f"{uuid.uuid4().hex[:8]}_{name}"
 
 

@@ -30,9 +30,10 @@ TOKEN = re.compile(r"[a-z0-9']+")
 
 def clean_text(text: str | None, max_chars: int = MAX_CHARS) -> tuple[str, list[str]]:
     """Normalised plain text and notes for the user (empty, truncated, markup removed)."""
-    notes, n = [], len((text or "").strip())
+    notes, text = [], (text or "").strip()
+    n = len(text)
     # cut before normalising: an API client can send megabytes (NFKC may lengthen text, hence the slack)
-    text = unicodedata.normalize("NFKC", (text or "").strip()[:2 * max_chars]).strip()
+    text = unicodedata.normalize("NFKC", text[:2 * max_chars]).strip()
     if len(text) > max_chars or n > 2 * max_chars:
         notes.append(f"the text was {n:,} characters; only the first {max_chars:,} were used")
         text = text[:max_chars]
