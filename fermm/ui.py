@@ -150,8 +150,20 @@ def _refreshed_status(*pools: ModelPool) -> list[list]:
     return _status_rows(*pools)
 
 
+def _offered(pool: ModelPool, selected: list[str] | None, started: list[str]) -> dict:
+    """Model choices after Refresh: every available model; the user's ticks are kept, and models that have
+    become available since start are ticked too (they were never offered, so never declined)."""
+    now = pool.available()
+    return gr.update(choices=now, value=[m for m in now if m in (selected or []) or m not in started])
+
+
+def _offered_text(text_pool: ModelPool, current: str | None) -> dict:
+    now = text_pool.available()
+    return gr.update(choices=now, value=current if current in now else (now[0] if now else None), visible=bool(now))
+
+
 def predict_tab(pool: ModelPool, available: list[str], unavailable: dict[str, str], text_pool: ModelPool,
-                text_models: list[str], text_weight: float) -> gr.Dataframe:
+                text_models: list[str], text_weight: float) -> tuple:
     with gr.Row():
         with gr.Column():
             image = FileImage(label="Photo", type="filepath", sources=["upload", "webcam", "clipboard"],
@@ -177,11 +189,10 @@ def predict_tab(pool: ModelPool, available: list[str], unavailable: dict[str, st
     with gr.Accordion("Model availability", open=bool(unavailable)):
         status_table = gr.Dataframe(headers=["model", "available", "source", "reason"], interactive=False)
         refresh = gr.Button("Refresh", size="sm")
-    refresh.click(lambda: _refreshed_status(pool, text_pool), None, status_table, api_name="model_status")
     button.click(make_predict_fn(pool, text_pool, text_weight), [image, text, models, whole, explain, text_model],
                  [boxed, table, chart, status, gallery],
                  api_name="predict", concurrency_limit=4)
-    return status_table
+    return status_table, refresh, models, text_model
 
 
 def accuracy_tab(results_dir: Path):
@@ -228,7 +239,7 @@ def confusion_tab(results_dir: Path):
     return (lambda: show(None, "counts", "FER2013")), [model, heat]
 
 
-def evaluate_tab(pool: ModelPool, available: list[str]) -> None:
+def evaluate_tab(pool: ModelPool, available: list[str]) -> gr.CheckboxGroup:
     import csv
 
     from fermm import evaluator, plots, userset
@@ -272,6 +283,7 @@ def evaluate_tab(pool: ModelPool, available: list[str]) -> None:
             download = gr.File(label="Per-image predictions (CSV)")
     button.click(run, [zip_file, models, detect], [summary, table, heat, download], api_name="evaluate",
                  concurrency_limit=1)
+    return models
 
 
 def _card(pool: ModelPool, name: str) -> str:
@@ -349,17 +361,21 @@ def build_demo(pool: ModelPool | None = None, results_dir: str | Path | None = N
         gr.Markdown("# fermm: facial expression recognition\nUpload a photo: each face is found, boxed and "
                     "classified by every model. Read the About tab before drawing conclusions.")
         with gr.Tab("Predict"):
-            status_table = predict_tab(pool, available, unavailable, text_pool, text_models,
-                                       load_weight(results_dir))
+            status_table, refresh, models, text_model = predict_tab(
+                pool, available, unavailable, text_pool, text_models, load_weight(results_dir))
         with gr.Tab("Accuracy"):
             load_accuracy, accuracy_outputs = accuracy_tab(results_dir)
         with gr.Tab("Confusion"):
             load_confusion, confusion_outputs = confusion_tab(results_dir)
         with gr.Tab("Evaluate"):
-            evaluate_tab(pool, available)
+            eval_models = evaluate_tab(pool, available)
         with gr.Tab("About"):
             about_tab([pool, text_pool])
         demo.load(lambda: _status_rows(pool, text_pool), None, status_table)
+        # Refresh also offers models that have become available (a new checkpoint, the Hub back) without a restart
+        refresh.click(lambda: _refreshed_status(pool, text_pool), None, status_table, api_name="model_status").then(
+            lambda m, t, e: (_offered(pool, m, available), _offered_text(text_pool, t), _offered(pool, e, available)),
+            [models, text_model, eval_models], [models, text_model, eval_models], api_name=False)
         demo.load(load_accuracy, None, accuracy_outputs)
         demo.load(load_confusion, None, confusion_outputs)
     demo.queue(default_concurrency_limit=4, max_size=64)

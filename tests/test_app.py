@@ -317,6 +317,25 @@ def test_refresh_retries_a_model_that_failed_to_load(tmp_path):
     assert row[:2] == ["base_cnn", "yes"] and pool.get("base_cnn") is not None
 
 
+def test_refresh_offers_models_that_became_available(tmp_path):
+    from fermm.models.cnn import CNNClassifier
+    from fermm.predict import ModelPool
+    from fermm.ui import _offered, _offered_text
+
+    CNNClassifier(backbone="mini").save_pretrained(tmp_path / "a")
+    pool = ModelPool(names=["base_cnn", "glove_cnn", "resnet50"],
+                     sources={"base_cnn": str(tmp_path / "a"), "glove_cnn": str(tmp_path / "a"),
+                              "resnet50": str(tmp_path / "b")})
+    started = pool.available()
+    assert started == ["base_cnn", "glove_cnn"]
+    CNNClassifier(backbone="mini").save_pretrained(tmp_path / "b")
+    pool.retry_failed()
+    update = _offered(pool, ["glove_cnn"], started)  # the user had unticked base_cnn: that choice stays
+    assert update["choices"] == ["base_cnn", "glove_cnn", "resnet50"] and update["value"] == ["glove_cnn", "resnet50"]
+    text = ModelPool(names=["text_gru"], sources={"text_gru": str(tmp_path / "none")})
+    assert _offered_text(text, "text_gru") == {"__type__": "update", "choices": [], "value": None, "visible": False}
+
+
 def test_sessions_kept_in_memory_are_capped(app_demo, astronaut, tmp_path):
     """Each HTTP API call is a new Gradio session holding a copy of the app's config; without a cap, memory
     grows with every request (bench/load.py --soak: +900 MB in 5 minutes at Gradio's default cap of 10,000 sessions)."""

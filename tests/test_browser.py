@@ -59,3 +59,35 @@ def test_accuracy_and_confusion_tabs_render_charts(page):
     heat = page.locator(".js-plotly-plot:visible").filter(has_text="predicted")
     heat.first.wait_for(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "confusion.png"), full_page=True)
+
+
+def test_refresh_offers_a_model_that_became_available(tmp_path):
+    """A checkpoint that appears while the app runs is offered after Refresh, ticked; the user's unticks stay."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from fermm.models.cnn import CNNClassifier
+    from fermm.predict import ModelPool
+    from fermm.ui import LAUNCH, build_demo
+
+    CNNClassifier(backbone="mini").save_pretrained(tmp_path / "a")
+    pool = ModelPool(names=["glove_cnn", "resnet50"], sources={"glove_cnn": str(tmp_path / "a"),
+                                                               "resnet50": str(tmp_path / "b")})
+    demo = build_demo(pool, results_dir=tmp_path / "results", text_pool=ModelPool(names=[]))
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **LAUNCH)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+            page = browser.new_page()
+            page.goto(url, wait_until="domcontentloaded")
+            glove = page.get_by_role("checkbox", name="glove_cnn").first
+            glove.wait_for(timeout=90_000)
+            assert page.get_by_role("checkbox", name="resnet50").count() == 0
+            glove.uncheck()
+            CNNClassifier(backbone="mini").save_pretrained(tmp_path / "b")  # the checkpoint arrives
+            page.get_by_role("button", name="Refresh").click()
+            resnet = page.get_by_role("checkbox", name="resnet50").first
+            expect(resnet).to_be_checked(timeout=30_000)
+            expect(glove).not_to_be_checked()
+            browser.close()
+    finally:
+        demo.close()
