@@ -27,9 +27,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--split", default="test", choices=("train", "validation", "test"))
     p.add_argument("--tta", default="none", choices=("none", "flip", "tencrop"))
     p.add_argument("--output_dir", default="results")
+    p.add_argument("--name", help="store the result under this name (one model only; default: the registry "
+                                   "name or the folder's last component)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap confidence intervals")
     p.add_argument("--readme", help="then rewrite the results table of this README (eval/compare.py)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.name and len(args.models) != 1:
+        p.error("--name needs exactly one model")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     command = evaluation.command_line("eval/evaluate.py", argv)
     written, skipped = evaluator.evaluate_all(args.models, args.dataset, args.split, args.tta, args.output_dir,
-                                              evaluation.RunInfo(command, args.seed), args.text_dataset)
+                                              evaluation.RunInfo(command, args.seed), args.text_dataset,
+                                              args.name)
     for path in written:
         print(f"wrote {path}")
     for name, reason in skipped.items():

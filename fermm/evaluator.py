@@ -93,20 +93,44 @@ def evaluate_text_model(model, name: str, source: str, dataset: str, split: str,
             "schema_version": evaluation.SCHEMA_VERSION}
 
 
+def claimed_by(output_dir: str | Path, name: str, split: str, tta: str, source: str) -> str | None:
+    """The source of another model whose result already has this file name, if any (a path's last component
+    names its result: ``runs/a/best`` and ``runs/b/best`` would both write ``best.json``)."""
+    import json
+
+    path = Path(output_dir) / f"{evaluation.result_name(name, split, tta)}.json"
+    try:
+        old = json.loads(path.read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return old if old and Path(old).resolve() != Path(source).resolve() else None
+
+
 def evaluate_all(names: Sequence[str], dataset: str, split: str, tta: str, output_dir: str | Path,
-                 run: evaluation.RunInfo, text_dataset: str | None = None) -> tuple[list[Path], dict[str, str]]:
+                 run: evaluation.RunInfo, text_dataset: str | None = None,
+                 result_name: str | None = None) -> tuple[list[Path], dict[str, str]]:
     """Evaluate every model that resolves; returns written files and {model: reason} for skipped ones.
-    Text models are scored on ``text_dataset`` (DAIR-AI emotion), image models on ``dataset``."""
+    Text models are scored on ``text_dataset`` (DAIR-AI emotion), image models on ``dataset``. A folder's
+    result is named ``result_name`` (one model only) or after the folder, and never replaces another
+    folder's result; a registry name's result is replaced whatever its source (it names the product's model)."""
     from fermm.hub import resolve
     from fermm.models import MODELS, TEXT_MODELS, fingerprint, load_folder, model_folder
 
+    if result_name and len(names) != 1:
+        raise ValueError("a result name can be given for one model only")
     torch.manual_seed(run.seed)
     split_data = None
     written, skipped = [], {}
     for name_or_path in names:
         known = name_or_path in MODELS or name_or_path in TEXT_MODELS
-        name = name_or_path if known else Path(name_or_path.rstrip("/")).name
+        name = result_name or (name_or_path if known else Path(name_or_path.rstrip("/")).name)
         source = resolve(name_or_path) if known else name_or_path
+        other = None if known and not result_name else claimed_by(output_dir, name, split, tta, source)
+        if other:
+            skipped[name] = (f"{output_dir}/{evaluation.result_name(name, split, tta)}.json holds the result of "
+                             f"{other}; give --name to store this one under another name")
+            log.warning("skipping %s: %s", name_or_path, skipped[name])
+            continue
         try:
             folder = model_folder(name_or_path)
             model = load_folder(folder)

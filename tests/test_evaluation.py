@@ -150,14 +150,24 @@ def test_evaluate_and_compare_scripts_end_to_end(tmp_path):
     assert np.asarray(result["confusion_matrix"]).sum() == 14 and 0 <= result["accuracy"] <= 1
     assert result["command"].startswith("python eval/evaluate.py --models") and result["ferplus"]["n"] > 0
     assert result["model_sha256"] == fingerprint(tmp_path / "tiny_cnn")  # which weights were measured
+    # another folder with the same last component never replaces that result; --name stores it beside
+    CNNClassifier(backbone="mini").save_pretrained(tmp_path / "other" / "tiny_cnn")
+    again = ["--models", str(tmp_path / "other" / "tiny_cnn"), *argv[3:]]
+    assert evaluate.main(again) == 1
+    assert evaluation.read_results(out)[0]["model_sha256"] == fingerprint(tmp_path / "tiny_cnn")
+    assert evaluate.main([*again, "--name", "tiny_cnn_2"]) == 0
+    assert {r["model"] for r in evaluation.read_results(out)} == {"tiny_cnn", "tiny_cnn_2"}
+    with pytest.raises(SystemExit):
+        evaluate.parse_args(["--models", "a", "b", "--name", "c"])
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{compare.START}\nold\n{compare.END}\nend\n")
     assert compare.main(["--results", str(out), "--readme", str(readme)]) == 0
     text = readme.read_text()
-    assert "`tiny_cnn` | validation | flip |" in text and "old" not in text and text.endswith("end\n")
+    assert "`tiny_cnn` | validation | flip |" in text and "`tiny_cnn_2` |" in text and "old" not in text and text.endswith("end\n")
     assert "published, not measured here" in text.lower()
     figs = sorted(p.name for p in (out / "figures").iterdir())
-    assert figs == ["accuracy.json", "confusion_tiny_cnn.flip.validation.json", "per_class_f1.json"]
+    assert figs == ["accuracy.json", "confusion_tiny_cnn.flip.validation.json",
+                    "confusion_tiny_cnn_2.flip.validation.json", "per_class_f1.json"]
 
 
 def test_batch_predict_cli_writes_a_row_per_face_and_skips_bad_files(tmp_path, monkeypatch, capsys):
