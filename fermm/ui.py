@@ -22,7 +22,8 @@ from fermm.predict import ImageResult, ModelPool, predict_image  # noqa: E402
 
 log = logging.getLogger(__name__)
 EXAMPLES = Path(__file__).parent / "assets" / "examples"
-MAX_UPLOAD = "25mb"
+MAX_UPLOAD_MB = 25
+MAX_UPLOAD = f"{MAX_UPLOAD_MB}mb"
 # Gradio keeps a copy of every block's config per session (~170 KB for this app) for 10,000 sessions by default:
 # +1.7 GB under sustained load (bench/load.py --soak). Nothing here needs long-lived session state.
 LAUNCH = {"max_file_size": MAX_UPLOAD, "state_session_capacity": 200}
@@ -39,8 +40,25 @@ class FileImage(gr.Image):
         if payload is None:
             return None
         if payload.url and payload.url.startswith("data:"):
-            return super().preprocess(payload)
+            return data_url_bytes(payload.url)
         return payload.path
+
+
+def data_url_bytes(url: str) -> bytes:
+    """An image sent inline (an API client's data: URL) as bytes, decoded in memory: held to the upload cap,
+    which such images bypass, and never written to disk (Gradio would save a copy outside its cleaned cache)."""
+    import base64
+    import binascii
+
+    head, _, body = url.partition(",")
+    if not head.endswith(";base64"):
+        raise gr.Error("This image cannot be used: only base64 data URLs are accepted.")
+    if len(body) * 3 // 4 > MAX_UPLOAD_MB * 1024 * 1024:
+        raise gr.Error(f"This image is larger than the {MAX_UPLOAD_MB} MB upload limit.")
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise gr.Error("This image cannot be used: its data URL is not valid base64.") from None
 
 
 def _rows(result: ImageResult) -> list[list]:
@@ -117,14 +135,14 @@ def _explanations(result: ImageResult, pool: ModelPool, max_faces: int = 5) -> l
 
 
 def make_predict_fn(pool: ModelPool, text_pool: ModelPool, text_weight: float):
-    def predict(path, text: str, models: list[str], whole_image: bool, explain: bool = False,
+    def predict(upload, text: str, models: list[str], whole_image: bool, explain: bool = False,
                 text_model: str | None = None):
-        if path is None and not (text or "").strip():
+        if upload is None and not (text or "").strip():
             raise gr.Error("Please upload a photo (or paste one, or use the webcam), or type a sentence.")
         image = None
-        if path is not None:
+        if upload is not None:  # a path, or bytes from a data: URL
             try:
-                image = facelib.load_image(path)
+                image = facelib.load_image(upload)
             except facelib.ImageError as e:
                 raise gr.Error(f"This file cannot be used: {e}.") from None
         result = predict_image(image, pool, models or [], whole_image=bool(whole_image), text=text,
@@ -268,7 +286,7 @@ def evaluate_tab(pool: ModelPool, available: list[str]) -> gr.CheckboxGroup:
         return "\n".join(lines), table, figs[0] if figs else None, str(path)
 
     gr.Markdown(f"Upload a zip of face images with one folder per class ({', '.join(FER7)}), or with a "
-                f"`labels.csv` of `file,label` rows. Limits: {MAX_UPLOAD[:-2]} MB, 5,000 files, 100 megapixels in all. "
+                f"`labels.csv` of `file,label` rows. Limits: {MAX_UPLOAD_MB} MB, 5,000 files, 100 megapixels in all. "
                 "Nothing is kept beyond Gradio's temporary cache.")
     with gr.Row():
         with gr.Column():

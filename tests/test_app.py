@@ -352,3 +352,41 @@ def test_sessions_kept_in_memory_are_capped(app_demo, astronaut, tmp_path):
     finally:
         c.close()
     assert len(app_demo.state_holder.session_data) <= 3
+
+
+def test_inline_data_url_images_are_decoded_in_memory_and_capped(app_demo):
+    """API clients may send an image inline as a data: URL, which skips the upload cap; it is decoded in
+    memory, capped, and leaves no copy in Gradio's cache (only the boxed result image is written)."""
+    import base64
+    import json
+    from pathlib import Path
+
+    import gradio as gr
+    import httpx
+
+    from fermm.ui import MAX_UPLOAD_MB, data_url_bytes
+
+    raw = ASTRONAUT.read_bytes()
+    inline = "data:image/jpeg;base64," + base64.b64encode(raw).decode()
+    assert data_url_bytes(inline) == raw
+    with pytest.raises(gr.Error, match="25 MB upload limit"):
+        data_url_bytes("data:image/png;base64," + "A" * (MAX_UPLOAD_MB * 1024 * 1024 * 4 // 3 + 8))
+    with pytest.raises(gr.Error, match="not valid base64"):
+        data_url_bytes("data:image/png;base64,!!!")
+    with pytest.raises(gr.Error, match="only base64"):
+        data_url_bytes("data:image/svg+xml,<svg/>")
+
+    def call(url: str) -> list:
+        body = {"data": [{"url": url, "meta": {"_type": "gradio.FileData"}}, "", ["glove_cnn"], False, False, None]}
+        event = httpx.post(app_demo.app_url + "gradio_api/call/predict", json=body).json()["event_id"]
+        stream = httpx.get(app_demo.app_url + f"gradio_api/call/predict/{event}", timeout=120).text
+        return [json.loads(line[6:]) for line in stream.splitlines() if line.startswith("data: ")]
+
+    cache = Path(gr.utils.get_upload_folder())
+    before = {p for p in cache.rglob("*") if p.is_file()}
+    (out,) = call(inline)
+    boxed, _, _, status = out[:4]
+    assert "Found 1 face(s)" in status
+    assert {p for p in cache.rglob("*") if p.is_file()} - before == {Path(boxed["path"])}
+    (error,) = call("data:image/png;base64,!!!")
+    assert error["error"] == "This image cannot be used: its data URL is not valid base64."
