@@ -262,15 +262,19 @@ class HttpClient:
             r = self.http.post(f"{self.api}/upload", files={"files": (Path(path).name, f, "image/jpeg")})
         r.raise_for_status()
         photo = {"path": r.json()[0], "meta": {"_type": "gradio.FileData"}}
-        r = self.http.post(f"{self.api}/call/predict", json={"data": [photo, "", list(models), False, False, None]})
-        r.raise_for_status()
-        self._result(r.json()["event_id"])
+        self.call([photo, "", list(models), False, False, None])
         return time.perf_counter() - t0
 
-    def _result(self, event_id: str) -> list:
+    def call(self, data: list, api_name: str = "predict") -> list:
+        """One API call with these inputs; its answer (see :meth:`_result`)."""
+        r = self.http.post(f"{self.api}/call/{api_name}", json={"data": data})
+        r.raise_for_status()
+        return self._result(r.json()["event_id"], api_name)
+
+    def _result(self, event_id: str, api_name: str = "predict") -> list:
         """The answer's data; raises with the app's own message when the event ends in an error."""
         event = ""
-        with self.http.stream("GET", f"{self.api}/call/predict/{event_id}") as r:
+        with self.http.stream("GET", f"{self.api}/call/{api_name}/{event_id}") as r:
             r.raise_for_status()
             for line in r.iter_lines():
                 if line.startswith("event:"):

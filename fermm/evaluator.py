@@ -93,17 +93,26 @@ def evaluate_text_model(model, name: str, source: str, dataset: str, split: str,
             "schema_version": evaluation.SCHEMA_VERSION}
 
 
-def claimed_by(output_dir: str | Path, name: str, split: str, tta: str, source: str) -> str | None:
-    """The source of another model whose result already has this file name, if any (a path's last component
-    names its result: ``runs/a/best`` and ``runs/b/best`` would both write ``best.json``)."""
+def claimed_by(path: Path, source: str, sha256: str) -> str | None:
+    """What else ``path`` holds, if it is not a result of this model (same folder or same weights): a path's
+    last component names its result, so ``runs/a/best`` and ``runs/b/best`` would both write ``best.json``,
+    and ``results/`` also holds other scripts' records (``fusion.json``, ``twins.json``)."""
     import json
 
-    path = Path(output_dir) / f"{evaluation.result_name(name, split, tta)}.json"
-    try:
-        old = json.loads(path.read_text()).get("source")
-    except (OSError, ValueError, AttributeError):
+    if not path.exists():
         return None
-    return old if old and Path(old).resolve() != Path(source).resolve() else None
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return "a file that is not a result"
+    if not isinstance(old, dict) or not old.get("source"):
+        return "a record that is not a model's result"
+    same = old.get("model_sha256") == sha256 or Path(old["source"]).resolve() == Path(source).resolve()
+    return None if same else f"the result of {old['source']}"
+
+
+class _Refused(Exception):
+    """A model that is not evaluated, for the reason given."""
 
 
 def evaluate_all(names: Sequence[str], dataset: str, split: str, tta: str, output_dir: str | Path,
@@ -112,45 +121,54 @@ def evaluate_all(names: Sequence[str], dataset: str, split: str, tta: str, outpu
     """Evaluate every model that resolves; returns written files and {model: reason} for skipped ones.
     Text models are scored on ``text_dataset`` (DAIR-AI emotion), image models on ``dataset``. A folder's
     result is named ``result_name`` (one model only) or after the folder, and never replaces another
-    folder's result; a registry name's result is replaced whatever its source (it names the product's model)."""
-    from fermm.hub import resolve
-    from fermm.models import MODELS, TEXT_MODELS, fingerprint, load_folder, model_folder
+    file; a registry name's result is replaced whatever its source (it names the product's model)."""
+    from fermm.models import MODELS, TEXT_MODELS
 
     if result_name and len(names) != 1:
         raise ValueError("a result name can be given for one model only")
     torch.manual_seed(run.seed)
-    split_data = None
+    cache: dict = {}
     written, skipped = [], {}
     for name_or_path in names:
         known = name_or_path in MODELS or name_or_path in TEXT_MODELS
         name = result_name or (name_or_path if known else Path(name_or_path.rstrip("/")).name)
-        source = resolve(name_or_path) if known else name_or_path
-        other = None if known and not result_name else claimed_by(output_dir, name, split, tta, source)
-        if other:
-            skipped[name] = (f"{output_dir}/{evaluation.result_name(name, split, tta)}.json holds the result of "
-                             f"{other}; give --name to store this one under another name")
-            log.warning("skipping %s: %s", name_or_path, skipped[name])
-            continue
         try:
-            folder = model_folder(name_or_path)
-            model = load_folder(folder)
-        except Exception as e:  # one model's absence never stops the others
-            skipped[name] = f"{type(e).__name__}: {e}"
-            log.warning("skipping %s: %s", name, skipped[name])
-            continue
-        if getattr(model, "family", "") == "text":
-            if text_dataset is None:
-                skipped[name] = "a text model: give --text_dataset"
-                continue
-            result = evaluate_text_model(model, name, source, text_dataset, split, run)
-        else:
-            split_data = split_data or load_split(dataset, split)
-            result = evaluate_model(model, name, source, split_data, dataset, split, tta, run)
-        result["model_sha256"] = fingerprint(folder)  # which weights were measured, whatever the path
-        written.append(evaluation.write_result(result, output_dir))
-        log.info("%s: accuracy %.4f (95%% CI %.4f-%.4f), macro-F1 %.4f, %.0f img/s", name, result["accuracy"],
-                 *result["accuracy_ci95"], result["macro_f1"], result["images_per_second"])
+            written.append(_evaluate_one(name_or_path, name, known, dataset, split, tta, Path(output_dir), run,
+                                         text_dataset, cache, guard=not known or bool(result_name)))
+        except Exception as e:  # one model's absence (or a refusal) never stops the others
+            skipped[name] = str(e) if isinstance(e, _Refused) else f"{type(e).__name__}: {e}"
+            log.warning("skipping %s: %s", name_or_path, skipped[name])
     return written, skipped
+
+
+def _evaluate_one(name_or_path: str, name: str, known: bool, dataset: str, split: str, tta: str, output_dir: Path,
+                  run: evaluation.RunInfo, text_dataset: str | None, cache: dict, guard: bool) -> Path:
+    """Load, score and write one model's result (``guard``: refuse to replace another model's file);
+    ``cache`` keeps the image split across models."""
+    from fermm.hub import resolve
+    from fermm.models import fingerprint, load_folder, model_folder
+
+    folder = model_folder(name_or_path)
+    model, sha256 = load_folder(folder), fingerprint(folder)
+    source = resolve(name_or_path) if known else name_or_path
+    text = getattr(model, "family", "") == "text"
+    if text and text_dataset is None:
+        raise _Refused("a text model: give --text_dataset")
+    path = output_dir / f"{evaluation.result_name(name, split, 'none' if text else tta)}.json"
+    other = claimed_by(path, source, sha256) if guard else None
+    if other:
+        raise _Refused(f"{path} holds {other}; give --name to store this one under another name (or delete it)")
+    if text:
+        result = evaluate_text_model(model, name, source, text_dataset, split, run)
+    else:
+        if "images" not in cache:
+            cache["images"] = load_split(dataset, split)
+        result = evaluate_model(model, name, source, cache["images"], dataset, split, tta, run)
+    result["model_sha256"] = sha256  # which weights were measured, whatever the path
+    written = evaluation.write_result(result, output_dir)
+    log.info("%s: accuracy %.4f (95%% CI %.4f-%.4f), macro-F1 %.4f, %.0f img/s", name, result["accuracy"],
+             *result["accuracy_ci95"], result["macro_f1"], result["images_per_second"])
+    return written
 
 
 def evaluate_set(pool, models: Sequence[str], labelled, detect_faces: bool = False, progress=None,

@@ -30,35 +30,77 @@ LAUNCH = {"max_file_size": MAX_UPLOAD, "state_session_capacity": 200}
 
 
 class FileImage(gr.Image):
-    """gr.Image that hands the raw upload path to fermm instead of decoding it itself, so damaged or
-    fake images reach :func:`fermm.faces.load_image` and get a clear message instead of a crash."""
+    """gr.Image that hands the raw upload (a path, or the bytes of an inline data: URL) to fermm instead of
+    decoding it itself, so damaged or fake images reach :func:`fermm.faces.load_image` and get a clear
+    message instead of a crash."""
 
     def get_block_name(self) -> str:
         return "image"  # render with gr.Image's front-end component
 
-    def preprocess(self, payload):
+    def preprocess(self, payload) -> str | bytes | None:
         if payload is None:
             return None
-        if payload.url and payload.url.startswith("data:"):
+        if payload.url and payload.url[:5].lower() == "data:":
             return data_url_bytes(payload.url)
         return payload.path
 
 
 def data_url_bytes(url: str) -> bytes:
     """An image sent inline (an API client's data: URL) as bytes, decoded in memory: held to the upload cap,
-    which such images bypass, and never written to disk (Gradio would save a copy outside its cleaned cache)."""
+    which such images bypass, and never written to disk (Gradio would save a copy outside its cleaned cache).
+    Line-wrapped or unpadded base64 is accepted, as Gradio's own decoder accepts it."""
     import base64
     import binascii
 
     head, _, body = url.partition(",")
-    if not head.endswith(";base64"):
+    if not head.strip().lower().endswith(";base64"):
         raise gr.Error("This image cannot be used: only base64 data URLs are accepted.")
+    body = "".join(body.split())
     if len(body) * 3 // 4 > MAX_UPLOAD_MB * 1024 * 1024:
         raise gr.Error(f"This image is larger than the {MAX_UPLOAD_MB} MB upload limit.")
     try:
-        return base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError):
+        return base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except binascii.Error:
         raise gr.Error("This image cannot be used: its data URL is not valid base64.") from None
+
+
+class _RegistryChoices:
+    """For model choosers: submitted names are checked against the model registry, not against the session's
+    choices, since Refresh changes one session's choices and Gradio forgets old sessions' state (``LAUNCH``)."""
+
+    kind = "image"
+
+    def check(self, values: list) -> None:
+        from fermm.models import list_models
+
+        names = list_models(self.kind)
+        unknown = [v for v in values if v not in names]
+        if unknown:
+            raise gr.Error(f"Unknown model {unknown[0]!r}: the {self.kind} models are {', '.join(names)}.")
+
+
+class ModelBoxes(_RegistryChoices, gr.CheckboxGroup):
+    """Image-model checkboxes that accept any registry model, offered or not."""
+
+    def get_block_name(self) -> str:
+        return "checkboxgroup"
+
+    def preprocess(self, payload: list | None) -> list[str]:
+        self.check(payload or [])
+        return list(payload or [])
+
+
+class ModelMenu(_RegistryChoices, gr.Dropdown):
+    """A text-model dropdown that accepts any registry model, offered or not."""
+
+    kind = "text"
+
+    def get_block_name(self) -> str:
+        return "dropdown"
+
+    def preprocess(self, payload: str | None) -> str | None:
+        self.check([payload] if payload is not None else [])
+        return payload
 
 
 def _rows(result: ImageResult) -> list[list]:
@@ -135,7 +177,7 @@ def _explanations(result: ImageResult, pool: ModelPool, max_faces: int = 5) -> l
 
 
 def make_predict_fn(pool: ModelPool, text_pool: ModelPool, text_weight: float):
-    def predict(upload, text: str, models: list[str], whole_image: bool, explain: bool = False,
+    def predict(upload: str | bytes | None, text: str, models: list[str], whole_image: bool, explain: bool = False,
                 text_model: str | None = None):
         if upload is None and not (text or "").strip():
             raise gr.Error("Please upload a photo (or paste one, or use the webcam), or type a sentence.")
@@ -168,29 +210,37 @@ def _refreshed_status(*pools: ModelPool) -> list[list]:
     return _status_rows(*pools)
 
 
-def _offered(pool: ModelPool, selected: list[str] | None, started: list[str]) -> dict:
-    """Model choices after Refresh: every available model; the user's ticks are kept, and models that have
-    become available since start are ticked too (they were never offered, so never declined)."""
-    now = pool.available()
-    return gr.update(choices=now, value=[m for m in now if m in (selected or []) or m not in started])
+def _offered(pool: ModelPool, text_pool: ModelPool, offered: dict, models: list[str] | None,
+             text_model: str | None, eval_models: list[str] | None) -> tuple:
+    """The model choices now (after Refresh, or on a page load), if they changed: every available model; the
+    user's ticks are kept and models not offered before in this session are ticked (they cannot have been
+    declined). ``offered`` is the session's {"image": [...], "text": [...]}; returns it and updates for
+    Predict's models, the text model and Evaluate's models (skipped when nothing changed, so a page load
+    never undoes a tick the user made meanwhile)."""
+    now = {"image": pool.available(), "text": text_pool.available()}
+    if now == offered:
+        return offered, gr.skip(), gr.skip(), gr.skip()
+    new = [m for m in now["image"] if m not in offered["image"]]
 
+    def ticks(selected: list[str] | None) -> dict:
+        return gr.update(choices=now["image"], value=[m for m in now["image"] if m in (selected or []) or m in new])
 
-def _offered_text(text_pool: ModelPool, current: str | None) -> dict:
-    now = text_pool.available()
-    return gr.update(choices=now, value=current if current in now else (now[0] if now else None), visible=bool(now))
+    texts = now["text"]
+    text = text_model if text_model in texts else (texts[0] if texts else None)
+    return now, ticks(models), gr.update(choices=texts, value=text, visible=bool(texts)), ticks(eval_models)
 
 
 def predict_tab(pool: ModelPool, available: list[str], unavailable: dict[str, str], text_pool: ModelPool,
-                text_models: list[str], text_weight: float) -> tuple:
+                text_models: list[str], text_weight: float) -> tuple[gr.Dataframe, gr.Button, ModelBoxes, ModelMenu]:
     with gr.Row():
         with gr.Column():
             image = FileImage(label="Photo", type="filepath", sources=["upload", "webcam", "clipboard"],
                               image_mode=None)
             text = gr.Textbox(label="Optional text (a caption, what the person said)", max_lines=4,
                               max_length=20_000)
-            text_model = gr.Dropdown(text_models, value=text_models[0] if text_models else None,
-                                     label="Text model", visible=bool(text_models))
-            models = gr.CheckboxGroup(available, value=available, label="Models")
+            text_model = ModelMenu(text_models, value=text_models[0] if text_models else None,
+                                   label="Text model", visible=bool(text_models))
+            models = ModelBoxes(available, value=available, label="Models")
             whole = gr.Checkbox(label="Treat the whole image as one face (for already-cropped faces)")
             explain = gr.Checkbox(label="Explain: show what drove each prediction (Grad-CAM / saliency)")
             button = gr.Button("Classify", variant="primary")
@@ -257,7 +307,7 @@ def confusion_tab(results_dir: Path):
     return (lambda: show(None, "counts", "FER2013")), [model, heat]
 
 
-def evaluate_tab(pool: ModelPool, available: list[str]) -> gr.CheckboxGroup:
+def evaluate_tab(pool: ModelPool, available: list[str]) -> ModelBoxes:
     import csv
 
     from fermm import evaluator, plots, userset
@@ -291,7 +341,7 @@ def evaluate_tab(pool: ModelPool, available: list[str]) -> gr.CheckboxGroup:
     with gr.Row():
         with gr.Column():
             zip_file = gr.File(label="Labelled zip", file_types=[".zip"], type="filepath")
-            models = gr.CheckboxGroup(available, value=available, label="Models")
+            models = ModelBoxes(available, value=available, label="Models")
             detect = gr.Checkbox(label="Detect faces first (for photos; off for already-cropped faces)")
             button = gr.Button("Evaluate", variant="primary")
         with gr.Column():
@@ -361,6 +411,8 @@ def about_tab(pools: list[ModelPool]) -> None:
 def build_demo(pool: ModelPool | None = None, results_dir: str | Path | None = None,
                text_pool: ModelPool | None = None) -> gr.Blocks:
     """The whole app. Models are resolved once at start; each loads lazily and failures are shown."""
+    from functools import partial
+
     from fermm.evaluation import RESULTS_DIR
     from fermm.fusion import load_weight
     from fermm.hub import offline_if_unreachable
@@ -390,10 +442,13 @@ def build_demo(pool: ModelPool | None = None, results_dir: str | Path | None = N
         with gr.Tab("About"):
             about_tab([pool, text_pool])
         demo.load(lambda: _status_rows(pool, text_pool), None, status_table)
-        # Refresh also offers models that have become available (a new checkpoint, the Hub back) without a restart
+        # models that become available (a new checkpoint, the Hub back) are offered after Refresh or a page load
+        offered = gr.State({"image": available, "text": text_models})
+        choices = ([offered, models, text_model, eval_models], [offered, models, text_model, eval_models])
+        offer = partial(_offered, pool, text_pool)
+        demo.load(offer, *choices, api_name=False, show_progress="hidden")
         refresh.click(lambda: _refreshed_status(pool, text_pool), None, status_table, api_name="model_status").then(
-            lambda m, t, e: (_offered(pool, m, available), _offered_text(text_pool, t), _offered(pool, e, available)),
-            [models, text_model, eval_models], [models, text_model, eval_models], api_name=False)
+            offer, *choices, api_name=False, show_progress="hidden")
         demo.load(load_accuracy, None, accuracy_outputs)
         demo.load(load_confusion, None, confusion_outputs)
     demo.queue(default_concurrency_limit=4, max_size=64)

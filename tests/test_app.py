@@ -318,22 +318,37 @@ def test_refresh_retries_a_model_that_failed_to_load(tmp_path):
 
 
 def test_refresh_offers_models_that_became_available(tmp_path):
+    import gradio as gr
+
     from fermm.models.cnn import CNNClassifier
     from fermm.predict import ModelPool
-    from fermm.ui import _offered, _offered_text
+    from fermm.ui import ModelBoxes, _offered
 
     CNNClassifier(backbone="mini").save_pretrained(tmp_path / "a")
     pool = ModelPool(names=["base_cnn", "glove_cnn", "resnet50"],
                      sources={"base_cnn": str(tmp_path / "a"), "glove_cnn": str(tmp_path / "a"),
                               "resnet50": str(tmp_path / "b")})
-    started = pool.available()
-    assert started == ["base_cnn", "glove_cnn"]
+    text = ModelPool(names=["text_gru"], sources={"text_gru": str(tmp_path / "none")})
+    started = {"image": pool.available(), "text": text.available()}
+    assert started == {"image": ["base_cnn", "glove_cnn"], "text": []}
+    assert _offered(pool, text, started, [], None, []) == (started, gr.skip(), gr.skip(), gr.skip())  # unchanged
     CNNClassifier(backbone="mini").save_pretrained(tmp_path / "b")
     pool.retry_failed()
-    update = _offered(pool, ["glove_cnn"], started)  # the user had unticked base_cnn: that choice stays
-    assert update["choices"] == ["base_cnn", "glove_cnn", "resnet50"] and update["value"] == ["glove_cnn", "resnet50"]
-    text = ModelPool(names=["text_gru"], sources={"text_gru": str(tmp_path / "none")})
-    assert _offered_text(text, "text_gru") == {"__type__": "update", "choices": [], "value": None, "visible": False}
+    # the user had unticked base_cnn: that stays; resnet50 was never offered, so it is ticked
+    offered, models, text_model, evaluate = _offered(pool, text, started, ["glove_cnn"], "text_gru", [])
+    assert offered == {"image": ["base_cnn", "glove_cnn", "resnet50"], "text": []}
+    assert models["choices"] == offered["image"] and models["value"] == ["glove_cnn", "resnet50"]
+    assert evaluate["value"] == ["resnet50"]
+    assert text_model == {"__type__": "update", "choices": [], "value": None, "visible": False}
+    # a later change (base_cnn gone) keeps the user's untick of resnet50, offered by the first Refresh
+    pool = ModelPool(names=["glove_cnn", "resnet50"], sources={"glove_cnn": str(tmp_path / "b"), "resnet50": str(tmp_path / "b")})
+    assert _offered(pool, text, offered, ["glove_cnn"], None, [])[1]["value"] == ["glove_cnn"]
+    # submitted names are checked against the registry, not the session's (forgettable) choices
+    boxes = ModelBoxes(started["image"], value=started["image"], label="Models")
+    assert boxes.get_config()["label"] == "Models" and boxes.get_config()["value"] == started["image"]
+    assert boxes.preprocess(["resnet50"]) == ["resnet50"]
+    with pytest.raises(gr.Error, match="Unknown model 'vgg99': the image models are .*base_cnn.*resnet50"):
+        boxes.preprocess(["vgg99"])
 
 
 def test_sessions_kept_in_memory_are_capped(app_demo, astronaut, tmp_path):
@@ -358,17 +373,20 @@ def test_inline_data_url_images_are_decoded_in_memory_and_capped(app_demo):
     """API clients may send an image inline as a data: URL, which skips the upload cap; it is decoded in
     memory, capped, and leaves no copy in Gradio's cache (only the boxed result image is written)."""
     import base64
-    import json
+    import textwrap
     from pathlib import Path
 
     import gradio as gr
-    import httpx
 
+    from bench.common import HttpClient
     from fermm.ui import MAX_UPLOAD_MB, data_url_bytes
 
     raw = ASTRONAUT.read_bytes()
-    inline = "data:image/jpeg;base64," + base64.b64encode(raw).decode()
+    b64 = base64.b64encode(raw).decode()
+    inline = "data:image/jpeg;base64," + b64
     assert data_url_bytes(inline) == raw
+    assert data_url_bytes("data:image/jpeg;BASE64," + "\n".join(textwrap.wrap(b64, 76))) == raw  # MIME-wrapped
+    assert data_url_bytes("data:;base64," + base64.b64encode(b"ab").decode().rstrip("=")) == b"ab"  # unpadded
     with pytest.raises(gr.Error, match="25 MB upload limit"):
         data_url_bytes("data:image/png;base64," + "A" * (MAX_UPLOAD_MB * 1024 * 1024 * 4 // 3 + 8))
     with pytest.raises(gr.Error, match="not valid base64"):
@@ -376,17 +394,17 @@ def test_inline_data_url_images_are_decoded_in_memory_and_capped(app_demo):
     with pytest.raises(gr.Error, match="only base64"):
         data_url_bytes("data:image/svg+xml,<svg/>")
 
+    client = HttpClient(app_demo.app_url)
+
     def call(url: str) -> list:
-        body = {"data": [{"url": url, "meta": {"_type": "gradio.FileData"}}, "", ["glove_cnn"], False, False, None]}
-        event = httpx.post(app_demo.app_url + "gradio_api/call/predict", json=body).json()["event_id"]
-        stream = httpx.get(app_demo.app_url + f"gradio_api/call/predict/{event}", timeout=120).text
-        return [json.loads(line[6:]) for line in stream.splitlines() if line.startswith("data: ")]
+        return client.call([{"url": url, "meta": {"_type": "gradio.FileData"}}, "", ["glove_cnn"], False, False, None])
 
     cache = Path(gr.utils.get_upload_folder())
     before = {p for p in cache.rglob("*") if p.is_file()}
-    (out,) = call(inline)
-    boxed, _, _, status = out[:4]
+    boxed, _, _, status = call(inline.replace("data:", "DATA:"))[:4]
     assert "Found 1 face(s)" in status
-    assert {p for p in cache.rglob("*") if p.is_file()} - before == {Path(boxed["path"])}
-    (error,) = call("data:image/png;base64,!!!")
-    assert error["error"] == "This image cannot be used: its data URL is not valid base64."
+    # the boxed result may already be cached (files are named by content hash), the input never is
+    assert {p for p in cache.rglob("*") if p.is_file()} - before <= {Path(boxed["path"])}
+    with pytest.raises(RuntimeError, match="This image cannot be used: its data URL is not valid base64."):
+        call("data:image/png;base64,!!!")
+    client.close()

@@ -88,6 +88,11 @@ def test_refresh_offers_a_model_that_became_available(tmp_path):
             resnet = page.get_by_role("checkbox", name="resnet50").first
             expect(resnet).to_be_checked(timeout=30_000)
             expect(glove).not_to_be_checked()
+            page.locator("input[type=file]").first.set_input_files(str(ASTRONAUT))  # and it classifies
+            page.get_by_role("button", name="Classify").click()
+            table = page.get_by_role("grid", name="Probabilities per face and model")
+            expect(table.get_by_role("gridcell", name="resnet50", exact=True)).to_be_visible(timeout=60_000)
+            assert table.get_by_role("gridcell", name="glove_cnn", exact=True).count() == 0
             browser.close()
     finally:
         demo.close()

@@ -135,7 +135,7 @@ def test_result_schema_round_trip(tmp_path):
         evaluation.write_result({"model": "m"}, tmp_path)
 
 
-def test_evaluate_and_compare_scripts_end_to_end(tmp_path):
+def test_evaluate_and_compare_scripts_end_to_end(tmp_path, capsys, monkeypatch):
     import eval.compare as compare
     import eval.evaluate as evaluate
 
@@ -150,24 +150,43 @@ def test_evaluate_and_compare_scripts_end_to_end(tmp_path):
     assert np.asarray(result["confusion_matrix"]).sum() == 14 and 0 <= result["accuracy"] <= 1
     assert result["command"].startswith("python eval/evaluate.py --models") and result["ferplus"]["n"] > 0
     assert result["model_sha256"] == fingerprint(tmp_path / "tiny_cnn")  # which weights were measured
-    # another folder with the same last component never replaces that result; --name stores it beside
-    CNNClassifier(backbone="mini").save_pretrained(tmp_path / "other" / "tiny_cnn")
-    again = ["--models", str(tmp_path / "other" / "tiny_cnn"), *argv[3:]]
-    assert evaluate.main(again) == 1
-    assert evaluation.read_results(out)[0]["model_sha256"] == fingerprint(tmp_path / "tiny_cnn")
-    assert evaluate.main([*again, "--name", "tiny_cnn_2"]) == 0
-    assert {r["model"] for r in evaluation.read_results(out)} == {"tiny_cnn", "tiny_cnn_2"}
-    with pytest.raises(SystemExit):
-        evaluate.parse_args(["--models", "a", "b", "--name", "c"])
+    _results_of_other_folders_are_never_replaced(tmp_path, argv[3:], out, capsys)
+    monkeypatch.setenv("FERMM_MODEL_GLOVE_CNN", str(tmp_path / "other" / "tiny_cnn"))
+    (out / "glove_cnn.flip.validation.json").write_text(json.dumps({"source": "an/older/bundle"}))
+    assert evaluate.main(["--models", "glove_cnn", *argv[3:]]) == 0  # a registry name replaces its own result
+    assert json.loads((out / "glove_cnn.flip.validation.json").read_text())["source"] == str(tmp_path / "other" / "tiny_cnn")
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{compare.START}\nold\n{compare.END}\nend\n")
     assert compare.main(["--results", str(out), "--readme", str(readme)]) == 0
     text = readme.read_text()
-    assert "`tiny_cnn` | validation | flip |" in text and "`tiny_cnn_2` |" in text and "old" not in text and text.endswith("end\n")
+    assert "`tiny_cnn` | validation | flip |" in text and "`tiny_cnn_2` |" in text and "old" not in text
+    assert "`glove_cnn` |" in text and text.endswith("end\n")
     assert "published, not measured here" in text.lower()
     figs = sorted(p.name for p in (out / "figures").iterdir())
-    assert figs == ["accuracy.json", "confusion_tiny_cnn.flip.validation.json",
+    assert figs == ["accuracy.json", "confusion_glove_cnn.flip.validation.json", "confusion_tiny_cnn.flip.validation.json",
                     "confusion_tiny_cnn_2.flip.validation.json", "per_class_f1.json"]
+
+
+def _results_of_other_folders_are_never_replaced(tmp_path, options: list[str], out, capsys) -> None:
+    """A folder's result is named after its last component: another folder of that name (or another script's
+    record) is refused, --name stores it beside; the same folder however written replaces its own result."""
+    import eval.evaluate as evaluate
+
+    CNNClassifier(backbone="mini").save_pretrained(tmp_path / "other" / "tiny_cnn")
+    again = ["--models", str(tmp_path / "other" / "tiny_cnn"), *options]
+    capsys.readouterr()
+    assert evaluate.main(again) == 1
+    assert f"holds the result of {tmp_path / 'tiny_cnn'}; give --name" in capsys.readouterr().out
+    assert evaluation.read_results(out)[0]["model_sha256"] == fingerprint(tmp_path / "tiny_cnn")
+    assert evaluate.main([*again, "--name", "tiny_cnn_2"]) == 0
+    assert {r["model"] for r in evaluation.read_results(out)} == {"tiny_cnn", "tiny_cnn_2"}
+    assert evaluate.main(["--models", f"{tmp_path / 'tiny_cnn'}/", *options]) == 0  # the same folder, spelt otherwise
+    (out / "fusion.flip.validation.json").write_text(json.dumps({"pairs": 5}))  # another script's record
+    (tmp_path / "fusion").symlink_to(tmp_path / "tiny_cnn")
+    assert evaluate.main(["--models", str(tmp_path / "fusion"), *options]) == 1
+    assert "holds a record that is not a model's result" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        evaluate.parse_args(["--models", "a", "b", "--name", "c"])
 
 
 def test_batch_predict_cli_writes_a_row_per_face_and_skips_bad_files(tmp_path, monkeypatch, capsys):
