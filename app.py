@@ -4,9 +4,9 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from fermm.ui import LAUNCH, build_demo  # noqa: E402
+from fermm.ui import build_demo, launch_options  # noqa: E402
 
 demo = build_demo()
 
 if __name__ == "__main__":
-    demo.launch(**LAUNCH)
+    demo.launch(**launch_options())

@@ -248,7 +248,7 @@ class HttpClient:
     """Gradio's plain HTTP API (upload, ``POST /gradio_api/call/predict``, then its event stream), as curl
     would use it: the server does the same work as for gradio_client, the client far less, which matters
     when the load generator shares the app's two cores. Every call is a new Gradio session (no session
-    hash is sent): the worst case for the app's session store, which ``fermm.ui.LAUNCH`` caps."""
+    hash is sent): the worst case for the app's session store, which ``fermm.ui.launch_options`` caps."""
 
     def __init__(self, url: str, timeout: float = 120.0):
         import httpx

@@ -16,7 +16,10 @@ os.environ.setdefault("GRADIO_RUN_HISTORY", "False")  # no copies of requests ke
 
 import gradio as gr  # noqa: E402
 
+from starlette.middleware import Middleware  # noqa: E402
+
 from fermm import faces as facelib  # noqa: E402
+from fermm.bodylimit import BodyLimit  # noqa: E402
 from fermm.labels import FER7  # noqa: E402
 from fermm.predict import ImageResult, ModelPool, predict_image  # noqa: E402
 
@@ -24,9 +27,17 @@ log = logging.getLogger(__name__)
 EXAMPLES = Path(__file__).parent / "assets" / "examples"
 MAX_UPLOAD_MB = 25
 MAX_UPLOAD = f"{MAX_UPLOAD_MB}mb"
-# Gradio keeps a copy of every block's config per session (~170 KB for this app) for 10,000 sessions by default:
-# +1.7 GB under sustained load (bench/load.py --soak). Nothing here needs long-lived session state.
-LAUNCH = {"max_file_size": MAX_UPLOAD, "state_session_capacity": 200}
+SESSIONS = 200
+MAX_BODY = (MAX_UPLOAD_MB * 4 // 3 + 2) * 2**20  # an upload, or an inline base64 image (4/3 of its size), + slack
+
+
+def launch_options(sessions: int = SESSIONS) -> dict:
+    """``demo.launch`` arguments, fresh each time (Gradio writes into ``app_kwargs``). Gradio keeps a copy of
+    every block's config per session (~170 KB here) for 10,000 sessions by default: +1.7 GB under sustained
+    load (bench/load.py --soak), and nothing here needs long-lived session state. Uploads are capped by
+    Gradio, every request body by :class:`fermm.bodylimit.BodyLimit`."""
+    return {"max_file_size": MAX_UPLOAD, "state_session_capacity": sessions,
+            "app_kwargs": {"middleware": [Middleware(BodyLimit, max_bytes=MAX_BODY)]}}
 
 
 class FileImage(gr.Image):
@@ -66,7 +77,7 @@ def data_url_bytes(url: str) -> bytes:
 
 class _RegistryChoices:
     """For model choosers: submitted names are checked against the model registry, not against the session's
-    choices, since Refresh changes one session's choices and Gradio forgets old sessions' state (``LAUNCH``)."""
+    choices, since Refresh changes one session's choices and Gradio forgets old sessions' state (``SESSIONS``)."""
 
     kind = "image"
 

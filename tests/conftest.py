@@ -75,7 +75,7 @@ def app_demo(tmp_path_factory):
 
     from fermm.models.cnn import CNNClassifier
     from fermm.predict import ModelPool
-    from fermm.ui import LAUNCH, build_demo
+    from fermm.ui import build_demo, launch_options
 
     folder = tmp_path_factory.mktemp("models") / "tiny"
     torch.manual_seed(0)
@@ -92,7 +92,7 @@ def app_demo(tmp_path_factory):
     _write_result(results)
     demo = build_demo(pool, results_dir=results, text_pool=text_pool)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True,
-                            **{**LAUNCH, "state_session_capacity": 3})  # small, so a test can reach it
+                            **launch_options(sessions=3))  # small, so a test can reach it
     demo.app_url = url
     yield demo
     demo.close()

@@ -355,9 +355,9 @@ def test_sessions_kept_in_memory_are_capped(app_demo, astronaut, tmp_path):
     """Each HTTP API call is a new Gradio session holding a copy of the app's config; without a cap, memory
     grows with every request (bench/load.py --soak: +900 MB in 5 minutes at Gradio's default cap of 10,000 sessions)."""
     from bench.common import HttpClient
-    from fermm.ui import LAUNCH
+    from fermm.ui import SESSIONS
 
-    assert LAUNCH["state_session_capacity"] <= 500  # what app.py launches with
+    assert SESSIONS <= 500  # what app.py launches with
     photo = tmp_path / "face.jpg"
     astronaut.save(photo)
     c = HttpClient(app_demo.app_url)
@@ -408,3 +408,23 @@ def test_inline_data_url_images_are_decoded_in_memory_and_capped(app_demo):
     with pytest.raises(RuntimeError, match="This image cannot be used: its data URL is not valid base64."):
         call("data:image/png;base64,!!!")
     client.close()
+
+
+def test_request_bodies_over_the_cap_are_refused_and_the_app_keeps_serving(app_demo):
+    """Gradio caps uploads, not JSON bodies: an inline image of any size would be read into memory whole."""
+    import httpx
+
+    from fermm.ui import MAX_BODY
+
+    url = app_demo.app_url + "gradio_api/call/predict"
+    huge = b'{"data": [{"url": "data:image/png;base64,' + b"A" * MAX_BODY + b'"}]}'
+    r = httpx.post(url, content=huge, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "larger than this app accepts (35 MB)" in r.json()["error"]
+
+    def chunks():  # no Content-Length: counted as it arrives
+        yield huge[:1000]
+        yield huge[1000:]
+
+    r = httpx.post(url, content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "larger than this app accepts" in r.text
+    assert httpx.get(app_demo.app_url + "gradio_api/info").status_code == 200  # still serving

@@ -22,18 +22,24 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def browser():
     from playwright.sync_api import sync_playwright
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
+    with sync_playwright() as pw:  # one per module: Playwright's sync API cannot nest
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1400})
-        # not "networkidle": it timed goto out once in a full CI run (cause not found); wait for the app itself
-        page.goto(app_url, wait_until="domcontentloaded")
-        page.get_by_text("facial expression recognition").first.wait_for(timeout=90_000)
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, app_url):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    # not "networkidle": it timed goto out once in a full CI run (cause not found); wait for the app itself
+    page.goto(app_url, wait_until="domcontentloaded")
+    page.get_by_text("facial expression recognition").first.wait_for(timeout=90_000)
+    yield page
+    page.close()
 
 
 def test_upload_a_photo_and_see_boxed_faces_and_probabilities(page):
@@ -61,23 +67,22 @@ def test_accuracy_and_confusion_tabs_render_charts(page):
     page.screenshot(path=str(ARTIFACTS / "confusion.png"), full_page=True)
 
 
-def test_refresh_offers_a_model_that_became_available(tmp_path):
+def test_refresh_offers_a_model_that_became_available(browser, tmp_path):
     """A checkpoint that appears while the app runs is offered after Refresh, ticked; the user's unticks stay."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from fermm.models.cnn import CNNClassifier
     from fermm.predict import ModelPool
-    from fermm.ui import LAUNCH, build_demo
+    from fermm.ui import build_demo, launch_options
 
     CNNClassifier(backbone="mini").save_pretrained(tmp_path / "a")
     pool = ModelPool(names=["glove_cnn", "resnet50"], sources={"glove_cnn": str(tmp_path / "a"),
                                                                "resnet50": str(tmp_path / "b")})
     demo = build_demo(pool, results_dir=tmp_path / "results", text_pool=ModelPool(names=[]))
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **LAUNCH)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_options())
     try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-            page = browser.new_page()
+        page = browser.new_page()
+        try:
             page.goto(url, wait_until="domcontentloaded")
             glove = page.get_by_role("checkbox", name="glove_cnn").first
             glove.wait_for(timeout=90_000)
@@ -93,6 +98,7 @@ def test_refresh_offers_a_model_that_became_available(tmp_path):
             table = page.get_by_role("grid", name="Probabilities per face and model")
             expect(table.get_by_role("gridcell", name="resnet50", exact=True)).to_be_visible(timeout=60_000)
             assert table.get_by_role("gridcell", name="glove_cnn", exact=True).count() == 0
-            browser.close()
+        finally:
+            page.close()
     finally:
         demo.close()
