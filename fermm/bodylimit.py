@@ -9,20 +9,22 @@ from __future__ import annotations
 import json
 
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class _TooLarge(HTTPException):
-    """Raised while the app reads a chunked body: the app's own handlers turn it into a 413 answer."""
+    """Raised while the app reads a chunked body: FastAPI turns it into a 413 answer where it parses bodies
+    (Gradio's component_server route answers 400); the request is refused either way."""
 
 
 class BodyLimit:
     """Refuse requests whose body is larger than ``max_bytes``: at once when Content-Length says so, else
     (chunked bodies) as soon as the bytes received pass the cap."""
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
@@ -30,7 +32,7 @@ class BodyLimit:
             return await self._refuse(send)
         received, started = 0, False
 
-        async def counted_receive():
+        async def counted_receive() -> Message:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
@@ -38,7 +40,7 @@ class BodyLimit:
                 raise _TooLarge(413, self._message())
             return message
 
-        async def tracked_send(message):
+        async def tracked_send(message: Message) -> None:
             nonlocal started
             started = started or message["type"] == "http.response.start"
             await send(message)
@@ -52,8 +54,8 @@ class BodyLimit:
     def _message(self) -> str:
         return f"The request is larger than this app accepts ({self.max_bytes / 2**20:.0f} MB). Send a smaller image."
 
-    async def _refuse(self, send) -> None:
-        body = json.dumps({"error": self._message()}).encode()
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({"detail": self._message()}).encode()  # FastAPI's shape, as for the chunked case
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

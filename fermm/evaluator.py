@@ -111,64 +111,64 @@ def claimed_by(path: Path, source: str, sha256: str) -> str | None:
     return None if same else f"the result of {old['source']}"
 
 
-class _Refused(Exception):
-    """A model that is not evaluated, for the reason given."""
-
-
 def evaluate_all(names: Sequence[str], dataset: str, split: str, tta: str, output_dir: str | Path,
                  run: evaluation.RunInfo, text_dataset: str | None = None,
                  result_name: str | None = None) -> tuple[list[Path], dict[str, str]]:
     """Evaluate every model that resolves; returns written files and {model: reason} for skipped ones.
     Text models are scored on ``text_dataset`` (DAIR-AI emotion), image models on ``dataset``. A folder's
     result is named ``result_name`` (one model only) or after the folder, and never replaces another
-    file; a registry name's result is replaced whatever its source (it names the product's model)."""
+    file; a registry name's result is replaced whatever its source (it names the product's model).
+    A model that cannot be loaded is skipped; an error while scoring one stops the run."""
+    from fermm.hub import resolve
     from fermm.models import MODELS, TEXT_MODELS
 
     if result_name and len(names) != 1:
         raise ValueError("a result name can be given for one model only")
     torch.manual_seed(run.seed)
-    cache: dict = {}
+    images: dict = {}
     written, skipped = [], {}
     for name_or_path in names:
         known = name_or_path in MODELS or name_or_path in TEXT_MODELS
         name = result_name or (name_or_path if known else Path(name_or_path.rstrip("/")).name)
+        source = resolve(name_or_path) if known else name_or_path
         try:
-            written.append(_evaluate_one(name_or_path, name, known, dataset, split, tta, Path(output_dir), run,
-                                         text_dataset, cache, guard=not known or bool(result_name)))
-        except Exception as e:  # one model's absence (or a refusal) never stops the others
-            skipped[name] = str(e) if isinstance(e, _Refused) else f"{type(e).__name__}: {e}"
-            log.warning("skipping %s: %s", name_or_path, skipped[name])
+            model, sha256 = _load(name_or_path)
+        except Exception as e:  # one model's absence never stops the others
+            model, reason = None, f"{type(e).__name__}: {e}"
+        text = getattr(model, "family", "") == "text"
+        path = Path(output_dir) / f"{evaluation.result_name(name, split, 'none' if text else tta)}.json"
+        if model is not None:
+            reason = _refusal(path, source, sha256, not known or bool(result_name), text and text_dataset is None)
+        if reason:
+            skipped[name] = reason
+            log.warning("skipping %s: %s", name_or_path, reason)
+            continue
+        if text:
+            result = evaluate_text_model(model, name, source, text_dataset, split, run)
+        else:
+            images = images or load_split(dataset, split)
+            result = evaluate_model(model, name, source, images, dataset, split, tta, run)
+        written.append(evaluation.write_result({**result, "model_sha256": sha256}, output_dir))
+        log.info("%s: accuracy %.4f (95%% CI %.4f-%.4f), macro-F1 %.4f, %.0f img/s", name, result["accuracy"],
+                 *result["accuracy_ci95"], result["macro_f1"], result["images_per_second"])
     return written, skipped
 
 
-def _evaluate_one(name_or_path: str, name: str, known: bool, dataset: str, split: str, tta: str, output_dir: Path,
-                  run: evaluation.RunInfo, text_dataset: str | None, cache: dict, guard: bool) -> Path:
-    """Load, score and write one model's result (``guard``: refuse to replace another model's file);
-    ``cache`` keeps the image split across models."""
-    from fermm.hub import resolve
+def _load(name_or_path: str) -> tuple["EmotionClassifier", str]:
+    """The model and its fingerprint (which weights are measured, whatever the path)."""
     from fermm.models import fingerprint, load_folder, model_folder
 
     folder = model_folder(name_or_path)
-    model, sha256 = load_folder(folder), fingerprint(folder)
-    source = resolve(name_or_path) if known else name_or_path
-    text = getattr(model, "family", "") == "text"
-    if text and text_dataset is None:
-        raise _Refused("a text model: give --text_dataset")
-    path = output_dir / f"{evaluation.result_name(name, split, 'none' if text else tta)}.json"
+    return load_folder(folder), fingerprint(folder)
+
+
+def _refusal(path: Path, source: str, sha256: str, guard: bool, needs_text_dataset: bool) -> str | None:
+    """Why a loaded model is not evaluated, if it is not: another model's file at ``path`` (``guard``), or
+    a text model without its dataset."""
+    if needs_text_dataset:
+        return "a text model: give --text_dataset"
     other = claimed_by(path, source, sha256) if guard else None
-    if other:
-        raise _Refused(f"{path} holds {other}; give --name to store this one under another name (or delete it)")
-    if text:
-        result = evaluate_text_model(model, name, source, text_dataset, split, run)
-    else:
-        if "images" not in cache:
-            cache["images"] = load_split(dataset, split)
-        result = evaluate_model(model, name, source, cache["images"], dataset, split, tta, run)
-    result["model_sha256"] = sha256  # which weights were measured, whatever the path
-    written = evaluation.write_result(result, output_dir)
-    log.info("%s: accuracy %.4f (95%% CI %.4f-%.4f), macro-F1 %.4f, %.0f img/s", name, result["accuracy"],
-             *result["accuracy_ci95"], result["macro_f1"], result["images_per_second"])
-    return written
+    return f"{path} holds {other}; give --name to store this one under another name (or delete it)" if other else None
 
 
 def evaluate_set(pool, models: Sequence[str], labelled, detect_faces: bool = False, progress=None,

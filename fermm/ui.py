@@ -31,7 +31,7 @@ SESSIONS = 200
 MAX_BODY = (MAX_UPLOAD_MB * 4 // 3 + 2) * 2**20  # an upload, or an inline base64 image (4/3 of its size), + slack
 
 
-def launch_options(sessions: int = SESSIONS) -> dict:
+def launch_options(sessions: int = SESSIONS) -> dict[str, object]:
     """``demo.launch`` arguments, fresh each time (Gradio writes into ``app_kwargs``). Gradio keeps a copy of
     every block's config per session (~170 KB here) for 10,000 sessions by default: +1.7 GB under sustained
     load (bench/load.py --soak), and nothing here needs long-lived session state. Uploads are capped by
@@ -222,12 +222,12 @@ def _refreshed_status(*pools: ModelPool) -> list[list]:
 
 
 def _offered(pool: ModelPool, text_pool: ModelPool, offered: dict, models: list[str] | None,
-             text_model: str | None, eval_models: list[str] | None) -> tuple:
+             text_model: str | None, eval_models: list[str] | None) -> tuple[dict, dict, dict, dict]:
     """The model choices now (after Refresh, or on a page load), if they changed: every available model; the
-    user's ticks are kept and models not offered before in this session are ticked (they cannot have been
-    declined). ``offered`` is the session's {"image": [...], "text": [...]}; returns it and updates for
-    Predict's models, the text model and Evaluate's models (skipped when nothing changed, so a page load
-    never undoes a tick the user made meanwhile)."""
+    user's ticks are kept and models not offered until now are ticked (they cannot have been declined).
+    ``offered`` is the session's {"image": [...], "text": [...]}; returns it and updates for Predict's
+    models, the text model and Evaluate's models (skipped when nothing changed, so a page load never
+    undoes a tick the user made meanwhile)."""
     now = {"image": pool.available(), "text": text_pool.available()}
     if now == offered:
         return offered, gr.skip(), gr.skip(), gr.skip()
