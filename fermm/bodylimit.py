@@ -29,7 +29,10 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._refuse(send)
+            return await self._refuse(send, 413, self._message())
+        if not declared and scope["method"] == "POST" and scope["path"].endswith("/upload"):  # browsers declare it
+            # Gradio's upload parser would leave partly written files behind if the cap stopped it midway
+            return await self._refuse(send, 411, "Uploads must declare their size (Content-Length).")
         received, started = 0, False
 
         async def counted_receive() -> Message:
@@ -49,13 +52,14 @@ class BodyLimit:
             await self.app(scope, counted_receive, tracked_send)
         except _TooLarge:
             if not started:  # else the answer is under way: the connection just ends
-                await self._refuse(send)
+                await self._refuse(send, 413, self._message())
 
     def _message(self) -> str:
         return f"The request is larger than this app accepts ({self.max_bytes / 2**20:.0f} MB). Send a smaller image."
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": self._message()}).encode()  # FastAPI's shape, as for the chunked case
-        await send({"type": "http.response.start", "status": 413,
+    @staticmethod
+    async def _refuse(send: Send, status: int, message: str) -> None:
+        body = json.dumps({"detail": message}).encode()  # FastAPI's shape, as for the chunked case
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

@@ -427,4 +427,6 @@ def test_request_bodies_over_the_cap_are_refused_and_the_app_keeps_serving(app_d
 
     r = httpx.post(url, content=chunks(), headers={"content-type": "application/json"}, timeout=120)
     assert r.status_code == 413 and "larger than this app accepts" in r.text
+    r = httpx.post(app_demo.app_url + "gradio_api/upload", content=chunks(), timeout=120)
+    assert r.status_code == 411 and "must declare their size" in r.json()["detail"]
     assert httpx.get(app_demo.app_url + "gradio_api/info").status_code == 200  # still serving
