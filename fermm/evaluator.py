@@ -132,13 +132,12 @@ def evaluate_all(names: Sequence[str], dataset: str, split: str, tta: str, outpu
         name = result_name or (name_or_path if known else Path(name_or_path.rstrip("/")).name)
         source = resolve(name_or_path) if known else name_or_path
         try:
-            model, sha256 = _load(name_or_path)
+            (model, sha256), reason = _load(name_or_path), None
         except Exception as e:  # one model's absence never stops the others
             model, reason = None, f"{type(e).__name__}: {e}"
         text = getattr(model, "family", "") == "text"
         path = Path(output_dir) / f"{evaluation.result_name(name, split, 'none' if text else tta)}.json"
-        if model is not None:
-            reason = _refusal(path, source, sha256, not known or bool(result_name), text and text_dataset is None)
+        reason = reason or _refusal(path, source, sha256, not known or bool(result_name), text and text_dataset is None)
         if reason:
             skipped[name] = reason
             log.warning("skipping %s: %s", name_or_path, reason)

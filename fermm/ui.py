@@ -67,7 +67,7 @@ def data_url_bytes(url: str) -> bytes:
     if not head.strip().lower().endswith(";base64"):
         raise gr.Error("This image cannot be used: only base64 data URLs are accepted.")
     body = "".join(body.split())
-    if len(body) * 3 // 4 > MAX_UPLOAD_MB * 1024 * 1024:
+    if len(body) * 3 // 4 > MAX_UPLOAD_MB * 2**20:
         raise gr.Error(f"This image is larger than the {MAX_UPLOAD_MB} MB upload limit.")
     try:
         return base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
