@@ -224,21 +224,33 @@ def _refreshed_status(*pools: ModelPool) -> list[list]:
 def _offered(pool: ModelPool, text_pool: ModelPool, offered: dict, models: list[str] | None,
              text_model: str | None, eval_models: list[str] | None) -> tuple[dict, dict, dict, dict]:
     """The model choices now (after Refresh, or on a page load), if they changed: every available model; the
-    user's ticks are kept and models not offered until now are ticked (they cannot have been declined).
-    ``offered`` is the session's {"image": [...], "text": [...]}; returns it and updates for Predict's
-    models, the text model and Evaluate's models (skipped when nothing changed, so a page load never
-    undoes a tick the user made meanwhile)."""
+    user's ticks are kept, and so are their unticks, even of a model that went away and came back; models
+    never declined are ticked. ``offered`` is the session's {"image": [...], "text": [...], "declined":
+    [Predict's, Evaluate's]}; returns it and updates for Predict's models, the text model and Evaluate's
+    models (skipped when nothing changed, so a page load never undoes a tick the user made meanwhile)."""
     now = {"image": pool.available(), "text": text_pool.available()}
-    if now == offered:
+    if now == {k: offered[k] for k in now}:
         return offered, gr.skip(), gr.skip(), gr.skip()
-    new = [m for m in now["image"] if m not in offered["image"]]
+    before = offered["image"]
+    declined = [_declined(before, selected, was) for selected, was in zip((models, eval_models), offered["declined"])]
 
-    def ticks(selected: list[str] | None) -> dict:
-        return gr.update(choices=now["image"], value=[m for m in now["image"] if m in (selected or []) or m in new])
+    def ticks(gone: list[str]) -> dict:
+        return gr.update(choices=now["image"], value=[m for m in now["image"] if m not in gone])
 
     texts = now["text"]
     text = text_model if text_model in texts else (texts[0] if texts else None)
-    return now, ticks(models), gr.update(choices=texts, value=text, visible=bool(texts)), ticks(eval_models)
+    return ({**now, "declined": declined}, ticks(declined[0]),
+            gr.update(choices=texts, value=text, visible=bool(texts)), ticks(declined[1]))
+
+
+def _declined(offered: list[str], selected: list[str] | None, before: list[str]) -> list[str]:
+    """Models the user unticked: those offered but not selected, plus earlier unticks not offered now."""
+    return [m for m in offered if m not in (selected or [])] + [m for m in before if m not in offered]
+
+
+def _page_load(pool: ModelPool, text_pool: ModelPool, *choices) -> tuple:
+    """A page load: the status table and the model choices (see ``_offered``)."""
+    return _status_rows(pool, text_pool), *_offered(pool, text_pool, *choices)
 
 
 def predict_tab(pool: ModelPool, available: list[str], unavailable: dict[str, str], text_pool: ModelPool,
@@ -452,12 +464,12 @@ def build_demo(pool: ModelPool | None = None, results_dir: str | Path | None = N
             eval_models = evaluate_tab(pool, available)
         with gr.Tab("About"):
             about_tab([pool, text_pool])
-        demo.load(lambda: _status_rows(pool, text_pool), None, status_table)
         # models that become available (a new checkpoint, the Hub back) are offered after Refresh or a page load
-        offered = gr.State({"image": available, "text": text_models})
+        offered = gr.State({"image": available, "text": text_models, "declined": [[], []]})
         choices = ([offered, models, text_model, eval_models], [offered, models, text_model, eval_models])
         offer = partial(_offered, pool, text_pool)
-        demo.load(offer, *choices, api_name=False, show_progress="hidden")
+        demo.load(partial(_page_load, pool, text_pool), choices[0], [status_table, *choices[1]], api_name=False,
+                  show_progress="hidden")
         refresh.click(lambda: _refreshed_status(pool, text_pool), None, status_table, api_name="model_status").then(
             offer, *choices, api_name=False, show_progress="hidden")
         demo.load(load_accuracy, None, accuracy_outputs)

@@ -329,20 +329,26 @@ def test_refresh_offers_models_that_became_available(tmp_path):
                      sources={"base_cnn": str(tmp_path / "a"), "glove_cnn": str(tmp_path / "a"),
                               "resnet50": str(tmp_path / "b")})
     text = ModelPool(names=["text_gru"], sources={"text_gru": str(tmp_path / "none")})
-    started = {"image": pool.available(), "text": text.available()}
-    assert started == {"image": ["base_cnn", "glove_cnn"], "text": []}
+    started = {"image": pool.available(), "text": text.available(), "declined": [[], []]}
+    assert started["image"] == ["base_cnn", "glove_cnn"] and started["text"] == []
     assert _offered(pool, text, started, [], None, []) == (started, gr.skip(), gr.skip(), gr.skip())  # unchanged
     CNNClassifier(backbone="mini").save_pretrained(tmp_path / "b")
     pool.retry_failed()
     # the user had unticked base_cnn: that stays; resnet50 was never offered, so it is ticked
-    offered, models, text_model, evaluate = _offered(pool, text, started, ["glove_cnn"], "text_gru", [])
-    assert offered == {"image": ["base_cnn", "glove_cnn", "resnet50"], "text": []}
+    offered, models, text_model, evaluate = _offered(pool, text, started, ["glove_cnn"], "text_gru", ["base_cnn"])
+    assert offered == {"image": ["base_cnn", "glove_cnn", "resnet50"], "text": [],
+                       "declined": [["base_cnn"], ["glove_cnn"]]}
     assert models["choices"] == offered["image"] and models["value"] == ["glove_cnn", "resnet50"]
-    assert evaluate["value"] == ["resnet50"]
+    assert evaluate["value"] == ["base_cnn", "resnet50"]
     assert text_model == {"__type__": "update", "choices": [], "value": None, "visible": False}
-    # a later change (base_cnn gone) keeps the user's untick of resnet50, offered by the first Refresh
-    pool = ModelPool(names=["glove_cnn", "resnet50"], sources={"glove_cnn": str(tmp_path / "b"), "resnet50": str(tmp_path / "b")})
-    assert _offered(pool, text, offered, ["glove_cnn"], None, [])[1]["value"] == ["glove_cnn"]
+    # base_cnn goes away: the user's untick of resnet50 (offered by the first Refresh) stays ...
+    gone = ModelPool(names=["glove_cnn", "resnet50"], sources={"glove_cnn": str(tmp_path / "b"),
+                                                              "resnet50": str(tmp_path / "b")})
+    offered, models, _, evaluate = _offered(gone, text, offered, ["glove_cnn"], None, ["base_cnn", "resnet50"])
+    assert models["value"] == ["glove_cnn"] and evaluate["value"] == ["resnet50"]
+    # ... and when base_cnn comes back it stays unticked in Predict (declined there) but ticked in Evaluate
+    _, models, _, evaluate = _offered(pool, text, offered, ["glove_cnn"], None, ["resnet50"])
+    assert models["value"] == ["glove_cnn"] and evaluate["value"] == ["base_cnn", "resnet50"]
     # submitted names are checked against the registry, not the session's (forgettable) choices
     boxes = ModelBoxes(started["image"], value=started["image"], label="Models")
     assert boxes.get_config()["label"] == "Models" and boxes.get_config()["value"] == started["image"]
