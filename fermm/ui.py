@@ -211,7 +211,11 @@ def make_predict_fn(pool: ModelPool, text_pool: ModelPool, text_weight: float):
 
 
 def _status_rows(*pools: ModelPool) -> list[list]:
-    return [[s.name, "yes" if s.available else "no", s.source, s.reason] for p in pools for s in p.status()]
+    return _rows_of([s for p in pools for s in p.status()])
+
+
+def _rows_of(statuses: list) -> list[list]:
+    return [[s.name, "yes" if s.available else "no", s.source, s.reason] for s in statuses]
 
 
 def _refreshed_status(*pools: ModelPool) -> list[list]:
@@ -223,16 +227,29 @@ def _refreshed_status(*pools: ModelPool) -> list[list]:
 
 def _offered(pool: ModelPool, text_pool: ModelPool, offered: dict, models: list[str] | None,
              text_model: str | None, eval_models: list[str] | None) -> tuple[dict, dict, dict, dict]:
-    """The model choices now (after Refresh, or on a page load), if they changed: every available model; the
+    """The model choices after Refresh (see ``_choices``)."""
+    return _choices({"image": pool.available(), "text": text_pool.available()}, offered, models, text_model,
+                    eval_models)
+
+
+def _page_load(pool: ModelPool, text_pool: ModelPool, *choices) -> tuple:
+    """A page load: the status table and the model choices, from one status pass over the pools."""
+    image, text = pool.status(), text_pool.status()
+    now = {"image": [s.name for s in image if s.available], "text": [s.name for s in text if s.available]}
+    return _rows_of(image + text), *_choices(now, *choices)
+
+
+def _choices(now: dict, offered: dict, models: list[str] | None, text_model: str | None,
+             eval_models: list[str] | None) -> tuple[dict, dict, dict, dict]:
+    """The model choices ``now`` ({"image": [...], "text": [...]}, the available models), if they changed: the
     user's ticks are kept, and so are their unticks, even of a model that went away and came back; models
-    never declined are ticked. ``offered`` is the session's {"image": [...], "text": [...], "declined":
-    [Predict's, Evaluate's]}; returns it and updates for Predict's models, the text model and Evaluate's
-    models (skipped when nothing changed, so a page load never undoes a tick the user made meanwhile)."""
-    now = {"image": pool.available(), "text": text_pool.available()}
+    never declined are ticked. ``offered`` is the session's previous ``now`` plus "declined": [Predict's,
+    Evaluate's]; returns the new one and updates for Predict's models, the text model and Evaluate's models
+    (skipped when nothing changed, so a page load never undoes a tick the user made meanwhile)."""
     if now == {k: offered[k] for k in now}:
         return offered, gr.skip(), gr.skip(), gr.skip()
-    before = offered["image"]
-    declined = [_declined(before, selected, was) for selected, was in zip((models, eval_models), offered["declined"])]
+    declined = [_declined(offered["image"], selected, prev)
+                for selected, prev in zip((models, eval_models), offered["declined"])]
 
     def ticks(gone: list[str]) -> dict:
         return gr.update(choices=now["image"], value=[m for m in now["image"] if m not in gone])
@@ -243,14 +260,11 @@ def _offered(pool: ModelPool, text_pool: ModelPool, offered: dict, models: list[
             gr.update(choices=texts, value=text, visible=bool(texts)), ticks(declined[1]))
 
 
-def _declined(offered: list[str], selected: list[str] | None, before: list[str]) -> list[str]:
-    """Models the user unticked: those offered but not selected, plus earlier unticks not offered now."""
-    return [m for m in offered if m not in (selected or [])] + [m for m in before if m not in offered]
-
-
-def _page_load(pool: ModelPool, text_pool: ModelPool, *choices) -> tuple:
-    """A page load: the status table and the model choices (see ``_offered``)."""
-    return _status_rows(pool, text_pool), *_offered(pool, text_pool, *choices)
+def _declined(prev_offered: list[str], selected: list[str] | None, prev_declined: list[str]) -> list[str]:
+    """The models a user has unticked: those offered last time and not selected now, plus earlier unticks of
+    models that were not offered last time (gone meanwhile)."""
+    return ([m for m in prev_offered if m not in (selected or [])]
+            + [m for m in prev_declined if m not in prev_offered])
 
 
 def predict_tab(pool: ModelPool, available: list[str], unavailable: dict[str, str], text_pool: ModelPool,

@@ -322,7 +322,7 @@ def test_refresh_offers_models_that_became_available(tmp_path):
 
     from fermm.models.cnn import CNNClassifier
     from fermm.predict import ModelPool
-    from fermm.ui import ModelBoxes, _offered
+    from fermm.ui import ModelBoxes, _offered, _page_load
 
     CNNClassifier(backbone="mini").save_pretrained(tmp_path / "a")
     pool = ModelPool(names=["base_cnn", "glove_cnn", "resnet50"],
@@ -347,8 +347,15 @@ def test_refresh_offers_models_that_became_available(tmp_path):
     offered, models, _, evaluate = _offered(gone, text, offered, ["glove_cnn"], None, ["base_cnn", "resnet50"])
     assert models["value"] == ["glove_cnn"] and evaluate["value"] == ["resnet50"]
     # ... and when base_cnn comes back it stays unticked in Predict (declined there) but ticked in Evaluate
-    _, models, _, evaluate = _offered(pool, text, offered, ["glove_cnn"], None, ["resnet50"])
+    offered, models, _, evaluate = _offered(pool, text, offered, ["glove_cnn"], None, ["resnet50"])
     assert models["value"] == ["glove_cnn"] and evaluate["value"] == ["base_cnn", "resnet50"]
+    # a model the user ticks again is no longer declined: it stays ticked through the next change
+    offered, models, _, _ = _offered(gone, text, offered, ["glove_cnn", "resnet50"], None, [])
+    assert models["value"] == ["glove_cnn", "resnet50"]
+    # a page load: the status table and the choices from the same pass; nothing changed, so nothing is sent
+    rows, *unchanged = _page_load(gone, text, offered, ["glove_cnn"], None, [])
+    assert [r[:2] for r in rows] == [["glove_cnn", "yes"], ["resnet50", "yes"], ["text_gru", "no"]]
+    assert unchanged == [offered, gr.skip(), gr.skip(), gr.skip()]
     # submitted names are checked against the registry, not the session's (forgettable) choices
     boxes = ModelBoxes(started["image"], value=started["image"], label="Models")
     assert boxes.get_config()["label"] == "Models" and boxes.get_config()["value"] == started["image"]
