@@ -84,8 +84,9 @@ def _recipe_notes(training: dict | None) -> list[str]:
 
 
 def model_card(name: str, model, training: dict | None = None, history: list[dict] | None = None,
-               description: str = "", measured: dict | None = None) -> str:
-    """Markdown model card with YAML front matter for the Hub."""
+               description: str = "", measured: dict | None = None, source: str | None = None) -> str:
+    """Markdown model card with YAML front matter for the Hub. ``source`` is what the card's example passes to
+    ``load_model`` (the Hub repo or folder of these weights; default ``name``, right for registry models)."""
     labels = ", ".join(model.labels)
     front = ["---", "library_name: fermm", "license: mit", "pipeline_tag: image-classification",
              "tags:", "- facial-expression-recognition", "- fer2013", "datasets:", "- fer2013", "---", ""]
@@ -94,7 +95,7 @@ def model_card(name: str, model, training: dict | None = None, history: list[dic
             *_recipe_notes(training), "",
             f"Labels: {labels}. Input: {model.input_size}x{model.input_size}, {model.channels} channel(s), "
             f"mean {list(model.mean)}, std {list(model.std)}.", "",
-            "```python", "from fermm.models import load_model", f"model = load_model(\"{name}\")",
+            "```python", "from fermm.models import load_model", f"model = load_model(\"{source or name}\")",
             "probs = model.predict_proba([face_image])  # (1, n_labels)", "```", "",
             "## Intended use", "", INTENDED_USE, "", "## Out-of-scope uses", "", OUT_OF_SCOPE, "",
             *_metrics_section(history, measured), "", "## Limitations and biases", "", LIMITS, ""]

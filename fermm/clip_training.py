@@ -149,7 +149,7 @@ def finish(model: ClipClassifier, args: argparse.Namespace, name: str, history_s
     if not main_process():
         return out
     history = json.loads((out / history_stage / "history.json").read_text()) if history_stage else None
-    card = cards.model_card(name, model, training=vars(args), history=history,
+    card = cards.model_card(name, model, training=vars(args), history=history, source=args.push_to_hub or str(out),
                             description=f"`{type(model).__name__}` on `{model.base_model}`: only what was learned "
                                         f"is stored here; the base CLIP loads from its own repo.")
     model.save_with_card(out, card=card, training_args=vars(args))

@@ -202,7 +202,7 @@ def finish(model: CNNClassifier, args: argparse.Namespace, name: str) -> Path:
         return out
     history = json.loads((out / _last_stage(out) / "history.json").read_text())
     training = training_record(args)
-    card = cards.model_card(name, model, training=training, history=history)
+    card = cards.model_card(name, model, training=training, history=history, source=args.push_to_hub or str(out))
     model.save_with_card(out, card=card, training_args=training)
     if args.push_to_hub:
         from fermm.hub import push_trained

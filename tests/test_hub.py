@@ -80,6 +80,7 @@ def test_failed_push_after_training_exits_with_status_1_and_keeps_the_run(mock_h
                      "--backbone", "mini", "--log_with", "none", "--push_to_hub", "me/tiny-cnn"])
     assert e.value.code == 1
     assert (out / "model.safetensors").exists() and (out / "README.md").exists()
+    assert 'load_model("me/tiny-cnn")' in (out / "README.md").read_text()  # the card shows where it is published
 
 
 def test_hub_dataset_id_is_a_source(mock_hub, tmp_path):

@@ -244,6 +244,7 @@ def test_distill_script_lands_a_student(tmp_path):
     assert student.backbone_name == "mini" and (out / "stage_distill" / "history.json").exists()
     card = (out / "README.md").read_text()
     assert f"the teacher `{tmp_path / 'teacher'}` (knowledge distillation" in card and "weight 1 on the teacher" in card
+    assert f'load_model("{out}")' in card  # its example loads these weights, not a registry name
 
 
 def test_distill_loss_is_zero_when_student_equals_teacher():
