@@ -37,6 +37,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     pred.add_argument("--models", nargs="+", default=list_models())
     pred.add_argument("--output", default="predictions.csv")
     pred.add_argument("--whole_image", action="store_true", help="treat each image as one face (pre-cropped)")
+    pred.add_argument("--margin", type=float, default=None,
+                      help="crop a square with this margin (fraction of the box side) around each face instead of "
+                           "the FER2013 framing the models were trained on (the old default was 0.25)")
     bundle = sub.add_parser("bundle", help="copy a trained model into checkpoints/NAME as fp16 with its model card")
     bundle.add_argument("run_dir", help="a saved model folder (e.g. runs/base_vgg11)")
     bundle.add_argument("--name", required=True, help="registry name, e.g. base_cnn")
@@ -133,7 +136,7 @@ def predict_files(args: argparse.Namespace) -> tuple[int, int, list[str]]:
                 problems.append(f"{path}: {e}")
                 continue
             n_img += 1
-            result = predict_image(image, pool, models, whole_image=args.whole_image)
+            result = predict_image(image, pool, models, whole_image=args.whole_image, margin=args.margin)
             if not result.faces:
                 problems.append(f"{path}: no face found")
             for face in result.faces:

@@ -407,6 +407,13 @@ def to_arrays(split, size: int = 48) -> tuple[np.ndarray, np.ndarray]:
     return images, np.asarray(split["label"], dtype=np.int64)
 
 
+def seen_in(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(N,) bool: which of ``images`` occur pixel for pixel in ``reference`` (e.g. test images that are
+    also train images, which a model may have memorised)."""
+    known = {im.tobytes() for im in reference}
+    return np.fromiter((im.tobytes() in known for im in images), dtype=bool, count=len(images))
+
+
 # --------------------------------------------------------------------------- text
 
 

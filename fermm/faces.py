@@ -18,6 +18,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from fermm.framing import fer2013_framing
+
 YUNET_PATH = Path(__file__).parent / "assets" / "face_detection_yunet_2023mar.onnx"
 MAX_PIXELS = 64_000_000  # refuse larger images before decoding them (decompression bombs)
 
@@ -34,6 +36,7 @@ class Face:
     box: tuple[float, float, float, float]
     score: float
     landmarks: np.ndarray | None = None
+    detected_box: tuple[float, float, float, float] | None = None  # before clipping to the image: frames the crop
 
     def as_dict(self) -> dict:
         return {"box": [round(v, 1) for v in self.box], "score": round(float(self.score), 4)}
@@ -144,7 +147,22 @@ class FaceDetector:
         self.max_side, self.min_side = max_side, min_side
 
     def detect(self, image: Image.Image) -> list[Face]:
-        """Faces in an RGB image, best score first; an empty list when there is none."""
+        """Faces in an RGB image, best score first; an empty list when there is none.
+
+        When nothing is found, a copy padded by half its side all round is tried too: a close-up whose
+        face fills the picture (a FER2013 image, a selfie crop) scores low until YuNet sees it whole.
+        """
+        found = self._detect(image)
+        if not found:
+            pad = max(image.size) // 2
+            padded = self._detect(ImageOps.expand(image, border=pad, fill=_mean_colour(image)))
+            found = [Face((x - pad, y - pad, w, h), f.score, f.landmarks - pad) for f in padded
+                     for x, y, w, h in [f.box]]
+        faces = [_clip_face(f, *image.size) for f in found]
+        return sorted([f for f in faces if f.box[2] > 1 and f.box[3] > 1], key=lambda f: -f.score)
+
+    def _detect(self, image: Image.Image) -> list[Face]:
+        """YuNet's faces in original-image pixels, not clipped to the image."""
         w, h = image.size
         scale = min(1.0, self.max_side / max(w, h))
         if max(w, h) * scale < self.min_side:  # tiny inputs: upscale so YuNet's anchors can fit a face
@@ -157,17 +175,20 @@ class FaceDetector:
             _, found = self._cv.detect(bgr)
         if found is None:
             return []
-        faces = [Face(box=tuple(float(v) / scale for v in row[:4]), score=float(row[14]),
-                      landmarks=row[4:14].reshape(5, 2) / scale) for row in found]
-        faces = [_clip_face(f, w, h) for f in faces]
-        return sorted([f for f in faces if f.box[2] > 1 and f.box[3] > 1], key=lambda f: -f.score)
+        return [Face(box=tuple(float(v) / scale for v in row[:4]), score=float(row[14]),
+                     landmarks=row[4:14].reshape(5, 2) / scale) for row in found]
+
+
+def _mean_colour(image: Image.Image) -> tuple[int, ...]:
+    return tuple(int(v) for v in np.asarray(image.resize((16, 16))).reshape(-1, 3).mean(0))
 
 
 def _clip_face(face: Face, w: int, h: int) -> Face:
     x, y, bw, bh = face.box
     x0, y0 = max(0.0, x), max(0.0, y)
     x1, y1 = min(float(w), x + bw), min(float(h), y + bh)
-    return Face((x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0)), face.score, face.landmarks)
+    return Face((x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0)), face.score, face.landmarks,
+                face.detected_box or face.box)
 
 
 def whole_image_face(image: Image.Image) -> Face:
@@ -196,15 +217,30 @@ def detect_faces(image: Image.Image, whole_image: bool = False) -> list[Face]:
 # --------------------------------------------------------------------------- cropping
 
 
-def crop_face(image: Image.Image, face: Face, margin: float = 0.25, align: bool = True) -> Image.Image:
-    """A square crop around ``face`` with ``margin`` (fraction of the box side) on each side.
+def face_frame(face: Face, margin: float | None = None, scale: float = 1.0) -> tuple[float, float, float]:
+    """(centre x, centre y, side) of the square cut around ``face``.
 
-    With ``align`` and landmarks, the image is first rotated about the eye centre so that the eyes are
-    level. Areas outside the image are filled by edge replication, so the face stays centred.
+    By default (``margin=None``) the frame a FER2013 image of this face would have had, measured on
+    FER2013 itself (:mod:`fermm.framing`): the models were trained on such frames. A ``margin`` gives the
+    older square around the box with that fraction of its side on each side. ``scale`` widens (> 1) or
+    tightens (< 1) either frame about its centre.
     """
-    x, y, w, h = face.box
-    cx, cy = x + w / 2, y + h / 2
-    side = max(w, h) * (1 + 2 * margin)
+    box = face.detected_box or face.box  # a face cut by the image edge keeps its full frame
+    if margin is None:
+        return fer2013_framing().frame(box, scale)
+    x, y, w, h = box
+    return x + w / 2, y + h / 2, max(w, h) * (1 + 2 * margin) * scale
+
+
+def crop_face(image: Image.Image, face: Face, margin: float | None = None, align: bool = False,
+              scale: float = 1.0) -> Image.Image:
+    """The square cut of :func:`face_frame` around ``face``: what every serving path gives the models.
+
+    With ``align`` and landmarks, the image is first rotated about the frame centre so that the eyes are
+    level (off by default: FER2013's own faces are not levelled, and levelling did not help end to end).
+    Areas outside the image are filled by edge replication, so the face keeps its place in the frame.
+    """
+    cx, cy, side = face_frame(face, margin, scale)
     box = (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
     if align and face.landmarks is not None:
         (rx, ry), (lx, ly) = face.landmarks[0], face.landmarks[1]
@@ -230,15 +266,15 @@ def _crop_padded(image: Image.Image, box: tuple[int, int, int, int]) -> Image.Im
     return Image.fromarray(arr[y0 + oy:y1 + oy, x0 + ox:x1 + ox])
 
 
-def find_and_crop(image: Image.Image, whole_image: bool = False, margin: float = 0.25,
-                  align: bool = True) -> tuple[list[Face], list[Image.Image]]:
+def find_and_crop(image: Image.Image, whole_image: bool = False, margin: float | None = None,
+                  align: bool = False) -> tuple[list[Face], list[Image.Image]]:
     """Faces in an image and their crops (empty lists when none is found)."""
     faces = detect_faces(image, whole_image)
     return faces, crop_faces(image, faces, whole_image, margin, align)
 
 
-def crop_faces(image: Image.Image, faces: Sequence[Face], whole_image: bool = False, margin: float = 0.25,
-               align: bool = True) -> list[Image.Image]:
+def crop_faces(image: Image.Image, faces: Sequence[Face], whole_image: bool = False, margin: float | None = None,
+               align: bool = False) -> list[Image.Image]:
     return [image if whole_image else crop_face(image, f, margin, align) for f in faces]
 
 

@@ -49,6 +49,9 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--translate", type=float, default=0.1)
     p.add_argument("--erasing", type=float, default=0.25)
     p.add_argument("--no_flip", action="store_true")
+    p.add_argument("--framing_jitter", action="store_true",
+                   help="scale and shift faces as much as FER2013's framing varies (fermm/assets/framing.json, "
+                        "5-95%% range), edge-padded like the served crop; replaces --translate")
     p.add_argument("--ferplus_soft", type=float, default=0.0, metavar="W",
                    help="train on (1-W) * FER2013 label + W * that image's FER+ vote distribution (0 = off)")
     p.add_argument("--drop_cross_split_duplicates", action="store_true")
@@ -105,8 +108,25 @@ def train_config(args: argparse.Namespace, output_dir: Path, epochs: int, lr: fl
 
 
 def augment_config(args: argparse.Namespace) -> AugmentConfig:
-    return AugmentConfig(rotation=args.rotation, translate=args.translate, erasing=args.erasing,
-                         flip=not args.no_flip)
+    aug = AugmentConfig(rotation=args.rotation, translate=args.translate, erasing=args.erasing,
+                        flip=not args.no_flip)
+    return framing_jitter(aug) if getattr(args, "framing_jitter", False) else aug
+
+
+def framing_jitter(aug: AugmentConfig) -> AugmentConfig:
+    """``aug`` with scale and shift ranges spanning the 5-95% range of FER2013's measured framing, so a
+    model sees faces framed as loosely or tightly as FER2013 itself frames them (and as serving may)."""
+    import dataclasses
+    import json
+
+    from fermm.framing import FRAMING_PATH
+
+    f = json.loads(FRAMING_PATH.read_text())
+    med = f["median"]["box_w"]
+    shift = max(abs(f[q][k]) for q in ("q05", "q95") for k in ("dx", "dy"))
+    return dataclasses.replace(aug, scale_min=round(f["q05"]["box_w"] / med, 3),
+                               scale_max=round(f["q95"]["box_w"] / med, 3), translate=round(shift, 3),
+                               padding_mode="border")
 
 
 def _save_best(model: CNNClassifier, folder: Path, row: dict) -> None:
@@ -255,5 +275,5 @@ def train_distilled(args: argparse.Namespace, arrays=None) -> CNNClassifier:
     teacher = load_model(args.teacher).eval()
     model = warm_start(args) if args.init_from else new_model(args)
     task = image_task(DistillTask, arrays, args, teacher_probs=teacher_fn(teacher), alpha=args.alpha,
-                      temperature=args.temperature)
+                      temperature=args.temperature, teacher_view=getattr(args, "teacher_view", "same"))
     return run_stage(model, task, train_config(args, Path(args.output_dir) / "stage_distill", args.epochs, args.lr))

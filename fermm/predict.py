@@ -97,6 +97,7 @@ class FaceResult:
     probs: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> label -> p
     fused: dict[str, float] = field(default_factory=dict)
     joint: dict[str, dict[str, float]] = field(default_factory=dict)  # CLIP model -> its joint face + text scores
+    frame: tuple[float, float, float] | None = None  # (centre x, centre y, side) of the crop the models saw
 
     @property
     def top(self) -> str:
@@ -165,9 +166,11 @@ def fuse(per_model: Sequence[np.ndarray], weights: Sequence[float] | None = None
 
 def predict_image(image: Image.Image | None, pool: ModelPool, models: Sequence[str], whole_image: bool = False,
                   max_faces: int = 20, text: str | None = None, text_pool: ModelPool | None = None,
-                  text_model: str | None = None, text_weight: float = 0.5) -> ImageResult:
+                  text_model: str | None = None, text_weight: float = 0.5, margin: float | None = None,
+                  align: bool = False) -> ImageResult:
     """Detect faces (or take the whole image), run each chosen model on all faces in one batch, and fuse
-    with the text's reading when there is text. With no image, the result is the text's alone."""
+    with the text's reading when there is text. With no image, the result is the text's alone.
+    ``margin`` and ``align`` choose the crop (:func:`fermm.faces.crop_face`; default: FER2013's framing)."""
     from fermm.fusion import fuse as fuse_text
 
     text_result, notes, text_unavailable = predict_text(text, text_pool, text_model, text_weight)
@@ -177,8 +180,9 @@ def predict_image(image: Image.Image | None, pool: ModelPool, models: Sequence[s
     if len(found) > max_faces:  # cut before cropping: a crowd photo may hold thousands of detections
         notes.append(f"{len(found)} faces found; showing the {max_faces} most confident")
         found = found[:max_faces]
-    crops = facelib.crop_faces(image, found, whole_image)
-    results = [FaceResult(i + 1, f.box, f.score, c) for i, (f, c) in enumerate(zip(found, crops))]
+    crops = facelib.crop_faces(image, found, whole_image, margin, align)
+    results = [FaceResult(i + 1, f.box, f.score, c, frame=None if whole_image else facelib.face_frame(f, margin))
+               for i, (f, c) in enumerate(zip(found, crops))]
     unavailable, fer7 = {}, []
     for name in models:
         model = pool.get(name)

@@ -107,15 +107,19 @@ class ImageTask:
     def steps_per_epoch(self, batch_size: int) -> int:
         return len(self.y) // batch_size  # drop the last partial batch (BN needs >1 sample)
 
-    def batches(self, epoch: int, batch_size: int, gen: torch.Generator) -> Iterator[tuple]:
+    def sample(self, epoch: int, batch_size: int, gen: torch.Generator) -> Iterator[tuple]:
+        """(clean, augmented, targets) batches before mixing; images (B, 1, H, W) in [0, 1]."""
         order = torch.randperm(len(self.y), generator=gen).numpy()
         for i in range(self.steps_per_epoch(batch_size)):
             idx = order[i * batch_size:(i + 1) * batch_size]
-            x = uint8_batch(self.x[idx])  # (B, 1, H, W) in [0, 1]
-            if self.aug is not None:
-                x = augment(x, self.aug, gen)
+            clean = uint8_batch(self.x[idx])
+            x = augment(clean, self.aug, gen) if self.aug is not None else clean
             t = (torch.from_numpy(self.targets[idx]) if self.targets is not None
                  else F.one_hot(torch.from_numpy(self.y[idx]), self.n_classes).float())
+            yield clean, x, t
+
+    def batches(self, epoch: int, batch_size: int, gen: torch.Generator) -> Iterator[tuple]:
+        for _, x, t in self.sample(epoch, batch_size, gen):
             x, t = mix_batch(x, t, self.mix, gen)
             yield self.input_fn(x), t
 
@@ -242,14 +246,28 @@ class DistillTask(ImageTask):
     loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels), the CE term with the
     task's label smoothing and class weights.
     The teacher is any model with ``predict_proba``-style probabilities on the batch (an ensemble too).
+    With ``teacher_view="clean"`` the teacher sees each image un-augmented while the student sees the
+    augmented view, so the student learns to answer as the teacher does on the canonical frame
+    (framing invariance); that needs mixup and cutmix off.
     """
 
-    def __init__(self, *args, teacher_probs, alpha: float = 0.7, temperature: float = 4.0, **kwargs):
+    def __init__(self, *args, teacher_probs, alpha: float = 0.7, temperature: float = 4.0,
+                 teacher_view: str = "same", **kwargs):
         super().__init__(*args, **kwargs)
+        if teacher_view not in ("same", "clean"):
+            raise ValueError(f"teacher_view must be 'same' or 'clean', not {teacher_view!r}")
+        if teacher_view == "clean" and (self.mix.mixup_alpha or self.mix.cutmix_alpha):
+            raise ValueError("a clean teacher view needs mixup and cutmix off (a mixed image has no clean view)")
         self.teacher_probs = teacher_probs  # (B, 1, H, W) in [0, 1] -> (B, C) probabilities
-        self.alpha, self.temperature = alpha, temperature
+        self.alpha, self.temperature, self.teacher_view = alpha, temperature, teacher_view
 
     def batches(self, epoch: int, batch_size: int, gen: torch.Generator) -> Iterator[tuple]:
+        if self.teacher_view == "clean":
+            for clean, x, t in self.sample(epoch, batch_size, gen):
+                with torch.no_grad():
+                    teacher = self.teacher_probs(clean).float()
+                yield self.input_fn(x), teacher, t
+            return
         for x, t in super().batches(epoch, batch_size, gen):
             raw = x * torch.tensor(self.std).view(1, -1, 1, 1) + torch.tensor(self.mean).view(1, -1, 1, 1)
             with torch.no_grad():

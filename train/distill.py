@@ -21,6 +21,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--teacher", required=True, help="registry name, folder or Hub id of the teacher")
     p.add_argument("--alpha", type=float, default=0.7, help="weight of the distillation term")
     p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--teacher_view", default="same", choices=("same", "clean"),
+                   help="the teacher sees the student's augmented view, or the image un-augmented (teaches "
+                        "invariance to the augmentation, e.g. with --framing_jitter)")
     p.set_defaults(backbone="mini")
     return p.parse_args(argv)
 

@@ -1,0 +1,135 @@
+"""End-to-end evaluation of the serving path on FER2013 faces placed in synthetic scenes.
+
+For each test face: build a seeded scene (:mod:`fermm.scenes`), run the exact serving path
+(:func:`fermm.predict.predict_image`: detect, crop, every model, fusion), find the served face that
+covers the pasted frame, and score its answers against the label and against each model's answer
+on the original 48x48 image. Optionally, re-crop the same detected face at other framing scales and
+count how often each model's top label stays the same (robustness to framing).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from fermm import faces as facelib
+from fermm import scenes
+from fermm.labels import FER7
+from fermm.predict import ModelPool, predict_image, to_fer7
+
+log = logging.getLogger(__name__)
+FUSED = "fused"
+
+
+@dataclass
+class Trace:
+    """Per-scene outcomes: detection, frame IoU, and each model's (and the fusion's) FER-7 prediction."""
+
+    detected: list[bool] = field(default_factory=list)
+    iou: list[float] = field(default_factory=list)
+    pipeline: dict[str, list[int]] = field(default_factory=dict)  # model -> prediction (-1: not detected)
+    scale_preds: dict[str, dict[float, list[int]]] = field(default_factory=dict)  # model -> scale -> prediction
+
+
+def _offset(box: tuple[float, float, float, float], frame: tuple[float, float, float]) -> float:
+    """How far a box's centre is from the frame's centre (the larger of the two axes), in pixels."""
+    x, y, w, h = box
+    return max(abs(x + w / 2 - frame[0]), abs(y + h / 2 - frame[1]))
+
+
+def served_face(result, frame: tuple[float, float, float]):
+    """The served face whose box centre lies inside the pasted ``frame`` (the nearest to its centre, if
+    several do), with the IoU of its served frame against ``frame``; (None, 0.0) when none does."""
+    inside = [r for r in result.faces if _offset(r.box, frame) < frame[2] / 2]
+    if not inside:
+        return None, 0.0
+    best = min(inside, key=lambda r: _offset(r.box, frame))
+    return best, scenes.square_iou(best.frame, frame)
+
+
+def _top(probs: dict[str, float]) -> int:
+    fer = {lab: probs.get(lab, 0.0) for lab in FER7}
+    return FER7.index(max(fer, key=fer.get))
+
+
+def run_scenes(pool: ModelPool, models: Sequence[str], images: np.ndarray, seed: int,
+               scales: Sequence[float] = (), margin: float | None = None, align: bool = False,
+               progress_every: int = 500) -> Trace:
+    """Serve every image inside its own seeded scene and trace what came out (``margin``/``align``:
+    the crop, as in :func:`fermm.faces.crop_face`)."""
+    trace = Trace(pipeline={m: [] for m in [*models, FUSED]})
+    trace.scale_preds = {m: {s: [] for s in scales} for m in models}
+    for i, face48 in enumerate(images):
+        scene = scenes.make_scene(face48, np.random.default_rng([seed, i]))
+        result = predict_image(scene.image, pool, models, margin=margin, align=align)
+        face, iou = served_face(result, scene.frame)
+        trace.detected.append(face is not None)
+        trace.iou.append(iou)
+        for m in models:
+            trace.pipeline[m].append(_top(face.probs[m]) if face is not None else -1)
+        trace.pipeline[FUSED].append(_top(face.fused) if face is not None else -1)
+        if scales and face is not None:
+            _rescale(trace, pool, models, scene, scales, margin, align)
+        if progress_every and (i + 1) % progress_every == 0:
+            log.info("%d/%d scenes, %d faces found", i + 1, len(images), sum(trace.detected))
+    return trace
+
+
+def _rescale(trace: Trace, pool: ModelPool, models: Sequence[str], scene: scenes.Scene,
+             scales: Sequence[float], margin: float | None, align: bool) -> None:
+    """The same detected face cropped at each framing scale, through each model."""
+    found = facelib.detect_faces(scene.image)
+    face = min(found, key=lambda f: _offset(f.box, scene.frame))  # the face served_face chose
+    crops = [facelib.crop_face(scene.image, face, margin, align, scale=s) for s in scales]
+    for m in models:
+        model = pool.get(m)
+        preds = to_fer7(model.predict_proba(crops).numpy(), model.labels).argmax(1)
+        for s, p in zip(scales, preds):
+            trace.scale_preds[m][s].append(int(p))
+
+
+def direct_predictions(pool: ModelPool, models: Sequence[str], images: np.ndarray) -> dict[str, np.ndarray]:
+    """Each model's FER-7 prediction on the original 48x48 images (and their fusion)."""
+    probs = {}
+    for m in models:
+        model = pool.get(m)
+        probs[m] = to_fer7(model.predict_proba(list(images), batch_size=256).numpy(), model.labels)
+    out = {m: p.argmax(1) for m, p in probs.items()}
+    out[FUSED] = np.mean(list(probs.values()), axis=0).argmax(1)
+    return out
+
+
+def summary(trace: Trace, direct: dict[str, np.ndarray], labels: np.ndarray, in_train: np.ndarray | None,
+            name: str) -> dict:
+    """One model's (or the fusion's) end-to-end figures."""
+    found = np.asarray(trace.detected)
+    pipe, dire = np.asarray(trace.pipeline[name]), np.asarray(direct[name])
+    iou = np.asarray(trace.iou)[found]
+    out = {"model": name, "n": int(len(labels)), "detected": int(found.sum()),
+           "detection_rate": round(float(found.mean()), 4),
+           "accuracy_direct": _acc(dire[found], labels[found]),
+           "accuracy_direct_all": _acc(dire, labels),
+           "accuracy_pipeline": _acc(pipe[found], labels[found]),
+           "agreement_with_direct": _acc(pipe[found], dire[found]),
+           "frame_iou_median": round(float(np.median(iou)), 4) if iou.size else None,
+           "frame_iou_at_least_0_8": round(float((iou >= 0.8).mean()), 4) if iou.size else None}
+    if in_train is not None:
+        keep = found & ~in_train
+        out["n_not_in_train"] = int(keep.sum())
+        out["accuracy_direct_not_in_train"] = _acc(dire[keep], labels[keep])
+        out["accuracy_pipeline_not_in_train"] = _acc(pipe[keep], labels[keep])
+    if name in trace.scale_preds and trace.scale_preds[name]:
+        out["framing_agreement"] = framing_agreement(trace.scale_preds[name])
+    return out
+
+
+def framing_agreement(by_scale: dict[float, list[int]]) -> dict[str, float]:
+    """For each scale, how often the top label equals the one at scale 1.0 (which must be among them)."""
+    ref = np.asarray(by_scale[1.0])
+    return {f"{s:g}": _acc(np.asarray(p), ref) for s, p in sorted(by_scale.items()) if s != 1.0}
+
+
+def _acc(pred: np.ndarray, truth: np.ndarray) -> float | None:
+    return round(float((np.asarray(pred) == np.asarray(truth)).mean()), 4) if len(truth) else None
