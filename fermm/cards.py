@@ -22,6 +22,11 @@ LIMITS = (
     "occlusions and camera angles is unknown and likely lower. Expressions are also read differently across "
     "cultures.")
 
+FRAMING = (
+    "Framing: it expects a face framed as FER2013 frames faces, filling the square with the top of the forehead "
+    "to the chin; `fermm.faces.find_and_crop` cuts photos that way (the framing measured on FER2013, "
+    "`fermm/assets/framing.json`), while a looser crop, such as a detector box with a 25% margin, costs many points.")
+
 
 def measured_result(folder: str | Path | None, results_dir: str | Path | None = None) -> dict | None:
     """The test result (no TTA) recorded for exactly the model in ``folder``, found by its fingerprint (a
@@ -94,7 +99,7 @@ def model_card(name: str, model, training: dict | None = None, history: list[dic
             f"classifier trained from scratch on FER2013 with [fermm](https://github.com/fermm/fermm).",
             *_recipe_notes(training), "",
             f"Labels: {labels}. Input: {model.input_size}x{model.input_size}, {model.channels} channel(s), "
-            f"mean {list(model.mean)}, std {list(model.std)}.", "",
+            f"mean {list(model.mean)}, std {list(model.std)}.", "", FRAMING, "",
             "```python", "from fermm.models import load_model", f"model = load_model(\"{source or name}\")",
             "probs = model.predict_proba([face_image])  # (1, n_labels)", "```", "",
             "## Intended use", "", INTENDED_USE, "", "## Out-of-scope uses", "", OUT_OF_SCOPE, "",

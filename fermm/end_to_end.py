@@ -133,3 +133,33 @@ def framing_agreement(by_scale: dict[float, list[int]]) -> dict[str, float]:
 
 def _acc(pred: np.ndarray, truth: np.ndarray) -> float | None:
     return round(float((np.asarray(pred) == np.asarray(truth)).mean()), 4) if len(truth) else None
+
+
+def read_records(folder) -> list[dict]:
+    """The end-to-end records in ``folder`` (``results/end_to_end``), fused ones last; none if it is missing."""
+    import json
+    from pathlib import Path
+
+    out = []
+    for p in sorted(Path(folder).glob("*.json")):
+        try:
+            r = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(r, dict) and {"model", "accuracy_pipeline", "accuracy_direct"} <= r.keys():
+            out.append(r)
+    return sorted(out, key=lambda r: (r["model"] == FUSED, r["model"]))
+
+
+def markdown_table(records: Sequence[dict]) -> str:
+    """Served (photo -> detect -> crop -> model) against direct (the 48x48 image) accuracy, per model."""
+    rows = ["| model | faces found | served accuracy | direct, same faces | not in train: served / direct | "
+            "commit, date |", "|---|---|---|---|---|---|"]
+    for r in records:
+        name = " + ".join(r.get("models", [])) + " (fused)" if r["model"] == FUSED else r["model"]
+        nit = (f"{r['accuracy_pipeline_not_in_train']:.1%} / {r['accuracy_direct_not_in_train']:.1%}"
+               if r.get("accuracy_pipeline_not_in_train") is not None else "n/a")
+        rows.append(f"| `{name}` | {r['detected']:,} of {r['n']:,} ({r['detection_rate']:.1%}) | "
+                    f"{r['accuracy_pipeline']:.1%} | {r['accuracy_direct']:.1%} | {nit} | "
+                    f"{r.get('commit', '?')}, {str(r.get('date', ''))[:10]} |")
+    return "\n".join(rows) if records else ""

@@ -306,17 +306,30 @@ def accuracy_tab(results_dir: Path):
     def load():
         results = evaluation.read_results(results_dir)
         faces = [r for r in results if r.get("task", "image") == "image"]
-        return (evaluation.markdown_table(results, plots.PUBLISHED), plots.accuracy_bars(faces),
-                plots.per_class_f1(faces))
+        return (served_table(results_dir), evaluation.markdown_table(results, plots.PUBLISHED),
+                plots.accuracy_bars(faces), plots.per_class_f1(faces))
 
+    served = gr.Markdown()
     gr.Markdown("Test accuracy of each model as measured here by `eval/evaluate.py` (FER2013 PrivateTest "
                 "unless stated), with 95% bootstrap confidence intervals. Grey bars are published figures, "
                 "not measured here.")
     table = gr.Markdown()
     bars = gr.Plot(label="Accuracy")
     f1 = gr.Plot(label="F1 per class")
-    gr.Button("Reload results", size="sm").click(load, None, [table, bars, f1], api_name="accuracy")
-    return load, [table, bars, f1]
+    gr.Button("Reload results", size="sm").click(load, None, [served, table, bars, f1], api_name="accuracy")
+    return load, [served, table, bars, f1]
+
+
+def served_table(results_dir: Path) -> str:
+    """The end-to-end figures (a photo through detection and the served crop) as markdown, if measured."""
+    from fermm import end_to_end
+
+    table = end_to_end.markdown_table(end_to_end.read_records(Path(results_dir) / "end_to_end"))
+    if not table:
+        return ""
+    return ("**As served**: FER2013 test faces placed in synthetic photos (`eval/end_to_end.py`), found by the "
+            "face detector, cropped as the app crops them and classified, against the same model on the original "
+            "48x48 image.\n\n" + table)
 
 
 def confusion_tab(results_dir: Path):

@@ -77,8 +77,9 @@ def test_bad_file_gives_a_clear_error_and_the_app_keeps_serving(app_client, tmp_
 
 
 def test_accuracy_tab_shows_measured_and_published_figures(app_client):
-    table, bars, f1 = app_client.predict(api_name="/accuracy")
+    served, table, bars, f1 = app_client.predict(api_name="/accuracy")
     assert "`glove_cnn` | test | none |" in table and "Published, not measured here" in table
+    assert "As served" in served and "| `glove_cnn` | 190 of 200 (95.0%) | 69.0% | 70.0% | 68.0% / 68.5% |" in served
     assert bars is not None and f1 is not None
 
 
