@@ -1,7 +1,7 @@
 """Where a model's per-face time goes: preprocessing vs the network, the network's costliest operators, and
 how the bare PyTorch forward changes with the input layout and in bf16.
 
-    python bench/breakdown.py --models fast_cnn glove_cnn --batch 1 32 --json results/bench/breakdown.json
+    python -m bench.breakdown --models fast_cnn glove_cnn --batch 1 32 --json results/bench/breakdown.json
 
 For each model and batch size, on the face crop `bench/latency.py` times (the example photo's detected face):
 the median time of `preprocess` (crop -> normalised tensor), of `proba_from_tensor` (the network as the app runs
@@ -14,19 +14,16 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from pathlib import Path
 from typing import Callable, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+import torch
+from torch.profiler import ProfilerActivity, profile
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch.profiler import ProfilerActivity, profile  # noqa: E402
-
-from bench import common  # noqa: E402
-from fermm.faces import find_and_crop, load_image  # noqa: E402
-from fermm.models import load_model  # noqa: E402
-from fermm.models.base import EmotionClassifier  # noqa: E402
+from bench import common
+from fermm.faces import find_and_crop, load_image
+from fermm.models import load_model
+from fermm.models.base import EmotionClassifier
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -119,7 +116,7 @@ def report(figures: dict) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    info = common.provenance("bench/breakdown.py", argv)
+    info = common.provenance("-m bench.breakdown", argv)
     common.print_header(info)
     _, crops = find_and_crop(load_image(common.EXAMPLE))
     figures: dict = {"models": {}, "unavailable": {}}

@@ -1,7 +1,7 @@
 """What each CLIP method costs on this machine: trainable parameters, seconds per training step, peak
 memory, and the speed-up of training on cached image features over re-encoding images every step.
 
-    python bench/clip_cost.py --json results/bench/clip_cost.json
+    python -m bench.clip_cost --json results/bench/clip_cost.json
 
 Pretrained CLIP weights cannot be downloaded here, so this builds the exact ViT-B/32 architecture
 (transformers' ``CLIPConfig()`` defaults = openai/clip-vit-base-patch32) with random weights and the real
@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 METHODS = ("linear_cached", "linear_reencode", "coop_cached", "coop_reencode", "lora", "full")
 
@@ -90,7 +89,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from fermm.evaluation import command_line, git_commit, hardware
+    from fermm.evaluation.metrics import command_line, git_commit, hardware
 
     args = parse_args(argv)
     if args._one:  # child process: one method, one JSON line
@@ -103,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "--steps", str(args.steps)], capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     by = {r["method"]: r for r in rows}
-    command = command_line("bench/clip_cost.py", argv)
+    command = command_line("-m bench.clip_cost", argv)
     print(f"# {command}\n# commit {git_commit()}, {time.strftime('%Y-%m-%d')}, {hardware()}")
     print(f"{'method':<15} {'trainable':>12} {'s/step':>8} {'peak MB':>8}   (batch {args.batch}, ViT-B/32)")
     for r in rows:

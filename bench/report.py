@@ -1,7 +1,7 @@
 """Write BENCHMARKS.md from the figures the bench scripts saved in results/bench/*.json (and the peer's and
 our accuracies in results/*.json), so every number there comes from a command recorded beside it.
 
-    python bench/report.py            # -> BENCHMARKS.md
+    python -m bench.report            # -> BENCHMARKS.md
 
 Sections appear for the JSON files that exist; a missing one is listed with the command that makes it.
 """
@@ -15,15 +15,15 @@ from typing import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = {
-    "latency": "python bench/latency.py --repeats 30 --json results/bench/latency.json",
-    "load": "python bench/load.py --clients 16 --requests 25 --repeats 5 --json results/bench/load.json",
-    "load_gradio_client": "python bench/load.py --clients 16 --requests 25 --client gradio "
+    "latency": "python -m bench.latency --repeats 30 --json results/bench/latency.json",
+    "load": "python -m bench.load --clients 16 --requests 25 --repeats 5 --json results/bench/load.json",
+    "load_gradio_client": "python -m bench.load --clients 16 --requests 25 --client gradio "
                           "--json results/bench/load_gradio_client.json",
-    "soak": "python bench/load.py --clients 8 --soak 300 --json results/bench/soak.json",
-    "throughput": "python bench/throughput.py --steps 20 --json results/bench/throughput.json",
-    "clip_cost": "python bench/clip_cost.py --json results/bench/clip_cost.json",
-    "breakdown": "python bench/breakdown.py --models fast_cnn glove_cnn --json results/bench/breakdown.json",
-    "train_cost": "python bench/train_cost.py --runs runs/glove_vgg11_r2_s0 runs/glove_vgg11_r2c2_s0 "
+    "soak": "python -m bench.load --clients 8 --soak 300 --json results/bench/soak.json",
+    "throughput": "python -m bench.throughput --steps 20 --json results/bench/throughput.json",
+    "clip_cost": "python -m bench.clip_cost --json results/bench/clip_cost.json",
+    "breakdown": "python -m bench.breakdown --models fast_cnn glove_cnn --json results/bench/breakdown.json",
+    "train_cost": "python -m bench.train_cost --runs runs/glove_vgg11_r2_s0 runs/glove_vgg11_r2c2_s0 "
                   "runs/glove_vgg11_r2c3_s0 runs/fast_distill_s0 runs/resnet50_s0 runs/resnet50_c2_s0 "
                   "runs/glove_resnet18_s0 runs/base_resnet18_s0 runs/glove_resnet18_s1 runs/base_resnet18_s1 "
                   "--json results/bench/train_cost.json",
@@ -235,7 +235,7 @@ def render(results: Path) -> str:
     peer = results / "fer_peer.json"
     peer_ms = 1000 / json.loads(peer.read_text())["images_per_second"] if peer.exists() else None
     lat, load_r, soak = load(results, "latency"), load(results, "load"), load(results, "soak")
-    out = ["# Benchmarks", "", "Written by `python bench/report.py` from `results/bench/*.json`; each section names the "
+    out = ["# Benchmarks", "", "Written by `python -m bench.report` from `results/bench/*.json`; each section names the "
            "command that measured it. Figures are from one 2-core CPU; other work on the cores skews them (the load "
            "average is recorded).", ""]
     out += targets_section(lat, load_r, acc, soak)

@@ -1,7 +1,7 @@
 """Throughput: evaluation images/second of every model (batch 128, FER2013 test faces), and training
 images/second of every backbone in fp32 and bf16 autocast, with channels_last off and on.
 
-    python bench/throughput.py --steps 20 --json results/bench/throughput.json
+    python -m bench.throughput --steps 20 --json results/bench/throughput.json
 
 Evaluation: `predict_proba` on the first --n test images (default: all 3,589), preprocessing included,
 after one untimed batch. Models: every registry model that loads and any folders given with --models.
@@ -15,15 +15,12 @@ import argparse
 import contextlib
 import sys
 import time
-from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench import common  # noqa: E402
-from fermm.image_training import DEFAULT_DATASET  # noqa: E402
-from fermm.models import list_models  # noqa: E402
-from fermm.models.cnn import BACKBONES  # noqa: E402
+from bench import common
+from fermm.models import list_models
+from fermm.models.cnn import BACKBONES
+from fermm.training.image import DEFAULT_DATASET
 
 VARIANTS = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))  # (precision, channels_last)
 
@@ -134,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    info = common.provenance("bench/throughput.py", argv)
+    info = common.provenance("-m bench.throughput", argv)
     common.print_header(info)
     figures: dict = {}
     if not args.skip_eval:

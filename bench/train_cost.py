@@ -1,7 +1,7 @@
 """Training cost of real runs: seconds per epoch and the time it took to reach the best checkpoint, read from
-the `history.json` every training stage writes (fermm.training.Trainer).
+the `history.json` every training stage writes (fermm.training.loop.Trainer).
 
-    python bench/train_cost.py --runs runs/glove_vgg11_r2_s0 runs/resnet50_s0 --json results/bench/train_cost.json
+    python -m bench.train_cost --runs runs/glove_vgg11_r2_s0 runs/resnet50_s0 --json results/bench/train_cost.json
 
 Per stage (GloVe-CNN: `stage_contrastive` then `stage_finetune`): epochs run of those planned, the median seconds
 per training epoch and images/second, the best validation accuracy and its epoch (1-based), and the training
@@ -19,10 +19,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench import common  # noqa: E402
-from fermm.image_training import STAGES  # noqa: E402
+from bench import common
+from fermm.training.image import STAGES
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -107,7 +105,7 @@ def report(runs: list[dict]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    info = common.provenance("bench/train_cost.py", argv)
+    info = common.provenance("-m bench.train_cost", argv)
     common.print_header(info)
     runs = [run_cost(Path(f)) for f in args.runs]
     report(runs)

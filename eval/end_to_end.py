@@ -14,12 +14,12 @@ from typing import Sequence
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from fermm import end_to_end, evaluation, evaluator  # noqa: E402
-from fermm.data import load_fer, seen_in, to_arrays  # noqa: E402
-from fermm.image_training import DEFAULT_DATASET  # noqa: E402
-from fermm.predict import ModelPool  # noqa: E402
+from fermm import cli
+from fermm.data import load_fer, seen_in, to_arrays
+from fermm.evaluation import metrics
+from fermm.serve import end_to_end
+from fermm.serve.predict import ModelPool
+from fermm.training.image import DEFAULT_DATASET
 
 SCALES = (0.85, 0.9, 1.0, 1.1, 1.2, 1.3)
 
@@ -38,7 +38,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--align", action="store_true", help="level the eyes before cropping")
     p.add_argument("--scales", type=float, nargs="*", default=list(SCALES),
                    help="framing scales for the robustness figure (1.0 must be among them; none to skip)")
-    p.add_argument("--output_dir", default=str(evaluation.RESULTS_DIR / "end_to_end"))
+    p.add_argument("--output_dir", default=str(metrics.RESULTS_DIR / "end_to_end"))
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     if args.scales and 1.0 not in args.scales:
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"cannot load {missing}")
     trace = end_to_end.run_scenes(pool, args.models, images, args.seed, args.scales, args.margin, args.align)
     direct = end_to_end.direct_predictions(pool, args.models, images)
-    info = evaluation.RunInfo(evaluation.command_line("eval/end_to_end.py", argv), args.seed).as_dict()
+    info = metrics.RunInfo(metrics.command_line("eval/end_to_end.py", argv), args.seed).as_dict()
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = [*args.models, end_to_end.FUSED] if len(args.models) > 1 else list(args.models)
@@ -79,4 +79,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

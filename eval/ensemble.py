@@ -16,10 +16,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from fermm import evaluation, evaluator  # noqa: E402
-from fermm.image_training import DEFAULT_DATASET  # noqa: E402
+from fermm import cli
+from fermm.evaluation import evaluator, metrics
+from fermm.training.image import DEFAULT_DATASET
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -39,8 +38,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def member_probs(members: Sequence[str], split: dict, tta: str) -> list:
     """Each member's FER-7 validation probabilities."""
+    from fermm.labels import to_fer7
     from fermm.models import load_model
-    from fermm.predict import to_fer7
 
     out = []
     for m in members:
@@ -56,10 +55,10 @@ def member_probs(members: Sequence[str], split: dict, tta: str) -> list:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from fermm.models.ensemble import EnsembleClassifier, greedy_weights
-    from fermm.predict import fuse
+    from fermm.serve.predict import fuse
 
     args = parse_args(argv)
-    command = evaluation.command_line("eval/ensemble.py", argv)
+    command = metrics.command_line("eval/ensemble.py", argv)
     val = evaluator.load_split(args.dataset, "validation")
     probs = member_probs(args.members, val, args.tta)
     counts = greedy_weights(probs, val["labels"], args.rounds)
@@ -72,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ens.save_pretrained(out)
     record = {"members": dict(zip(args.members, counts)), "validation_accuracy": accuracy,
               "member_validation_accuracy": singles, "tta": args.tta, "rounds": args.rounds,
-              **evaluation.RunInfo(command).as_dict()}
+              **metrics.RunInfo(command).as_dict()}
     (out / "selection.json").write_text(json.dumps(record, indent=2) + "\n")
     for m, a in singles.items():
         print(f"{m}: validation {a:.2%}, weight {dict(kept).get(m, 0)}/{sum(counts)}")
@@ -82,4 +81,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

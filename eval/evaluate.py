@@ -10,12 +10,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from fermm import evaluation, evaluator  # noqa: E402
-from fermm.image_training import DEFAULT_DATASET  # noqa: E402
-from fermm.models import list_models  # noqa: E402
-from fermm.text_training import DEFAULT_TEXT  # noqa: E402
+from fermm import cli
+from fermm.evaluation import evaluator, metrics, plots
+from fermm.models import list_models
+from fermm.training.image import DEFAULT_DATASET
+from fermm.training.text import DEFAULT_TEXT
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -40,20 +39,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
-    command = evaluation.command_line("eval/evaluate.py", argv)
+    command = metrics.command_line("eval/evaluate.py", argv)
     written, skipped = evaluator.evaluate_all(args.models, args.dataset, args.split, args.tta, args.output_dir,
-                                              evaluation.RunInfo(command, args.seed), args.text_dataset,
+                                              metrics.RunInfo(command, args.seed), args.text_dataset,
                                               args.name)
     for path in written:
         print(f"wrote {path}")
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
     if args.readme:
-        import eval.compare as compare
-
-        compare.main(["--results", args.output_dir, "--readme", args.readme])
+        metrics.update_readme(Path(args.readme), metrics.markdown_table(metrics.read_results(args.output_dir), plots.PUBLISHED))
     return 0 if written or not args.models else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

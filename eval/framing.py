@@ -14,12 +14,11 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from fermm import evaluation, framing  # noqa: E402
-from fermm.data import load_fer, to_arrays  # noqa: E402
-from fermm.faces import default_detector  # noqa: E402
-from fermm.image_training import DEFAULT_DATASET  # noqa: E402
+from fermm import cli, framing
+from fermm.data import load_fer, to_arrays
+from fermm.evaluation import metrics
+from fermm.faces import default_detector
+from fermm.training.image import DEFAULT_DATASET
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -46,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     images, _ = to_arrays(load_fer(args.dataset)[args.split])
     chosen = sample(images, args.n, args.seed)
     summary = framing.measure(default_detector(), (Image.fromarray(a) for a in chosen))
-    info = evaluation.RunInfo(evaluation.command_line("eval/framing.py", argv), args.seed).as_dict()
+    info = metrics.RunInfo(metrics.command_line("eval/framing.py", argv), args.seed).as_dict()
     record = {"what": "YuNet's face box inside FER2013's 48x48 frame, in units of the frame side",
               "split": args.split, "upscale": framing.UPSCALE, "canvas": framing.CANVAS, **summary, **info}
     Path(args.output).write_text(json.dumps(record, indent=2) + "\n")
@@ -55,4 +54,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -18,14 +18,12 @@ from typing import Sequence
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from fermm import data, evaluation, evaluator, fusion  # noqa: E402
-from fermm.image_training import DEFAULT_DATASET  # noqa: E402
-from fermm.labels import FER7, TEXT6, TEXT6_TO_FER7  # noqa: E402
-from fermm.predict import to_fer7  # noqa: E402
-from fermm.text_training import DEFAULT_TEXT  # noqa: E402
-
+from fermm import cli, data
+from fermm.evaluation import evaluator, metrics
+from fermm.labels import FER7, TEXT6, TEXT6_TO_FER7, to_fer7
+from fermm.serve import fusion
+from fermm.training.image import DEFAULT_DATASET
+from fermm.training.text import DEFAULT_TEXT
 
 LOVE_DROPPED = {**TEXT6_TO_FER7, "love": None}  # the alternative to love -> happy, measured beside it
 
@@ -89,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fermm.models import load_model
 
     args = parse_args(argv)
-    command = evaluation.command_line("eval/fusion.py", argv)
+    command = metrics.command_line("eval/fusion.py", argv)
     image_model, text_model = load_model(args.image_model), load_model(args.text_model)
     p_img, y_face, p_txt6, y_text = probabilities(image_model, text_model, args.dataset, args.text_dataset,
                                                   "validation")
@@ -106,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "test_conflict": pair_scores(*test, conflict=True, weight=weight, seed=args.seed, head=head),
               "test_congruent_love_dropped": pair_scores(*love_dropped, conflict=False, weight=weight, seed=args.seed),
               "label_mapping_on_text_test": mapping_effect(p_txt6, y_text),
-              **evaluation.RunInfo(command, args.seed).as_dict()}
+              **metrics.RunInfo(command, args.seed).as_dict()}
     out = Path(args.output_dir) / fusion.FUSION_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
@@ -117,4 +115,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

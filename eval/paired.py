@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from fermm import evaluation, evaluator, twins  # noqa: E402
-from fermm.image_training import DEFAULT_DATASET  # noqa: E402
+from fermm import cli
+from fermm.evaluation import evaluator, metrics
+from fermm.studies import twins
+from fermm.training.image import DEFAULT_DATASET
 
 if TYPE_CHECKING:
     from fermm.models.base import EmotionClassifier
@@ -80,16 +80,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for split in args.splits:
         d = evaluator.load_split(args.dataset, split)
         correct = [evaluator.correct_on(m, d, args.tta) for m in models]
-        c = evaluation.paired_comparison(*correct, seed=args.seed)
+        c = metrics.paired_comparison(*correct, seed=args.seed)
         record["splits"][split] = {**c, "split_digest": twins.split_digest(d["images"], d["labels"]),
                                    "correct_a": twins.pack_correct(correct[0]),
                                    "correct_b": twins.pack_correct(correct[1])}
         print(row(names, split, c))
-    record.update(evaluation.RunInfo(evaluation.command_line("eval/paired.py", argv), args.seed).as_dict())
-    out = evaluation.save_record(record, args.json or f"results/paired/{names[0]}_vs_{names[1]}.json")
+    record.update(metrics.RunInfo(metrics.command_line("eval/paired.py", argv), args.seed).as_dict())
+    out = metrics.save_record(record, args.json or f"results/paired/{names[0]}_vs_{names[1]}.json")
     print(f"wrote {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

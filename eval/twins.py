@@ -1,4 +1,4 @@
-"""Measure the word-vector gain: GloVe-CNN runs against their cross-entropy twins (fermm.twins).
+"""Measure the word-vector gain: GloVe-CNN runs against their cross-entropy twins (fermm.studies.twins).
 
     python eval/twins.py --runs runs/glove_vgg11_s0 runs/base_vgg11_s0 runs/glove_vgg11_s1 runs/base_vgg11_s1
 
@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from fermm import evaluation, evaluator, twins  # noqa: E402
-from fermm.image_training import DEFAULT_DATASET  # noqa: E402
+from fermm import cli
+from fermm.evaluation import evaluator, metrics
+from fermm.studies import twins
+from fermm.training import image
+from fermm.training.image import DEFAULT_DATASET
 
 SPLITS = ("validation", "test")
 
@@ -39,9 +40,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def script_defaults() -> dict:
     """``train/glove_cnn.py``'s default arguments."""
-    import train.glove_cnn as script
-
-    return vars(script.parse_args(["--output_dir", "unused"]))
+    p = argparse.ArgumentParser()
+    image.add_common_args(p)
+    image.add_glove_args(p)
+    return vars(p.parse_args(["--output_dir", "unused"]))
 
 
 def load_run(folder: str, splits: dict[str, dict]) -> twins.TwinRun:
@@ -106,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.runs and not args.recorded:
         raise SystemExit("give --runs folders, --recorded results files, or both")
-    command = evaluation.command_line("eval/twins.py", argv)
+    command = metrics.command_line("eval/twins.py", argv)
     splits = {s: evaluator.load_split(args.dataset, s) for s in SPLITS}
     digests = {s: twins.split_digest(d["images"], d["labels"]) for s, d in splits.items()}
     runs = gather([load_run(r, splits) for r in args.runs], args.recorded, digests, args.dataset)
@@ -117,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not pairs:
         raise SystemExit(f"no GloVe/base twins among {', '.join(r.name for r in runs)}")
     out = {s: twins.gain_table(pairs, s, args.seed) for s in SPLITS}
-    protocol = "epoch-matched" if args.epoch_matched else "seed 003 (the GloVe arm's contrastive epochs on top)"
+    protocol = "epoch-matched" if args.epoch_matched else "Bülbül (the GloVe arm's contrastive epochs on top)"
     print(f"Schedule: {protocol}\n")
     for s in SPLITS:
         print(twins.markdown(out[s]), end="\n\n")
@@ -127,11 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     record = {**out, "protocol": protocol, "unpaired": alone, "dataset": args.dataset,
               "n": {s: len(d["labels"]) for s, d in splits.items()}, "split_digest": digests,
               "runs": {r.name: r.to_record() for r in runs},
-              **evaluation.RunInfo(command, args.seed).as_dict()}
+              **metrics.RunInfo(command, args.seed).as_dict()}
     out = args.json or f"results/twins{'_epoch_matched' if args.epoch_matched else ''}.json"
-    print(f"wrote {evaluation.save_record(record, out)}")
+    print(f"wrote {metrics.save_record(record, out)}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

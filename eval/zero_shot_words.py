@@ -12,18 +12,17 @@ from typing import Sequence
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from fermm import evaluation, evaluator  # noqa: E402
-from fermm.image_training import DEFAULT_DATASET  # noqa: E402
-from fermm.labels import FER7, FERPLUS8  # noqa: E402
+from fermm import cli
+from fermm.evaluation import evaluator, metrics
+from fermm.labels import FER7, FERPLUS8
+from fermm.training.image import DEFAULT_DATASET
 
 
 class WordVectorZeroShot:
     """Adapter: a word-vector CNN as a classifier over any label set that has word vectors."""
 
     def __init__(self, model, labels: Sequence[str], word_vectors: str | None = None):
-        from fermm.wordvec import WordVectors, default_vectors, label_vectors
+        from fermm.models.wordvec import WordVectors, default_vectors, label_vectors
 
         if not getattr(model, "word_dim", 0):
             raise ValueError("this model has no word-vector head (train it with train/glove_cnn.py, not --base)")
@@ -60,12 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fermm.models import load_model
 
     args = parse_args(argv)
-    command = evaluation.command_line("eval/zero_shot_words.py", argv)
+    command = metrics.command_line("eval/zero_shot_words.py", argv)
     zs = WordVectorZeroShot(load_model(args.model), FERPLUS8 if args.labels == "ferplus8" else FER7, args.word_vectors)
     name = f"{Path(args.model).name}.zeroshot_{args.labels}"
     result = evaluator.evaluate_model(zs, name, args.model, evaluator.load_split(args.dataset, args.split),
-                                      args.dataset, args.split, "none", evaluation.RunInfo(command, args.seed))
-    path = evaluation.write_result(result, args.output_dir)
+                                      args.dataset, args.split, "none", metrics.RunInfo(command, args.seed))
+    path = metrics.write_result(result, args.output_dir)
     print(f"accuracy vs FER2013 labels {result['accuracy']:.4f}; vs FER+ majority "
           f"{(result['ferplus8'] or result['ferplus'] or {}).get('accuracy', float('nan')):.4f}")
     if "contempt" in zs.labels:
@@ -83,4 +82,4 @@ def _ferplus_recall(result: dict, k: int) -> float:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

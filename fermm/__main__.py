@@ -8,12 +8,25 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
+from tqdm.auto import tqdm
+
 from fermm.data import IMAGE_EXTENSIONS
+from fermm.evaluation import cards
+from fermm.evaluation.evaluator import validation_gain
+from fermm.faces import ImageError, load_image
+from fermm.labels import FER7
+from fermm.models import list_models, load_model
+from fermm.models.registry import CHECKPOINTS
+from fermm.serve.predict import ModelPool, predict_image
+from fermm.training.image import DEFAULT_DATASET
+from fermm.training.loop import swap_in
 
 if TYPE_CHECKING:
     from fermm.models.base import EmotionClassifier
@@ -28,8 +41,6 @@ def iter_images(paths: Sequence[str]) -> Iterator[Path]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from fermm.models import list_models
-
     p = argparse.ArgumentParser(prog="python -m fermm", description="fermm command line")
     sub = p.add_subparsers(dest="command", required=True)
     pred = sub.add_parser("predict", help="classify every face in image files and folders")
@@ -60,14 +71,6 @@ class NotBundled(Exception):
 def bundle(args: argparse.Namespace) -> Path:
     """fp16 weights + config + a card whose metrics are the run's test result in results/ (matched by the
     run's fingerprint), else its validation history."""
-    import json
-    import shutil
-
-    from fermm import cards
-    from fermm.hub import CHECKPOINTS
-    from fermm.models import load_model
-    from fermm.training import swap_in
-
     model = load_model(args.run_dir)
     is_text = getattr(model, "family", "") == "text"
     if args.min_gain is not None and is_text:
@@ -94,9 +97,6 @@ def bundle(args: argparse.Namespace) -> Path:
 def check_gain(model: "EmotionClassifier", incumbent: "EmotionClassifier", out: Path,
                args: argparse.Namespace) -> None:
     """Raise NotBundled unless ``model`` beats ``incumbent`` by ``args.min_gain`` points on validation."""
-    from fermm.evaluator import validation_gain
-    from fermm.image_training import DEFAULT_DATASET
-
     try:
         g = validation_gain(model, incumbent, args.dataset or str(DEFAULT_DATASET), args.tta)
     except ValueError as e:  # different label sets: no accuracy comparison can justify the swap
@@ -111,12 +111,6 @@ def check_gain(model: "EmotionClassifier", incumbent: "EmotionClassifier", out: 
 
 def predict_files(args: argparse.Namespace) -> tuple[int, int, list[str]]:
     """Write the CSV; returns (images read, faces written, problems)."""
-    from tqdm.auto import tqdm
-
-    from fermm.faces import ImageError, load_image
-    from fermm.labels import FER7
-    from fermm.predict import ModelPool, predict_image
-
     pool = ModelPool(args.models)
     models = [m for m in args.models if pool.get(m) is not None]
     problems = [f"model {m} unavailable: {pool.error(m)}" for m in args.models if m not in models]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from fermm.framing import fer2013_framing
 
@@ -138,7 +138,7 @@ class FaceDetector:
 
     def __init__(self, model_path: str | Path = YUNET_PATH, score_threshold: float = 0.7,
                  nms_threshold: float = 0.3, max_side: int = 1280, min_side: int = 320):
-        import cv2
+        import cv2  # lazy: a heavy import, paid only when this runs
 
         if not Path(model_path).exists():
             raise FileNotFoundError(f"face detector model not found: {model_path}")
@@ -280,8 +280,6 @@ def crop_faces(image: Image.Image, faces: Sequence[Face], whole_image: bool = Fa
 
 def draw_boxes(image: Image.Image, faces: Sequence[Face], labels: Sequence[str] | None = None) -> Image.Image:
     """A copy of ``image`` with each face boxed and numbered (1-based) with an optional label."""
-    from PIL import ImageDraw
-
     out = image.copy()
     draw = ImageDraw.Draw(out)
     width = max(2, round(max(out.size) / 300))

@@ -1,8 +1,14 @@
-"""Hub I/O: push folders (models, datasets, the Space) and resolve where a model comes from."""
+"""Hub I/O: push folders (models, datasets, the Space) and fetch model folders."""
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
+
+from huggingface_hub import HfApi, constants, snapshot_download
+from huggingface_hub.utils import get_session
 
 log = logging.getLogger(__name__)
 
@@ -15,8 +21,6 @@ def push_folder(folder: str | Path, repo_id: str, repo_type: str = "model", mess
 
     The token comes from ``HF_TOKEN`` or the saved login (huggingface_hub's own lookup); it is never logged.
     """
-    from huggingface_hub import HfApi
-
     api = HfApi()
     url = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True,
                           space_sdk=space_sdk if repo_type == "space" else None)
@@ -30,8 +34,6 @@ def push_model_folder(folder: str | Path, repo_id: str) -> str | None:
     """Push a saved model folder; on failure keep it and log how to retry (never raises)."""
     keep = [f for f in Path(folder).iterdir() if f.is_file()]  # the model, not run state (last/, logs/)
     try:
-        import tempfile, shutil
-
         with tempfile.TemporaryDirectory() as tmp:
             for f in keep:
                 shutil.copy2(f, tmp)
@@ -49,25 +51,6 @@ def push_trained(folder: str | Path, repo_id: str) -> None:
         raise SystemExit(1)
 
 
-CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
-
-
-def resolve(name: str, explicit: str | None = None) -> str:
-    """Where model ``name`` comes from: ``explicit`` (a path or repo id) -> the environment variable
-    ``FERMM_MODEL_<NAME>`` -> ``checkpoints/<name>`` -> its default Hub repo id."""
-    import os
-
-    from fermm.models import MODELS, TEXT_MODELS
-
-    explicit = explicit or os.environ.get(f"FERMM_MODEL_{name.upper()}")
-    if explicit:
-        return explicit
-    local = CHECKPOINTS / name
-    if (local / "config.json").exists():
-        return str(local)
-    return (MODELS.get(name) or TEXT_MODELS[name]).hub_repo
-
-
 def fetch_folder(path_or_repo: str) -> Path:
     """A local folder for a model: the path itself, or a Hub snapshot (cache first; works offline
     with ``HF_HUB_OFFLINE=1`` when the repo is in the cache)."""
@@ -76,13 +59,10 @@ def fetch_folder(path_or_repo: str) -> Path:
         return path
     if path.exists() or path_or_repo.startswith((".", "/")) or path_or_repo.count("/") != 1:
         raise FileNotFoundError(f"{path_or_repo}: no such model folder")
-    from huggingface_hub import snapshot_download
 
     try:
         return Path(snapshot_download(path_or_repo, allow_patterns=["*.json", "*.safetensors", "*.md", "*.npz"]))
     except Exception as e:
-        from huggingface_hub import constants
-
         if constants.is_offline_mode():
             why = "the Hub is offline (HF_HUB_OFFLINE=1) and no copy is cached"
         else:
@@ -93,11 +73,6 @@ def fetch_folder(path_or_repo: str) -> Path:
 def offline_if_unreachable(timeout: float = 3.0) -> bool:
     """Switch huggingface_hub (and transformers) to offline mode when the Hub cannot be reached, so a
     machine without network starts in seconds instead of retrying every download. Returns True if offline."""
-    import os
-
-    from huggingface_hub import constants
-    from huggingface_hub.utils import get_session
-
     if constants.is_offline_mode():
         return True
     try:  # huggingface_hub's own HTTP client honours HTTPS_PROXY as the downloads will; any answer will do

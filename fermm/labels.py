@@ -5,6 +5,10 @@ names its columns differently. DAIR-AI emotion is the 6-class text set (Saravia 
 """
 from __future__ import annotations
 
+from typing import Sequence
+
+import numpy as np
+
 FER7: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 FERPLUS8: tuple[str, ...] = FER7 + ("contempt",)
 TEXT6: tuple[str, ...] = ("sadness", "joy", "love", "anger", "fear", "surprise")
@@ -105,3 +109,14 @@ def text6_to_fer7_matrix(mapping: dict[str, str | None] | None = None) -> list[l
     """
     mapping = TEXT6_TO_FER7 if mapping is None else mapping
     return [[1.0 if mapping.get(t) == f else 0.0 for f in FER7] for t in TEXT6]
+
+
+def to_fer7(probs: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """(N, K) probabilities over ``labels`` -> (N, 7) over FER-7 (labels outside FER-7, such as
+    contempt, are dropped and the rest renormalised)."""
+    out = np.zeros((len(probs), len(FER7)), dtype=np.float64)
+    for j, name in enumerate(labels):
+        if name in FER7:
+            out[:, FER7.index(name)] += probs[:, j]
+    total = out.sum(1, keepdims=True)
+    return np.divide(out, total, out=np.full_like(out, 1 / len(FER7)), where=total > 0)

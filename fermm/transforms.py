@@ -2,7 +2,7 @@
 
 Augmentation runs on whole batches of tensors (one ``grid_sample`` for rotation + scale + translation +
 flip, then random erasing), so that on a 2-core CPU it costs a few percent of a training step instead of
-a per-image PIL pipeline in worker processes. It follows seed 003's list: random rotation, horizontal
+a per-image PIL pipeline in worker processes. It follows Bülbül's list: random rotation, horizontal
 flip, crop/translation and resize (scale), plus random erasing.
 """
 from __future__ import annotations

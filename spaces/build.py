@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 # What the Space needs, relative to the repo root; nothing else (no tests, runs or caches) is copied.
 INCLUDE = ("app.py", "requirements.txt", "fermm", "checkpoints", "results")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -10,10 +9,9 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("FERMM_NO_PROGRESS", "1")
 
-import pytest  # noqa: E402
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 FIXTURES = ROOT / "tests" / "fixtures"
 FER_TINY = FIXTURES / "fer_tiny"
 ASTRONAUT = ROOT / "fermm" / "assets" / "examples" / "astronaut.jpg"
@@ -54,20 +52,20 @@ def mock_hub(monkeypatch, tmp_path):
 def _write_result(folder):
     import numpy as np
 
-    from fermm import evaluation
+    from fermm.evaluation import metrics
     from fermm.labels import FER7
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 7, 200)
     probs = np.eye(7)[np.where(rng.random(200) < 0.6, y, rng.integers(0, 7, 200))] * 0.7 + 0.3 / 7
-    evaluation.write_result({"model": "glove_cnn", "source": "checkpoints/glove_cnn", "dataset": "fixture",
+    metrics.write_result({"model": "glove_cnn", "source": "checkpoints/glove_cnn", "dataset": "fixture",
                              "split": "test", "tta": "none",
-                             **evaluation.score(probs, y, FER7, 0, ferplus_label=y),
-                             "images_per_second": 100.0, **evaluation.RunInfo("test", 0).as_dict(),
-                             "schema_version": evaluation.SCHEMA_VERSION}, folder)
-    evaluation.save_record({"model": "glove_cnn", "n": 200, "detected": 190, "detection_rate": 0.95,
+                             **metrics.score(probs, y, FER7, 0, ferplus_label=y),
+                             "images_per_second": 100.0, **metrics.RunInfo("test", 0).as_dict(),
+                             "schema_version": metrics.SCHEMA_VERSION}, folder)
+    metrics.save_record({"model": "glove_cnn", "n": 200, "detected": 190, "detection_rate": 0.95,
                             "accuracy_direct": 0.7, "accuracy_pipeline": 0.69, "accuracy_pipeline_not_in_train": 0.68,
-                            "accuracy_direct_not_in_train": 0.685, **evaluation.RunInfo("test", 0).as_dict()},
+                            "accuracy_direct_not_in_train": 0.685, **metrics.RunInfo("test", 0).as_dict()},
                            folder / "end_to_end" / "glove_cnn.json")
 
 
@@ -78,8 +76,8 @@ def app_demo(tmp_path_factory):
     import torch
 
     from fermm.models.cnn import CNNClassifier
-    from fermm.predict import ModelPool
-    from fermm.ui import build_demo, launch_options
+    from fermm.serve.predict import ModelPool
+    from fermm.serve.ui import build_demo, launch_options
 
     folder = tmp_path_factory.mktemp("models") / "tiny"
     torch.manual_seed(0)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.conftest import ASTRONAUT
 
 from fermm.labels import FER7
+from tests.conftest import ASTRONAUT
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_labelled_zip_images_are_shrunk_and_their_decoded_pixels_capped():
 
     from PIL import Image
 
-    from fermm import userset
+    from fermm.evaluation import userset
 
     buf = io.BytesIO()
     Image.new("RGB", (3000, 3000), (128, 128, 128)).save(buf, format="PNG")
@@ -145,12 +145,12 @@ def test_downloads_are_removed_once_old(monkeypatch):
     import os
     import time
 
-    from fermm import ui
+    from fermm.serve import tabs
 
-    first = ui.export_path("predictions.csv")
+    first = tabs.export_path("predictions.csv")
     first.write_text("file,label\n")
-    os.utime(first, (time.time() - ui.EXPORT_MAX_AGE - 1,) * 2)
-    second = ui.export_path("predictions.csv")
+    os.utime(first, (time.time() - tabs.EXPORT_MAX_AGE - 1,) * 2)
+    second = tabs.export_path("predictions.csv")
     assert second.parent == first.parent and second != first and not first.exists()
 
 
@@ -295,8 +295,8 @@ def test_awkward_text_is_handled(app_client, text, note):
 
 def test_about_tab_shows_model_cards(tmp_path):
     from fermm.models.cnn import CNNClassifier
-    from fermm.predict import ModelPool
-    from fermm.ui import _card
+    from fermm.serve.predict import ModelPool
+    from fermm.serve.tabs import _card
 
     CNNClassifier(backbone="vgg11").save_with_card(tmp_path / "m", card="---\nlicense: mit\n---\n# My card\nper class")
     pool = ModelPool(names=["base_cnn", "resnet50"], sources={"base_cnn": str(tmp_path / "m"),
@@ -307,8 +307,8 @@ def test_about_tab_shows_model_cards(tmp_path):
 
 def test_refresh_retries_a_model_that_failed_to_load(tmp_path):
     from fermm.models.cnn import CNNClassifier
-    from fermm.predict import ModelPool
-    from fermm.ui import _refreshed_status
+    from fermm.serve.predict import ModelPool
+    from fermm.serve.ui import _refreshed_status
 
     pool = ModelPool(names=["base_cnn"], sources={"base_cnn": str(tmp_path / "m")})
     assert pool.get("base_cnn") is None and "no such model folder" in pool.error("base_cnn")
@@ -322,8 +322,9 @@ def test_refresh_offers_models_that_became_available(tmp_path):
     import gradio as gr
 
     from fermm.models.cnn import CNNClassifier
-    from fermm.predict import ModelPool
-    from fermm.ui import ModelBoxes, _offered, _page_load
+    from fermm.serve.components import ModelBoxes
+    from fermm.serve.predict import ModelPool
+    from fermm.serve.ui import _offered, _page_load
 
     CNNClassifier(backbone="mini").save_pretrained(tmp_path / "a")
     pool = ModelPool(names=["base_cnn", "glove_cnn", "resnet50"],
@@ -369,7 +370,7 @@ def test_sessions_kept_in_memory_are_capped(app_demo, astronaut, tmp_path):
     """Each HTTP API call is a new Gradio session holding a copy of the app's config; without a cap, memory
     grows with every request (bench/load.py --soak: +900 MB in 5 minutes at Gradio's default cap of 10,000 sessions)."""
     from bench.common import HttpClient
-    from fermm.ui import launch_options
+    from fermm.serve.ui import launch_options
 
     assert launch_options()["state_session_capacity"] <= 500  # what app.py launches with
     photo = tmp_path / "face.jpg"
@@ -393,7 +394,7 @@ def test_inline_data_url_images_are_decoded_in_memory_and_capped(app_demo):
     import gradio as gr
 
     from bench.common import HttpClient
-    from fermm.ui import MAX_UPLOAD_MB, data_url_bytes
+    from fermm.serve.components import MAX_UPLOAD_MB, data_url_bytes
 
     raw = ASTRONAUT.read_bytes()
     b64 = base64.b64encode(raw).decode()
@@ -428,7 +429,7 @@ def test_request_bodies_over_the_cap_are_refused_and_the_app_keeps_serving(app_d
     """Gradio caps uploads, not JSON bodies: an inline image of any size would be read into memory whole."""
     import httpx
 
-    from fermm.ui import MAX_BODY
+    from fermm.serve.ui import MAX_BODY
 
     url = app_demo.app_url + "gradio_api/call/predict"
     huge = b'{"data": [{"url": "data:image/png;base64,' + b"A" * MAX_BODY + b'"}]}'

@@ -72,8 +72,8 @@ def test_refresh_offers_a_model_that_became_available(browser, tmp_path):
     from playwright.sync_api import expect
 
     from fermm.models.cnn import CNNClassifier
-    from fermm.predict import ModelPool
-    from fermm.ui import build_demo, launch_options
+    from fermm.serve.predict import ModelPool
+    from fermm.serve.ui import build_demo, launch_options
 
     CNNClassifier(backbone="mini").save_pretrained(tmp_path / "a")
     pool = ModelPool(names=["glove_cnn", "resnet50"], sources={"glove_cnn": str(tmp_path / "a"),

@@ -22,19 +22,19 @@ def tiny_clip(tmp_path_factory):
 
 def _synthetic_fer(folder, n_per_class: int = 12, seed: int = 0):
     """A separable FER-shaped dataset: class c = stripes of period c + 2, plus noise; parquet splits."""
-    from fermm import data
+    from fermm.data import sources
 
     rng = np.random.default_rng(seed)
     splits = {}
-    for split in data.SPLITS:
+    for split in sources.SPLITS:
         images, labels = [], []
         for c in range(7):
             for _ in range(n_per_class):
                 stripes = ((np.arange(48) // (c + 2)) % 2 * 180 + 30).astype(np.float64)
                 im = np.tile(stripes, (48, 1)) + rng.normal(0, 8, (48, 48))
-                images.append(data._png(np.clip(im, 0, 255).astype(np.uint8)))
+                images.append(sources._png(np.clip(im, 0, 255).astype(np.uint8)))
                 labels.append(c)
-        splits[split] = data._dataset({"image": images, "label": labels}, False, False)
+        splits[split] = sources._dataset({"image": images, "label": labels}, False, False)
     folder.mkdir(parents=True, exist_ok=True)
     for split, ds in splits.items():
         ds.to_parquet(str(folder / f"{split}.parquet"))
@@ -63,7 +63,7 @@ def test_zero_shot_probabilities(tiny_clip, astronaut):
 
 def test_inference_sees_faces_exactly_as_training_did(tiny_clip, astronaut):
     """predict_proba's preprocessing equals the feature cache's / fine-tuning's (clip_input) on FER faces."""
-    from fermm.clip_features import clip_input
+    from fermm.models.clip_features import clip_input
     from fermm.transforms import uint8_batch
 
     model = ClipZeroShot(base_model=tiny_clip)
@@ -137,7 +137,7 @@ def test_linear_probe_fits_a_separable_task_and_uses_the_feature_cache(tiny_clip
 
 
 def test_feature_cache_key_tracks_images_and_weights(tiny_clip):
-    from fermm.clip_features import cache_key
+    from fermm.models.clip_features import cache_key
 
     model = ClipLinear(base_model=tiny_clip)
     a = np.zeros((2, 48, 48), np.uint8)
@@ -251,8 +251,8 @@ def test_clip_text_classifier_trains_saves_only_the_head(tiny_clip, tmp_path):
 
 def test_app_prediction_shows_clip_joint_scores_only_with_text(tiny_clip, tmp_path, astronaut):
     from fermm.models.text import TextGRU
-    from fermm.predict import ModelPool, predict_image
-    from fermm.ui import _rows
+    from fermm.serve.predict import ModelPool, predict_image
+    from fermm.serve.ui import _rows
 
     ClipZeroShot(base_model=tiny_clip).save_pretrained(tmp_path / "zs")
     TextGRU(vocab=["happy"], embed_dim=8, hidden=4).save_pretrained(tmp_path / "gru")

@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fermm import data, datareport
+from fermm import data
+from fermm.data import report as datareport
+from fermm.data import sources
+from fermm.data.ferplus import FERPLUS_VOTE_COLUMNS
+from fermm.data.__main__ import main as data_cli
 from fermm.labels import FER7, FERPLUS8
 from tests.conftest import FER_TINY
 from tests.helpers import split_signature, write_ferplus_csv, write_folders, write_kaggle_csv
@@ -98,7 +102,7 @@ def test_duplicate_report_on_constructed_case():
     train = {"image": [_png(a), _png(a), _png(b), _png(b), _png(c)], "label": [0, 0, 1, 2, 3]}
     val = {"image": [_png(a), _png(d)], "label": [0, 4]}
     test = {"image": [_png(b), _png(d), _png(d)], "label": [5, 4, 4]}
-    ds = DatasetDict({s: data._dataset(cols, False, False) for s, cols in
+    ds = DatasetDict({s: sources._dataset(cols, False, False) for s, cols in
                       (("train", train), ("validation", val), ("test", test))})
     r = datareport.build_report(ds)
     assert r["splits"]["train"]["duplicate_groups"] == 2
@@ -124,7 +128,7 @@ def test_report_measures_ferplus_agreement_on_constructed_votes():
              [6, 0, 0, 4, 0, 0, 0, 0, 0, 0],   # sad, but most votes say neutral
              [0, 0, 0, 0, 0, 0, 0, 5, 5, 0]]   # angry: only contempt/unknown votes, so left out
     cols = {"image": [_png(px)] * 3, "label": [3, 4, 0], "ferplus_votes": votes, "ferplus_label": [1, 0, 7]}
-    ds = DatasetDict({"train": data._dataset(cols, False, True)})
+    ds = DatasetDict({"train": sources._dataset(cols, False, True)})
     r = datareport.build_report(ds)["ferplus"]["train"]
     assert r == {"n": 3, "with_votes": 2, "argmax_agrees": 1, "mean_vote_share_of_label": pytest.approx(0.6)}
     text = datareport.format_report(datareport.build_report(ds))
@@ -229,7 +233,7 @@ def test_text_txt_and_errors(tmp_path):
 def test_prepare_cli_writes_parquet_and_card(fer_tiny, tmp_path, capsys):
     out = tmp_path / "out"
     csv_path = write_kaggle_csv(fer_tiny, tmp_path / "fer2013.csv")
-    assert data.main(["prepare", "--source", str(csv_path), "--output_dir", str(out)]) == 0
+    assert data_cli(["prepare", "--source", str(csv_path), "--output_dir", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "test.parquet", "train.parquet", "validation.parquet"]
     again = data.load_fer(out)
     for s in data.SPLITS:
@@ -241,10 +245,10 @@ def test_prepare_cli_writes_parquet_and_card(fer_tiny, tmp_path, capsys):
 
 
 def test_report_cli_and_bad_source_exit_code(capsys):
-    assert data.main(["report", "--source", str(FER_TINY)]) == 0
+    assert data_cli(["report", "--source", str(FER_TINY)]) == 0
     out = capsys.readouterr().out
     assert "train: 0 groups holding 0 images; 35 distinct" in out
-    assert data.main(["report", "--source", "/no/such/folder"]) == 2
+    assert data_cli(["report", "--source", "/no/such/folder"]) == 2
     assert "error:" in capsys.readouterr().err
 
 
@@ -257,7 +261,7 @@ def test_ferplus_fer7_targets_are_vote_distributions_over_fer7(fer_tiny):
     sums = t.sum(1)
     assert np.all((np.abs(sums - 1) < 1e-6) | (sums == 0))
     votes = np.array(split["ferplus_votes"][0], dtype=float)
-    cols = list(data.FERPLUS_VOTE_COLUMNS)
+    cols = list(FERPLUS_VOTE_COLUMNS)
     expect = np.zeros(7)
     for c, v in zip(cols, votes):
         if FERPLUS_COLUMNS.get(c) in FER7:  # contempt, unknown and not-a-face votes are dropped

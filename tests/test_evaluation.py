@@ -1,4 +1,4 @@
-"""fermm.evaluation / eval/: metrics against hand computation, the schema, the two eval scripts."""
+"""fermm.evaluation.metrics / eval/: metrics against hand computation, the schema, the two eval scripts."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fermm import evaluation
+from fermm.evaluation import metrics
 from fermm.models import fingerprint
 from fermm.models.cnn import CNNClassifier
 from tests.conftest import FER_TINY
@@ -19,16 +19,16 @@ CM = [[2, 1, 0], [0, 1, 1], [1, 0, 4]]
 
 
 def test_metrics_against_a_hand_computed_confusion_matrix():
-    assert evaluation.confusion(Y_TRUE, Y_PRED, 3) == CM
-    assert evaluation.accuracy(Y_TRUE, Y_PRED) == pytest.approx(7 / 10)
-    pc = evaluation.per_class(Y_TRUE, Y_PRED, ["a", "b", "c"])
+    assert metrics.confusion(Y_TRUE, Y_PRED, 3) == CM
+    assert metrics.accuracy(Y_TRUE, Y_PRED) == pytest.approx(7 / 10)
+    pc = metrics.per_class(Y_TRUE, Y_PRED, ["a", "b", "c"])
     # precision = diag / column sum, recall = diag / row sum
     assert pc["a"]["precision"] == pytest.approx(2 / 3) and pc["a"]["recall"] == pytest.approx(2 / 3)
     assert pc["b"]["precision"] == pytest.approx(1 / 2) and pc["b"]["recall"] == pytest.approx(1 / 2)
     assert pc["c"]["precision"] == pytest.approx(4 / 5) and pc["c"]["recall"] == pytest.approx(4 / 5)
     assert pc["c"]["support"] == 5
     f1 = [2 * p * r / (p + r) for p, r in ((2 / 3, 2 / 3), (1 / 2, 1 / 2), (4 / 5, 4 / 5))]
-    assert evaluation.macro_f1(Y_TRUE, Y_PRED, 3) == pytest.approx(np.mean(f1))
+    assert metrics.macro_f1(Y_TRUE, Y_PRED, 3) == pytest.approx(np.mean(f1))
 
 
 def test_macro_f1_leaves_out_labels_without_true_examples():
@@ -37,48 +37,48 @@ def test_macro_f1_leaves_out_labels_without_true_examples():
     y_pred = np.array([0, 1, 2, 7, 7, 2])
     y_true = np.array([0, 1, 2, 2, 1, 2])
     f1 = [1.0, 2 * 1 * 0.5 / 1.5, 2 * 1 * (2 / 3) / (1 + 2 / 3)]
-    assert evaluation.macro_f1(y_true, y_pred, 8) == pytest.approx(np.mean(f1))
-    record = {"per_class": evaluation.per_class(y_true, y_pred, list("abcdefgh"))}
-    assert evaluation.macro_f1_of(record) == pytest.approx(np.mean(f1))
+    assert metrics.macro_f1(y_true, y_pred, 8) == pytest.approx(np.mean(f1))
+    record = {"per_class": metrics.per_class(y_true, y_pred, list("abcdefgh"))}
+    assert metrics.macro_f1_of(record) == pytest.approx(np.mean(f1))
 
 
 def test_ece_hand_case():
     probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
     y = np.array([0, 1, 0, 0])
     # bin 0.9: accuracy 0.5 vs 0.9 -> 0.4 * 2/4; bin 0.6: accuracy 1.0 vs 0.6 -> 0.4 * 2/4
-    assert evaluation.expected_calibration_error(probs, y) == pytest.approx(0.4)
+    assert metrics.expected_calibration_error(probs, y) == pytest.approx(0.4)
 
 
 def test_bootstrap_is_deterministic_with_a_seed_and_brackets_the_estimate():
     rng = np.random.default_rng(0)
     y, p = rng.integers(0, 7, 500), rng.integers(0, 7, 500)
     p[:300] = y[:300]
-    a, b = evaluation.bootstrap_ci(y, p, seed=1), evaluation.bootstrap_ci(y, p, seed=1)
-    c = evaluation.bootstrap_ci(y, p, seed=2)
-    acc = evaluation.accuracy(y, p)
+    a, b = metrics.bootstrap_ci(y, p, seed=1), metrics.bootstrap_ci(y, p, seed=1)
+    c = metrics.bootstrap_ci(y, p, seed=2)
+    acc = metrics.accuracy(y, p)
     assert a == b and a != c and a[0] < acc < a[1] and a[1] - a[0] < 0.1
 
 
 def test_paired_comparison_hand_case():
     a = np.array([1, 1, 1, 0, 0, 1, 0, 1], bool)
     b = np.array([1, 0, 1, 1, 0, 0, 0, 1], bool)
-    c = evaluation.paired_comparison(a, b)
+    c = metrics.paired_comparison(a, b)
     assert (c["n"], c["only_a_right"], c["only_b_right"]) == (8, 2, 1)
     assert c["accuracy_a"] == 5 / 8 and c["accuracy_b"] == 4 / 8 and c["difference"] == pytest.approx(1 / 8)
     lo, hi = c["difference_ci95"]
     assert lo <= 1 / 8 <= hi and -1 <= lo and hi <= 1
-    assert evaluation.paired_comparison(a, a)["difference_ci95"] == [0.0, 0.0]  # same answers: no doubt at all
+    assert metrics.paired_comparison(a, a)["difference_ci95"] == [0.0, 0.0]  # same answers: no doubt at all
     with pytest.raises(ValueError, match="different images"):
-        evaluation.paired_comparison(a, b[:4])
+        metrics.paired_comparison(a, b[:4])
     with pytest.raises(ValueError, match="no images"):
-        evaluation.paired_comparison(a[:0], b[:0])
+        metrics.paired_comparison(a[:0], b[:0])
 
 
 def test_paired_script_scores_two_models_on_the_same_images(tmp_path, capsys):
     import eval.paired as paired
-    from fermm import twins
-    from fermm.evaluator import labels_for, load_split, predict_split
+    from fermm.evaluation.evaluator import labels_for, load_split, predict_split
     from fermm.models import load_model
+    from fermm.studies import twins
 
     for seed, name in ((0, "m0"), (1, "m1")):
         torch.manual_seed(seed)
@@ -114,25 +114,25 @@ def test_ferplus_scores_respect_label_sets():
 
     fp = np.array([3, 3, 7, -1, 6])  # happy, happy, contempt, none, neutral
     probs7 = np.eye(7)[[3, 0, 3, 3, 6]]
-    seven, eight = evaluation.ferplus_scores(probs7, FER7, fp, seed=0)
+    seven, eight = metrics.ferplus_scores(probs7, FER7, fp, seed=0)
     assert seven["n"] == 3 and seven["accuracy"] == pytest.approx(2 / 3) and eight is None  # no contempt scoring
     probs8 = np.eye(8)[[3, 3, 7, 0, 6]]
-    seven, eight = evaluation.ferplus_scores(probs8, FERPLUS8, fp, seed=0)
+    seven, eight = metrics.ferplus_scores(probs8, FERPLUS8, fp, seed=0)
     assert seven["accuracy"] == 1.0 and eight["n"] == 4 and eight["accuracy"] == 1.0
 
 
 def test_result_schema_round_trip(tmp_path):
     probs = np.eye(3)[Y_PRED] * 0.8 + 0.2 / 3
     r = {"model": "m", "source": "x", "dataset": "d", "split": "test", "tta": "flip",
-         **evaluation.score(probs, Y_TRUE, ["a", "b", "c"]), "images_per_second": 10.0,
-         **evaluation.RunInfo("cmd", 0).as_dict(), "schema_version": evaluation.SCHEMA_VERSION}
-    path = evaluation.write_result(r, tmp_path)
+         **metrics.score(probs, Y_TRUE, ["a", "b", "c"]), "images_per_second": 10.0,
+         **metrics.RunInfo("cmd", 0).as_dict(), "schema_version": metrics.SCHEMA_VERSION}
+    path = metrics.write_result(r, tmp_path)
     assert path.name == "m.flip.json"
     (tmp_path / "junk.json").write_text("{not json")
     (tmp_path / "other.json").write_text(json.dumps({"schema_version": 99}))
-    assert evaluation.read_results(tmp_path) == [json.loads(json.dumps(r))]
+    assert metrics.read_results(tmp_path) == [json.loads(json.dumps(r))]
     with pytest.raises(ValueError, match="missing"):
-        evaluation.write_result({"model": "m"}, tmp_path)
+        metrics.write_result({"model": "m"}, tmp_path)
 
 
 def test_evaluate_and_compare_scripts_end_to_end(tmp_path, capsys, monkeypatch):
@@ -145,7 +145,7 @@ def test_evaluate_and_compare_scripts_end_to_end(tmp_path, capsys, monkeypatch):
     argv = ["--models", str(tmp_path / "tiny_cnn"), str(tmp_path / "absent"), "--dataset", str(FER_TINY),
             "--split", "validation", "--tta", "flip", "--output_dir", str(out)]
     assert evaluate.main(argv) == 0
-    (result,) = evaluation.read_results(out)
+    (result,) = metrics.read_results(out)
     assert result["model"] == "tiny_cnn" and result["n"] == 14 and result["tta"] == "flip"
     assert np.asarray(result["confusion_matrix"]).sum() == 14 and 0 <= result["accuracy"] <= 1
     assert result["command"].startswith("python eval/evaluate.py --models") and result["ferplus"]["n"] > 0
@@ -156,7 +156,7 @@ def test_evaluate_and_compare_scripts_end_to_end(tmp_path, capsys, monkeypatch):
     assert evaluate.main(["--models", "glove_cnn", *argv[3:]]) == 0  # a registry name replaces its own result
     assert json.loads((out / "glove_cnn.flip.validation.json").read_text())["source"] == str(tmp_path / "other" / "tiny_cnn")
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{compare.START}\nold\n{compare.END}\nend\n")
+    readme.write_text(f"intro\n{metrics.README_START}\nold\n{metrics.README_END}\nend\n")
     assert compare.main(["--results", str(out), "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert "`tiny_cnn` | validation | flip |" in text and "`tiny_cnn_2` |" in text and "old" not in text
@@ -177,9 +177,9 @@ def _results_of_other_folders_are_never_replaced(tmp_path, options: list[str], o
     capsys.readouterr()
     assert evaluate.main(again) == 1
     assert f"holds the result of {tmp_path / 'tiny_cnn'}; give --name" in capsys.readouterr().out
-    assert evaluation.read_results(out)[0]["model_sha256"] == fingerprint(tmp_path / "tiny_cnn")
+    assert metrics.read_results(out)[0]["model_sha256"] == fingerprint(tmp_path / "tiny_cnn")
     assert evaluate.main([*again, "--name", "tiny_cnn_2"]) == 0
-    assert {r["model"] for r in evaluation.read_results(out)} == {"tiny_cnn", "tiny_cnn_2"}
+    assert {r["model"] for r in metrics.read_results(out)} == {"tiny_cnn", "tiny_cnn_2"}
     assert evaluate.main(["--models", f"{tmp_path / 'tiny_cnn'}/", *options]) == 0  # the same folder, spelt otherwise
     (out / "fusion.flip.validation.json").write_text(json.dumps({"pairs": 5}))  # another script's record
     (tmp_path / "fusion").symlink_to(tmp_path / "tiny_cnn")
@@ -220,7 +220,7 @@ def test_batch_predict_cli_writes_a_row_per_face_and_skips_bad_files(tmp_path, m
 def test_zero_shot_words_scores_an_unseen_label(tmp_path):
     import eval.zero_shot_words as script
     from fermm.labels import FERPLUS8
-    from fermm.wordvec import default_vectors, label_vectors
+    from fermm.models.wordvec import default_vectors, label_vectors
 
     torch.manual_seed(0)
     model = CNNClassifier(backbone="vgg11", word_dim=300)
@@ -228,7 +228,7 @@ def test_zero_shot_words_scores_an_unseen_label(tmp_path):
     model.save_pretrained(tmp_path / "glove")
     assert script.main(["--model", str(tmp_path / "glove"), "--dataset", str(FER_TINY), "--split", "validation",
                         "--output_dir", str(tmp_path)]) == 0
-    (result,) = evaluation.read_results(tmp_path)
+    (result,) = metrics.read_results(tmp_path)
     assert result["labels"] == list(FERPLUS8) and result["ferplus8"] is not None
     assert np.asarray(result["confusion_matrix"]).shape == (8, 8)
     CNNClassifier(backbone="vgg11").save_pretrained(tmp_path / "base")
@@ -239,7 +239,7 @@ def test_zero_shot_words_scores_an_unseen_label(tmp_path):
 def test_bar_spec_is_a_valid_plotly_figure_with_the_default_look():
     import plotly.graph_objects as go
 
-    from fermm.plots import grouped_bars_spec
+    from fermm.evaluation.plots import grouped_bars_spec
 
     spec = grouped_bars_spec([("face 1", ["a", "b"], [np.float32(0.25), 0.75]), ("text", ["a", "b"], [1, 0])], "t")
     fig = go.Figure(spec)  # plotly validates every property
@@ -249,7 +249,7 @@ def test_bar_spec_is_a_valid_plotly_figure_with_the_default_look():
 
 
 def test_accuracy_tab_charts_show_the_recorded_values():
-    from fermm import plots
+    from fermm.evaluation import plots
 
     r = {"model": "m", "tta": "flip", "split": "test", "labels": ["a", "b", "c"], "accuracy": 0.7,
          "accuracy_ci95": [0.65, 0.74], "per_class": {c: {"f1": f} for c, f in zip("abc", (0.9, 0.5, 0.1))},
@@ -266,7 +266,7 @@ def test_accuracy_tab_charts_show_the_recorded_values():
 
 
 def test_command_line_quotes_what_a_shell_would_split():
-    from fermm.evaluation import command_line
+    from fermm.evaluation.metrics import command_line
 
     assert command_line("eval/x.py", ["--runs", "a b", "--tta", "flip"]) == "python eval/x.py --runs 'a b' --tta flip"
     assert command_line("eval/x.py", []) == "python eval/x.py"

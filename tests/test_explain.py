@@ -1,11 +1,11 @@
-"""fermm.explain: Grad-CAM and gradient saliency maps."""
+"""fermm.serve.explain: Grad-CAM and gradient saliency maps."""
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from fermm.explain import overlay, saliency
 from fermm.models.cnn import CNNClassifier
+from fermm.serve.explain import overlay, saliency
 
 
 @pytest.mark.parametrize("backbone", ["vgg11", "resnet18"])

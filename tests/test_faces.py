@@ -95,7 +95,7 @@ def test_aligned_crop_rotates_a_patch_equal_to_rotating_the_whole_photo():
 
 
 def test_a_crowd_is_cut_to_max_faces_before_cropping(monkeypatch, astronaut):
-    from fermm import predict
+    from fermm.serve import predict
 
     crowd = [faces.Face((float(i), 0.0, 40.0, 40.0), 1 - i / 1000, None) for i in range(500)]
     monkeypatch.setattr(faces, "detect_faces", lambda image, whole_image=False: crowd)

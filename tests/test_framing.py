@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fermm import data, faces, framing, scenes
+from fermm import data, faces, framing
+from fermm.serve import scenes
 from tests.conftest import FER_TINY
 
 
@@ -94,9 +95,9 @@ def test_a_face_cut_by_the_edge_keeps_its_full_frame(fixture_faces):
 def test_app_cli_and_evaluate_share_one_crop_function(monkeypatch, tmp_path, astronaut):
     """Every serving path goes through faces.crop_face, with FER2013's framing by default."""
     from fermm import __main__ as cli
-    from fermm import evaluator, userset
-    from fermm.predict import ModelPool
-    from fermm.ui import make_predict_fn
+    from fermm.evaluation import evaluator, userset
+    from fermm.serve.predict import ModelPool
+    from fermm.serve.ui import make_predict_fn
 
     calls = []
     real = faces.crop_face
@@ -118,7 +119,7 @@ def test_app_cli_and_evaluate_share_one_crop_function(monkeypatch, tmp_path, ast
 
 
 def test_framing_jitter_spans_the_measured_framing():
-    from fermm.image_training import framing_jitter
+    from fermm.training.image import framing_jitter
     from fermm.transforms import AugmentConfig
 
     aug = framing_jitter(AugmentConfig(rotation=10))
@@ -131,7 +132,7 @@ def test_framing_jitter_spans_the_measured_framing():
 def test_a_clean_teacher_view_sees_the_unaugmented_images():
     import torch
 
-    from fermm.tasks import DistillTask, MixConfig
+    from fermm.training.tasks import DistillTask, MixConfig
     from fermm.transforms import AugmentConfig
 
     rng = np.random.default_rng(0)

@@ -6,7 +6,7 @@ import logging
 import pytest
 import torch
 
-from fermm import data
+from fermm.data.__main__ import main as data_cli
 from fermm.hub import push_model_folder
 from fermm.models import load_model
 from fermm.models.cnn import CNNClassifier
@@ -15,7 +15,7 @@ from tests.conftest import FER_TINY
 
 def test_prepare_pushes_the_splits_and_card(mock_hub, tmp_path):
     out = tmp_path / "out"
-    assert data.main(["prepare", "--source", str(FER_TINY), "--output_dir", str(out),
+    assert data_cli(["prepare", "--source", str(FER_TINY), "--output_dir", str(out),
                       "--push_to_hub", "me/fer-tiny"]) == 0
     pushed = mock_hub.repos[("dataset", "me/fer-tiny")]
     assert sorted(pushed) == ["README.md", "test.parquet", "train.parquet", "validation.parquet"]
@@ -26,7 +26,7 @@ def test_prepare_pushes_the_splits_and_card(mock_hub, tmp_path):
 def test_failed_dataset_push_keeps_local_files_and_says_how_to_retry(mock_hub, tmp_path, capsys):
     mock_hub.fail_commits = True
     out = tmp_path / "out"
-    assert data.main(["prepare", "--source", str(FER_TINY), "--output_dir", str(out),
+    assert data_cli(["prepare", "--source", str(FER_TINY), "--output_dir", str(out),
                       "--push_to_hub", "me/fer-tiny"]) == 1
     err = capsys.readouterr().err
     assert "push to me/fer-tiny failed" in err and "Retry with" in err and "hf_fake_test_token" not in err
@@ -44,7 +44,7 @@ def test_model_pushed_then_loaded_by_repo_id_from_the_cache_offline(mock_hub, tm
     mock_hub.offline()
     offline = load_model("me/tiny-cnn")  # served from the cache, no network
     expected = model.predict_proba([astronaut])
-    # same weights; loaded models run in ONNX Runtime (fermm.runtime), hence float rounding only
+    # same weights; loaded models run in ONNX Runtime (fermm.models.runtime), hence float rounding only
     assert torch.allclose(online.predict_proba([astronaut]), expected, atol=1e-5)
     assert torch.allclose(offline.predict_proba([astronaut]), expected, atol=1e-5)
 
@@ -92,7 +92,7 @@ def test_hub_dataset_id_is_a_source(mock_hub, tmp_path):
 
     from tests.conftest import ROOT
 
-    assert data.main(["prepare", "--source", str(FER_TINY), "--output_dir", str(tmp_path / "out"),
+    assert data_cli(["prepare", "--source", str(FER_TINY), "--output_dir", str(tmp_path / "out"),
                       "--push_to_hub", "me/fer-tiny"]) == 0
     env = {**os.environ, "HF_ENDPOINT": mock_hub.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "home")}
     run = subprocess.run([sys.executable, "-m", "fermm.data", "report", "--source", "me/fer-tiny"], cwd=ROOT,

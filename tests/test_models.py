@@ -77,7 +77,7 @@ def test_save_load_round_trip_is_exact(tmp_path, astronaut):
 def test_onnx_runtime_matches_pytorch_and_can_be_turned_off(tmp_path, monkeypatch, astronaut, backbone):
     """Loaded for inference, a CNN predicts through ONNX Runtime with PyTorch's outputs (every TTA view,
     any batch size); FERMM_RUNTIME=torch keeps PyTorch; a bad value is refused."""
-    from fermm.runtime import OnnxForward
+    from fermm.models.runtime import OnnxForward
 
     torch.manual_seed(0)
     CNNClassifier(backbone=backbone, word_dim=300).save_pretrained(tmp_path / "m")
@@ -126,7 +126,7 @@ def test_without_onnxruntime_the_model_runs_in_pytorch(monkeypatch, caplog):
         return real_import(name, *args, **kwargs)
     monkeypatch.setattr(builtins, "__import__", no_ort)
     monkeypatch.setenv("FERMM_RUNTIME", "onnx")
-    with caplog.at_level("WARNING", logger="fermm.runtime"):
+    with caplog.at_level("WARNING", logger="fermm.models.runtime"):
         model = CNNClassifier(backbone="fast").for_inference()
     assert model.fast_forward is None and "running in PyTorch" in caplog.text
     assert model.predict_proba([np.zeros((48, 48), np.uint8)]).shape == (1, 7)
@@ -238,8 +238,9 @@ def test_greedy_selection_picks_what_helps_on_held_out_data():
 
 
 def test_ensemble_script_selects_on_validation_and_saves_a_loadable_ensemble(tmp_path, astronaut):
-    import eval.ensemble as script
     from conftest import FER_TINY
+
+    import eval.ensemble as script
 
     torch.manual_seed(0)
     for name in ("a", "b"):
@@ -277,8 +278,8 @@ def test_bundle_card_shows_only_this_models_results_and_replaces_the_folder_whol
     bundle lingers."""
     import json
 
-    from fermm import cards
     from fermm.__main__ import main
+    from fermm.evaluation import cards
     from fermm.models import fingerprint
 
     monkeypatch.setattr(cards, "RESULTS_DIR", tmp_path / "results")
@@ -337,7 +338,7 @@ def test_bundle_min_gain_gates_on_validation_and_keeps_the_incumbent(tmp_path, c
 
 
 def test_validation_gain_matches_direct_accuracies(tmp_path):
-    from fermm.evaluator import labels_for, load_split, predict_split, validation_gain
+    from fermm.evaluation.evaluator import labels_for, load_split, predict_split, validation_gain
     from tests.conftest import FER_TINY
 
     torch.manual_seed(0)
@@ -361,7 +362,7 @@ def test_validation_gain_matches_direct_accuracies(tmp_path):
 @pytest.mark.parametrize("name", ["glove_cnn", "fast_cnn"])
 def test_bundled_checkpoints_load_offline_and_predict(name, astronaut, monkeypatch):
     """What `python app.py` serves on a fresh machine: the shipped fp16 folders, found by registry name."""
-    from fermm.hub import CHECKPOINTS, resolve
+    from fermm.models.registry import CHECKPOINTS, resolve
 
     monkeypatch.delenv(f"FERMM_MODEL_{name.upper()}", raising=False)
     assert resolve(name) == str(CHECKPOINTS / name)
@@ -374,14 +375,13 @@ def test_bundled_checkpoints_load_offline_and_predict(name, astronaut, monkeypat
 
 
 def test_resolution_order_explicit_then_environment_then_checkpoints_then_hub(tmp_path, monkeypatch):
-    from fermm import hub
-    from fermm.models import MODELS
+    from fermm.models import MODELS, registry
 
-    monkeypatch.setattr(hub, "CHECKPOINTS", tmp_path / "ck")
+    monkeypatch.setattr(registry, "CHECKPOINTS", tmp_path / "ck")
     monkeypatch.delenv("FERMM_MODEL_BASE_CNN", raising=False)
-    assert hub.resolve("base_cnn") == MODELS["base_cnn"].hub_repo  # nothing local: the Hub repo
+    assert registry.resolve("base_cnn") == MODELS["base_cnn"].hub_repo  # nothing local: the Hub repo
     CNNClassifier(backbone="mini").save_pretrained(tmp_path / "ck" / "base_cnn")
-    assert hub.resolve("base_cnn") == str(tmp_path / "ck" / "base_cnn")  # a bundled folder beats the Hub
+    assert registry.resolve("base_cnn") == str(tmp_path / "ck" / "base_cnn")  # a bundled folder beats the Hub
     monkeypatch.setenv("FERMM_MODEL_BASE_CNN", "me/my-cnn")
-    assert hub.resolve("base_cnn") == "me/my-cnn"  # the environment beats the bundle
-    assert hub.resolve("base_cnn", "runs/x") == "runs/x"  # an explicit source beats everything
+    assert registry.resolve("base_cnn") == "me/my-cnn"  # the environment beats the bundle
+    assert registry.resolve("base_cnn", "runs/x") == "runs/x"  # an explicit source beats everything

@@ -19,7 +19,7 @@ def test_space_readme_front_matter():
 def test_build_and_push_to_the_mock_hub(tmp_path, mock_hub):
     out = tmp_path / "space"
     assert build.main(["--output_dir", str(out), "--push_to_hub", "me/fermm-space"]) == 0
-    assert (out / "app.py").exists() and (out / "fermm" / "ui.py").exists()
+    assert (out / "app.py").exists() and (out / "fermm" / "serve" / "ui.py").exists()
     assert (out / "fermm" / "assets" / "face_detection_yunet_2023mar.onnx").exists()
     assert not list(out.rglob("__pycache__")) and not (out / "tests").exists()
     pushed = mock_hub.repos[("space", "me/fermm-space")]

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from fermm import fusion
 from fermm.labels import FER7, TEXT6
 from fermm.models import load_model
-from fermm.models.text import TextGRU, clean_text
+from fermm.models.text import TextGRU
+from fermm.models.textprep import clean_text
+from fermm.serve import fusion
 from tests.conftest import FIXTURES
 
 EMOTION_TINY = FIXTURES / "emotion_tiny"
@@ -57,8 +58,9 @@ def test_text_script_lands_a_checkpoint(tmp_path, extra):
 
 
 def test_text_script_with_ema_saves_the_average(tmp_path):
-    import train.text as script
     from safetensors.torch import load_file
+
+    import train.text as script
 
     out = tmp_path / "run"
     assert script.main(["--model", "gru", "--word_vectors", "", "--dataset", str(EMOTION_TINY), "--output_dir",
@@ -125,7 +127,7 @@ def test_fitted_weight_file(tmp_path):
 def test_fusion_and_text_evaluation_scripts(tmp_path):
     import eval.evaluate as evaluate
     import eval.fusion as fusion_script
-    from fermm import evaluation
+    from fermm.evaluation import metrics
     from fermm.models.cnn import CNNClassifier
     from tests.conftest import FER_TINY
 
@@ -145,13 +147,13 @@ def test_fusion_and_text_evaluation_scripts(tmp_path):
     assert fusion.load_weight(out) == result["text_weight"]
     assert evaluate.main(["--models", str(tmp_path / "txt"), "--text_dataset", str(EMOTION_TINY),
                           "--output_dir", str(out)]) == 0
-    (text_result,) = [r for r in evaluation.read_results(out) if r.get("task") == "text"]
+    (text_result,) = [r for r in metrics.read_results(out) if r.get("task") == "text"]
     assert text_result["n"] == 18 and text_result["labels"] == list(TEXT6)
-    assert "| text model |" in evaluation.markdown_table(evaluation.read_results(out))
+    assert "| text model |" in metrics.markdown_table(metrics.read_results(out))
 
 
 def test_bucketed_batches_cover_each_sentence_once_with_similar_lengths():
-    from fermm.text_training import bucketed_batches
+    from fermm.training.text import bucketed_batches
 
     lengths = np.random.default_rng(0).integers(5, 300, 1000)
     batches = bucketed_batches(lengths, 32, torch.Generator().manual_seed(0), n_batches=31)
@@ -178,9 +180,9 @@ def test_text_checkpoint_is_validated_on_load(tmp_path):
 def test_app_fusion_averages_models_on_fer7_then_blends_the_text(astronaut):
     """predict_image: a 7-label and an 8-label model are folded to FER-7 (contempt dropped, renormalised),
     averaged, then blended with the sentence's FER-7 reading at the given weight."""
-    from fermm.fusion import text_to_fer7
     from fermm.labels import FERPLUS8
-    from fermm.predict import ModelPool, predict_image
+    from fermm.serve.fusion import text_to_fer7
+    from fermm.serve.predict import ModelPool, predict_image
 
     class Fixed:
         family = "cnn"

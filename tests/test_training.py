@@ -1,4 +1,4 @@
-"""fermm.training / fermm.tasks: losses against hand computation, exact resume, the scripts end to end."""
+"""fermm.training.loop / fermm.training.tasks: losses against hand computation, exact resume, the scripts end to end."""
 from __future__ import annotations
 
 import json
@@ -10,8 +10,8 @@ import torch
 
 from fermm.models import load_model
 from fermm.models.cnn import CNNClassifier
-from fermm.tasks import ImageTask, MixConfig, blend_targets, contrastive_loss, mix_batch, soft_cross_entropy
-from fermm.training import Trainer, TrainConfig, cosine_with_warmup
+from fermm.training.loop import TrainConfig, Trainer, cosine_with_warmup
+from fermm.training.tasks import ImageTask, MixConfig, blend_targets, contrastive_loss, mix_batch, soft_cross_entropy
 from fermm.transforms import AugmentConfig
 from tests.conftest import FER_TINY
 
@@ -152,7 +152,7 @@ def test_with_ema_the_better_of_live_and_averaged_weights_is_kept(tmp_path):
 
 
 def _capture_finish(monkeypatch):
-    from fermm import image_training
+    from fermm.training import image as image_training
 
     captured = {}
     real = image_training.finish
@@ -177,7 +177,7 @@ def test_glove_cnn_script_lands_a_checkpoint_equal_to_the_in_memory_model(tmp_pa
     assert script.main(argv) == 0
     saved = load_model(str(out))
     in_memory = captured["model"].eval()
-    # same weights; the loaded model runs in ONNX Runtime (fermm.runtime), hence float rounding only
+    # same weights; the loaded model runs in ONNX Runtime (fermm.models.runtime), hence float rounding only
     assert torch.allclose(saved.predict_proba([astronaut]), in_memory.predict_proba([astronaut]), atol=1e-5)
     card = (out / "README.md").read_text()
     assert "Out-of-scope uses" in card and "surveillance" in card and "Validation" in card
@@ -248,7 +248,7 @@ def test_distill_script_lands_a_student(tmp_path):
 
 
 def test_distill_loss_is_zero_when_student_equals_teacher():
-    from fermm.tasks import DistillTask
+    from fermm.training.tasks import DistillTask
 
     task = DistillTask((np.zeros((4, 48, 48), np.uint8), np.zeros(4, int)), (np.zeros((4, 48, 48), np.uint8),
                        np.zeros(4, int)), 7, (0.5,), (0.25,), teacher_probs=None, alpha=1.0)
@@ -263,7 +263,7 @@ def test_distill_loss_is_zero_when_student_equals_teacher():
 
 def test_distill_label_term_uses_the_tasks_smoothing_and_class_weights():
     """With alpha = 0 the distillation loss is the plain task's loss, smoothing and class weights included."""
-    from fermm.tasks import DistillTask
+    from fermm.training.tasks import DistillTask
 
     rng = np.random.default_rng(0)
     train = (np.zeros((21, 48, 48), np.uint8), np.repeat(np.arange(7), [9, 1, 3, 2, 2, 2, 2]))
@@ -296,7 +296,7 @@ def test_contrastive_logits_are_fp32_under_bf16_autocast():
 def test_seed_sets_the_initial_weights():
     import argparse
 
-    from fermm.image_training import new_model
+    from fermm.training.image import new_model
 
     def weights(seed):
         args = argparse.Namespace(seed=seed, backbone="mini", stem="small", dropout=0.3)

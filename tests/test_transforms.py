@@ -6,8 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fermm.transforms import (CLIP_MEAN, CLIP_STD, AugmentConfig, augment, faces_to_tensor, normalize,
-                              tta_views)
+from fermm.transforms import CLIP_MEAN, CLIP_STD, AugmentConfig, augment, faces_to_tensor, normalize, tta_views
 
 
 def test_faces_to_tensor_any_input_to_model_shape():

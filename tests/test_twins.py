@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import FER_TINY
-from fermm import twins
+
+from fermm.studies import twins
 
 ARGS = {"backbone": "vgg11", "stem": "small", "seed": 0, "epochs": 20, "lr": 0.01, "erasing": 0.1}
 
@@ -63,7 +63,7 @@ def test_epoch_matched_twins_pair_on_total_epochs():
     glove = run("g", False, [1, 1])  # 6 contrastive + 20 fine-tuning epochs
     base20, base26 = run("b20", True, [1, 0]), run("b26", True, [1, 1], epochs=26)
     assert glove.total_epochs == 26 and base26.total_epochs == 26
-    pairs, alone = twins.pair_up([glove, base20, base26])  # seed 003's schedule: same fine-tuning epochs
+    pairs, alone = twins.pair_up([glove, base20, base26])  # Bülbül's schedule: same fine-tuning epochs
     assert [(g.name, b.name) for g, b in pairs] == [("g", "b20")] and alone == ["b26"]
     pairs, alone = twins.pair_up([glove, base20, base26], epoch_matched=True)
     assert [(g.name, b.name) for g, b in pairs] == [("g", "b26")] and alone == ["b20"]
@@ -146,11 +146,11 @@ def test_script_scores_real_twins_on_both_splits(tmp_path, capsys, monkeypatch):
     assert {s: json.loads(again.read_text())[s] for s in ("validation", "test")} == {
         s: record[s] for s in ("validation", "test")}
     assert script.main(["--recorded", str(again), "--dataset", str(FER_TINY), "--json", str(again)]) == 0
-    assert json.loads(again.read_text())["protocol"].startswith("seed 003")
+    assert json.loads(again.read_text())["protocol"].startswith("Bülbül")
     with pytest.raises(SystemExit, match="no GloVe/base twins"):  # 1 + 1 epochs against 1: no epoch-matched twin
         script.main(["--recorded", str(again), "--epoch_matched", "--dataset", str(FER_TINY), "--json", str(again)])
     _train(tmp_path / "base_mini2", "--base", "--epochs", "2")
-    monkeypatch.chdir(tmp_path)  # the default output file, not seed 003's results/twins.json
+    monkeypatch.chdir(tmp_path)  # the default output file, not Bülbül's results/twins.json
     assert script.main(["--recorded", str(again), "--runs", str(tmp_path / "base_mini2"), "--epoch_matched",
                         "--dataset", str(FER_TINY)]) == 0
     matched = json.loads((tmp_path / "results" / "twins_epoch_matched.json").read_text())

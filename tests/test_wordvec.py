@@ -1,9 +1,9 @@
-"""fermm.wordvec: text and npz formats, label vectors, clear errors."""
+"""fermm.models.wordvec: text and npz formats, label vectors, clear errors."""
 import numpy as np
 import pytest
 
 from fermm.labels import FER7, FERPLUS8
-from fermm.wordvec import WordVectors, default_vectors, label_vectors
+from fermm.models.wordvec import WordVectors, default_vectors, label_vectors
 
 
 def test_glove_and_word2vec_text_and_npz_round_trip(tmp_path):

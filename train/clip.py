@@ -2,20 +2,18 @@
 
     python train/clip.py --method zeroshot --output_dir runs/clip_zeroshot
     python train/clip.py --method linear --output_dir runs/clip_linear
-    python train/clip.py --method finetune --lora --output_dir runs/clip_lora     # seed 000's preset
+    python train/clip.py --method finetune --lora --output_dir runs/clip_lora     # Dinie's preset
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from fermm import clip_training  # noqa: E402
-from fermm.labels import FER7  # noqa: E402
+from fermm import cli
+from fermm.labels import FER7
+from fermm.training import clip as clip_training
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -43,4 +41,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

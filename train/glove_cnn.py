@@ -1,4 +1,4 @@
-"""Train the word-vector label-embedding CNN of seed 003 ("GloVe-CNN"), or its ``--base`` twin.
+"""Train the word-vector label-embedding CNN of Bülbül ("GloVe-CNN"), or its ``--base`` twin.
 
     python train/glove_cnn.py --backbone vgg11 --output_dir runs/glove_vgg11
     python train/glove_cnn.py --backbone vgg11 --base --output_dir runs/base_vgg11
@@ -10,12 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 from typing import Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from fermm import image_training  # noqa: E402
+from fermm import cli
+from fermm.training import image as image_training
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -35,4 +33,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -1,13 +1,16 @@
 """The one interface every fermm model offers: labels, preprocessing, ``predict_proba``, save / load."""
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
 from typing import Sequence
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin
+from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from fermm.transforms import faces_to_tensor, tta_views
@@ -36,7 +39,6 @@ class FermmModel(nn.Module, PyTorchModelHubMixin, library_name="fermm", repo_url
         folder = Path(folder)
         model = self
         if fp16:  # a copy, so the in-memory model keeps fp32
-            import copy
 
             model = copy.deepcopy(self).half()
         model.save_pretrained(folder)
@@ -61,8 +63,6 @@ class LearnedOnly:
         return {}
 
     def _save_pretrained(self, save_directory: Path) -> None:
-        from safetensors.torch import save_file
-
         state = self.learned_state_dict()
         if state:
             save_file(state, str(Path(save_directory) / self.learned_file),
@@ -86,15 +86,11 @@ class LearnedOnly:
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision=None, cache_dir=None, force_download=False,
                          local_files_only=False, token=None, map_location="cpu", strict=True, **model_kwargs):
-        from safetensors import safe_open
-
         model = cls(**model_kwargs)
         if not model.learned_state_dict():  # e.g. CLIP zero-shot: config.json is the whole checkpoint
             return model
         path = Path(model_id) / cls.learned_file
         if not path.exists():
-            from huggingface_hub import hf_hub_download
-
             path = Path(hf_hub_download(model_id, cls.learned_file, revision=revision, cache_dir=cache_dir,
                                         force_download=force_download, token=token,
                                         local_files_only=local_files_only))
@@ -114,7 +110,7 @@ class EmotionClassifier(FermmModel, tags=["facial-expression-recognition", "imag
     """
 
     family: str = "base"
-    fast_forward = None  # set by ``for_inference`` when ONNX Runtime runs the same graph (fermm.runtime)
+    fast_forward = None  # set by ``for_inference`` when ONNX Runtime runs the same graph (fermm.models.runtime)
     labels: tuple[str, ...]
     input_size: int
     channels: int

@@ -15,8 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fermm.labels import FER7, LABEL_WORDS, PROMPT_NAMES, PROMPT_TEMPLATES, TEXT_PROMPT_TEMPLATES
+from fermm.labels import (
+    FER7,
+    LABEL_WORDS,
+    PROMPT_NAMES,
+    PROMPT_TEMPLATES,
+    TEXT_PROMPT_TEMPLATES,
+)
 from fermm.models.base import EmotionClassifier, LearnedOnly
+from fermm.models.clip_features import clip_input
+from fermm.models.textprep import clean_text
 from fermm.transforms import CLIP_MEAN, CLIP_STD, face_tensor
 
 log = logging.getLogger(__name__)
@@ -30,7 +38,7 @@ class BaseWeightsUnavailable(OSError):
 
 def load_clip(base_model: str):
     """(CLIPModel, CLIPTokenizer) from a Hub id or local folder, frozen and in eval mode."""
-    from transformers import CLIPModel, CLIPTokenizer
+    from transformers import CLIPModel, CLIPTokenizer  # lazy: a heavy import, paid only when this runs
 
     try:
         model = CLIPModel.from_pretrained(base_model)
@@ -92,8 +100,6 @@ class ClipClassifier(LearnedOnly, EmotionClassifier):
     def preprocess(self, faces: Sequence) -> torch.Tensor:
         """Face crops -> CLIP input by training's path (``clip_input``: torch bicubic on floats, not PIL's
         resize of uint8), so a FER2013 face is scored exactly as it was trained and validated on."""
-        from fermm.clip_features import clip_input
-
         return torch.cat([clip_input(face_tensor(f), self.input_size, self.mean, self.std) for f in faces])
 
     def class_weights(self) -> torch.Tensor:
@@ -126,7 +132,6 @@ class ClipClassifier(LearnedOnly, EmotionClassifier):
     def joint_proba(self, probs: torch.Tensor, text: str, text_weight: float = 1.0) -> torch.Tensor:
         """Image probabilities (N, C) scored jointly with one sentence:
         p(c) ~ p_image(c) * p_text(c) ** text_weight (a product of experts in CLIP's shared space)."""
-        from fermm.models.text import clean_text
 
         text_logp = self.text_logits([clean_text(text)[0]]).float().log_softmax(-1)  # (1, C), shared by all faces
         return (probs.float().clamp_min(1e-12).log() + text_weight * text_logp).softmax(-1)
@@ -173,7 +178,7 @@ class ClipZeroShot(ClipClassifier):
 
 class ClipLinear(ClipClassifier):
     """A linear probe on frozen CLIP image features, initialised from the zero-shot weights
-    (so it starts as the zero-shot classifier). Trains on cached features (see fermm.clip_features)."""
+    (so it starts as the zero-shot classifier). Trains on cached features (see fermm.models.clip_features)."""
 
     learned_prefixes = ("head.",)
 
@@ -213,7 +218,7 @@ class ClipFinetune(ClipClassifier):
             self.head.weight.copy_(w * self.logit_scale())
             self.head.bias.zero_()
         if mode == "lora":
-            from peft import LoraConfig, get_peft_model
+            from peft import LoraConfig, get_peft_model  # lazy: a heavy import, paid only when this runs
 
             cfg = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                              target_modules=["q_proj", "v_proj"], bias="none")

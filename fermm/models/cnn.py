@@ -1,5 +1,5 @@
 """CNN backbones for 48x48 grayscale faces (torchvision VGG / ResNet definitions, adapted) and the
-two heads trained on them: a linear classifier and seed 003's word-vector projection.
+two heads trained on them: a linear classifier and Bülbül's word-vector projection.
 
 Adaptations for 48 px (torchvision's are for 224 px):
 - VGG: a 1-channel first conv; the last max-pool is dropped so the final map is 3x3, not 1x1; global
@@ -19,6 +19,7 @@ from torch import nn
 
 from fermm.labels import FER7
 from fermm.models.base import EmotionClassifier
+from fermm.models.runtime import try_onnx
 from fermm.transforms import FER_MEAN, FER_STD
 
 BACKBONES: tuple[str, ...] = ("vgg11", "vgg16", "resnet18", "resnet50", "mini", "fast")
@@ -61,13 +62,13 @@ def projection(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
 
 
 class CNNClassifier(EmotionClassifier):
-    """A backbone + linear classifier; with ``word_dim`` also seed 003's word-vector projection head.
+    """A backbone + linear classifier; with ``word_dim`` also Bülbül's word-vector projection head.
 
     Args:
         backbone: one of :data:`BACKBONES`.
         labels: class names, in logit order.
         word_dim: dimension of the label word vectors (0: plain classifier, no projection head).
-        proj_hidden / proj_dim: the MLP projections (seed 003: 256 -> 64).
+        proj_hidden / proj_dim: the MLP projections (Bülbül: 256 -> 64).
         tau: contrastive temperature, also used for zero-shot logits.
     """
 
@@ -105,16 +106,14 @@ class CNNClassifier(EmotionClassifier):
 
     def for_inference(self) -> "CNNClassifier":
         """Eval mode with channels_last weights (oneDNN's convolutions run faster in that layout on CPU), and
-        predictions through ONNX Runtime when ``FERMM_RUNTIME=onnx`` (fermm.runtime: ~1.7x faster per face
+        predictions through ONNX Runtime when ``FERMM_RUNTIME=onnx`` (fermm.models.runtime: ~1.7x faster per face
         here, ~215 MB more memory). Outputs are the same up to float rounding."""
-        from fermm.runtime import try_onnx
-
         self.eval().to(memory_format=torch.channels_last)
         self.fast_forward = try_onnx(self, torch.zeros(1, self.channels, self.input_size, self.input_size))
         return self
 
     def cam_layer(self) -> nn.Module:
-        """The last convolutional block (Grad-CAM target, see fermm.explain)."""
+        """The last convolutional block (Grad-CAM target, see fermm.serve.explain)."""
         return self.backbone.layer4 if self.backbone_name.startswith("resnet") else self.backbone[0]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -96,7 +96,7 @@ class CoOp(ClipClassifier):
 
     def encode_prompts(self, embeds: torch.Tensor) -> torch.Tensor:
         """Run CLIP's text transformer on prompt embeddings; pool at EOS as CLIPTextModel does."""
-        from transformers.masking_utils import create_causal_mask
+        from transformers.masking_utils import create_causal_mask  # lazy: a heavy import, paid only when this runs
 
         text = self.clip.text_model
         hidden = text.embeddings(inputs_embeds=embeds)  # adds position embeddings

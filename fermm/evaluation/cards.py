@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fermm.evaluation import RESULTS_DIR
+from fermm.models import fingerprint
+from fermm.paths import RESULTS_DIR
 
 INTENDED_USE = (
     "Research, teaching and demos of facial expression recognition: classifying the *visible expression* of "
@@ -33,7 +34,6 @@ def measured_result(folder: str | Path | None, results_dir: str | Path | None = 
     result named like the model may describe another one, e.g. the bundle a run is about to replace)."""
     if folder is None or not (Path(folder) / "config.json").exists():
         return None
-    from fermm.models import fingerprint
 
     fp = fingerprint(folder)
     for f in sorted(Path(results_dir or RESULTS_DIR).glob("*.json")):

@@ -8,15 +8,13 @@ FER2013 Training / PublicTest / PrivateTest, with columns ``image`` (grayscale `
 Sources: the Kaggle ``fer2013.csv``; the folder layout ``train/<class>/*.jpg`` + ``test/<class>/*.jpg``;
 a folder of ``{train,validation,test}.parquet``; a Hub dataset id.
 
-CLI: ``python -m fermm.data prepare --source S --output_dir D`` and ``python -m fermm.data report --source S``.
+The command line is :mod:`fermm.data.__main__`.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import logging
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,19 +23,21 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-from fermm.labels import FER7, FERPLUS8, FERPLUS_COLUMNS, FERPLUS_NONFACE_COLUMNS, TEXT6
+from fermm.data.errors import DataError
+from fermm.data.ferplus import (
+    FERPLUS_VOTE_COLUMNS,
+    attach_ferplus,
+    ferplus_majority,
+    read_ferplus_csv,
+)
+from fermm.labels import FER7, FERPLUS8
 
 log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 USAGE_TO_SPLIT: dict[str, str] = {"Training": "train", "PublicTest": "validation", "PrivateTest": "test"}
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-FERPLUS_VOTE_COLUMNS: tuple[str, ...] = tuple(FERPLUS_COLUMNS) + FERPLUS_NONFACE_COLUMNS  # 10, file order
 PIXELS = 48 * 48
-
-
-class DataError(ValueError):
-    """A source that cannot be read as asked; the message names the row or file."""
 
 
 @dataclass
@@ -75,7 +75,8 @@ def _bad(skip: SkipLog | None, reason: str, where: str) -> None:
 
 def fer_features(with_row: bool = False, with_ferplus: bool = False):
     """The ``datasets.Features`` every FER source is converted to."""
-    from datasets import ClassLabel, Features, Image as HFImage, List, Value
+    from datasets import ClassLabel, Features, List, Value  # lazy: a heavy import, paid only when this runs
+    from datasets import Image as HFImage  # lazy: a heavy import, paid only when this runs
 
     feats = {"image": HFImage(), "label": ClassLabel(names=list(FER7))}
     if with_row:
@@ -93,60 +94,9 @@ def _png(pixels: np.ndarray) -> dict:
 
 
 def _dataset(columns: dict[str, list], with_row: bool, with_ferplus: bool):
-    from datasets import Dataset
+    from datasets import Dataset  # lazy: a heavy import, paid only when this runs
 
     return Dataset.from_dict(columns, features=fer_features(with_row, with_ferplus))
-
-
-def ferplus_majority(votes: Sequence[int] | None) -> int:
-    """FER+ majority label (index into FERPLUS8), or -1 when there is none.
-
-    FER+'s own "majority" rule (microsoft/FERPlus ``ferplus.py``): drop single votes as outliers, then
-    the top emotion must hold more than half of the remaining votes; rows whose top is "unknown" or
-    "not a face", or with no votes, get -1.
-    """
-    if votes is None or any(v is None or v < 0 for v in votes):
-        return -1
-    kept = np.array([v if v > 1 else 0 for v in votes], dtype=float)  # outlier removal
-    total = kept.sum()
-    if total == 0:
-        return -1
-    top = int(kept.argmax())
-    if kept[top] <= 0.5 * total or top >= len(FERPLUS_COLUMNS):
-        return -1
-    return FERPLUS8.index(FERPLUS_COLUMNS[FERPLUS_VOTE_COLUMNS[top]])
-
-
-def read_ferplus_csv(path: str | Path) -> list[list[int] | None]:
-    """Vote rows of ``fer2013new.csv`` in file order (= fer2013.csv row order; names are not indices)."""
-    rows: list[list[int] | None] = []
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in FERPLUS_VOTE_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(f"{path}: not a FER+ vote file, missing columns {missing}")
-        for i, row in enumerate(reader):
-            try:
-                rows.append([int(row[c]) for c in FERPLUS_VOTE_COLUMNS])
-            except (TypeError, ValueError):
-                raise DataError(f"{path}: row {i + 2}: vote counts must be integers") from None
-    return rows
-
-
-def _attach_ferplus(columns: dict[str, list], votes: list[list[int] | None], where: str) -> None:
-    """Join FER+ votes onto columns that carry ``fer2013_row`` (the row position in fer2013.csv)."""
-    if "fer2013_row" not in columns:
-        raise DataError(f"{where}: this source has no fer2013.csv row positions, so FER+ votes cannot be joined")
-    joined = []
-    for r in columns["fer2013_row"]:
-        if r is None or r < 0:
-            joined.append(None)
-        elif r >= len(votes):
-            raise DataError(f"{where}: fer2013 row {r} is beyond the {len(votes)} rows of the FER+ file")
-        else:
-            joined.append(votes[r])
-    columns["ferplus_votes"] = joined
-    columns["ferplus_label"] = [ferplus_majority(v) for v in joined]
 
 
 # --------------------------------------------------------------------------- sources
@@ -268,7 +218,7 @@ def stratified_indices(labels: Sequence[int], fraction: float, seed: int) -> lis
     return sorted(chosen)
 
 
-def _parquet_files(root: Path) -> dict[str, Path]:
+def parquet_files(root: Path) -> dict[str, Path]:
     files = {s: root / f"{s}.parquet" for s in SPLITS}
     missing = [s for s, p in files.items() if not p.exists()]
     if missing:
@@ -278,10 +228,10 @@ def _parquet_files(root: Path) -> dict[str, Path]:
 
 def load_fer_parquet(root: str | Path) -> dict[str, dict[str, list]]:
     """Columns per split from ``root/{train,validation,test}.parquet`` (e.g. ``../shared/data/fer2013``)."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # lazy: a heavy import, paid only when this runs
 
     out = {}
-    for split, path in _parquet_files(Path(root)).items():
+    for split, path in parquet_files(Path(root)).items():
         table = pq.read_table(path)
         names = set(table.column_names)
         if not {"image", "label"} <= names:
@@ -310,7 +260,7 @@ def _check_labels(labels: list, where: str) -> None:
 
 def load_fer_hub(repo_id: str, val_fraction: float = 0.1, seed: int = 0):
     """A Hub dataset with ``image`` and ``label`` columns; validation split from train when absent."""
-    from datasets import load_dataset
+    from datasets import load_dataset  # lazy: a heavy import, paid only when this runs
 
     ds = load_dataset(repo_id)
     if "validation" not in ds:
@@ -349,7 +299,7 @@ def load_fer(source: str | Path, ferplus: str | Path | None = None, skip_bad: bo
         ferplus: optional ``fer2013new.csv`` to join FER+ votes by row position.
         skip_bad: skip unreadable rows/files and count them in ``skips`` instead of raising.
     """
-    from datasets import DatasetDict
+    from datasets import DatasetDict  # lazy: a heavy import, paid only when this runs
 
     kind = source_kind(source)
     if kind == "hub":
@@ -364,7 +314,7 @@ def load_fer(source: str | Path, ferplus: str | Path | None = None, skip_bad: bo
     if ferplus is not None:
         votes = read_ferplus_csv(ferplus)
         for cols in splits.values():
-            _attach_ferplus(cols, votes, str(source))
+            attach_ferplus(cols, votes, str(source))
     with_row = "fer2013_row" in splits["train"]
     with_fp = "ferplus_votes" in splits["train"]
     return DatasetDict({s: _dataset(cols, with_row, with_fp) for s, cols in splits.items()})
@@ -373,28 +323,9 @@ def load_fer(source: str | Path, ferplus: str | Path | None = None, skip_bad: bo
 # --------------------------------------------------------------------------- arrays for training
 
 
-def ferplus_fer7_targets(split) -> np.ndarray:
-    """(N, 7) FER-7 distributions from each row's FER+ votes; all-zero rows where there are none.
-
-    Only votes for the seven FER-7 emotions count: "contempt", "unknown" and "not a face" votes are
-    dropped, and a row whose votes were all of those gets zeros (the caller keeps its own label there).
-    """
-    if "ferplus_votes" not in split.column_names:
-        raise DataError("this FER source has no FER+ votes (column ferplus_votes); build it with --ferplus "
-                        "fer2013new.csv or use ../shared/data/fer2013, which has them joined")
-    cols = [FER7.index(FERPLUS_COLUMNS[c]) if FERPLUS_COLUMNS.get(c) in FER7 else -1 for c in FERPLUS_VOTE_COLUMNS]
-    out = np.zeros((len(split), len(FER7)), dtype=np.float32)
-    for i, votes in enumerate(split["ferplus_votes"]):
-        for col, v in zip(cols, votes or ()):
-            if col >= 0 and v is not None and v > 0:
-                out[i, col] += v
-    total = out.sum(1, keepdims=True)
-    return np.divide(out, total, out=np.zeros_like(out), where=total > 0)
-
-
 def to_arrays(split, size: int = 48) -> tuple[np.ndarray, np.ndarray]:
     """(N, size, size) uint8 grayscale images and (N,) int64 labels of a FER split."""
-    from datasets import Image as HFImage
+    from datasets import Image as HFImage  # lazy: a heavy import, paid only when this runs
 
     split = split.cast_column("image", HFImage(decode=False))
     images = np.empty((len(split), size, size), dtype=np.uint8)
@@ -412,95 +343,3 @@ def seen_in(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
     also train images, which a model may have memorised)."""
     known = {im.tobytes() for im in reference}
     return np.fromiter((im.tobytes() in known for im in images), dtype=bool, count=len(images))
-
-
-# --------------------------------------------------------------------------- text
-
-
-def load_text(source: str | Path):
-    """DAIR-AI emotion as a ``DatasetDict`` (``text``, ``label`` over TEXT6) from parquet, txt or the Hub."""
-    from datasets import ClassLabel, DatasetDict, Features, Value, load_dataset
-
-    p = Path(source)
-    if p.is_dir() and (p / "train.parquet").exists():
-        files = {s: str(f) for s, f in _parquet_files(p).items()}
-        return load_dataset("parquet", data_files=files)
-    if p.is_dir():
-        feats = Features({"text": Value("string"), "label": ClassLabel(names=list(TEXT6))})
-        return DatasetDict({s: _text_txt(p, s, feats) for s in SPLITS})
-    if p.exists():
-        raise DataError(f"{p}: expected a folder of parquet files or of train/val/test .txt files")
-    return load_dataset(str(source))
-
-
-def _text_txt(root: Path, split: str, feats):
-    from datasets import Dataset
-
-    names = [f"{split}.txt"] + (["val.txt"] if split == "validation" else [])
-    path = next((root / n for n in names if (root / n).exists()), None)
-    if path is None:
-        raise DataError(f"{root}: missing {names[0]}")
-    texts, labels = [], []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            line = line.rstrip("\n")
-            if not line or (n == 1 and line.lower().replace(" ", "") in ("text;label", "text;emotion")):
-                continue
-            text, sep, label = line.rpartition(";")
-            if not sep or label.strip() not in TEXT6:
-                raise DataError(f"{path}: line {n}: expected 'text;label' with a label in {', '.join(TEXT6)}")
-            texts.append(text)
-            labels.append(TEXT6.index(label.strip()))
-    return Dataset.from_dict({"text": texts, "label": labels}, features=feats)
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m fermm.data", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    prep = sub.add_parser("prepare", help="build train/validation/test parquet files and a dataset card")
-    prep.add_argument("--source", required=True, help="fer2013.csv, a folder, or a Hub dataset id")
-    prep.add_argument("--output_dir", required=True)
-    prep.add_argument("--ferplus", help="fer2013new.csv to join FER+ votes by row position")
-    prep.add_argument("--push_to_hub", metavar="REPO_ID", help="also push the splits and card to this Hub dataset")
-    prep.add_argument("--drop_cross_split_duplicates", action="store_true",
-                      help="drop train images whose pixels also occur in validation or test")
-    prep.add_argument("--skip_bad", action="store_true", help="skip unreadable rows and report them")
-    prep.add_argument("--val_fraction", type=float, default=0.1,
-                      help="validation share of train when the source has no validation split")
-    prep.add_argument("--seed", type=int, default=0)
-    rep = sub.add_parser("report", help="counts, duplicates and label conflicts")
-    rep.add_argument("--source", required=True)
-    rep.add_argument("--ferplus")
-    rep.add_argument("--skip_bad", action="store_true")
-    return p.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from fermm import datareport
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = parse_args(argv)
-    skips = SkipLog()
-    try:
-        ds = load_fer(args.source, args.ferplus, args.skip_bad, getattr(args, "val_fraction", 0.1),
-                      getattr(args, "seed", 0), skips)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.skip_bad:
-        print(skips.summary())
-        for line in skips.examples:
-            print(f"  {line}")
-    if args.command == "report":
-        print(datareport.format_report(datareport.build_report(ds)))
-        return 0
-    from fermm import datacard
-
-    return datacard.prepare(ds, args, skips)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """End-to-end evaluation of the serving path on FER2013 faces placed in synthetic scenes.
 
-For each test face: build a seeded scene (:mod:`fermm.scenes`), run the exact serving path
-(:func:`fermm.predict.predict_image`: detect, crop, every model, fusion), find the served face that
+For each test face: build a seeded scene (:mod:`fermm.serve.scenes`), run the exact serving path
+(:func:`fermm.serve.predict.predict_image`: detect, crop, every model, fusion), find the served face that
 covers the pasted frame, and score its answers against the label and against each model's answer
 on the original 48x48 image. Optionally, re-crop the same detected face at other framing scales and
 count how often each model's top label stays the same (robustness to framing).
@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from fermm import faces as facelib
-from fermm import scenes
-from fermm.labels import FER7
-from fermm.predict import ModelPool, predict_image, to_fer7
+from fermm.evaluation import metrics
+from fermm.labels import FER7, to_fer7
+from fermm.serve import scenes
+from fermm.serve.predict import ModelPool, predict_image
 
 log = logging.getLogger(__name__)
 FUSED = "fused"
@@ -135,19 +137,9 @@ def _acc(pred: np.ndarray, truth: np.ndarray) -> float | None:
     return round(float((np.asarray(pred) == np.asarray(truth)).mean()), 4) if len(truth) else None
 
 
-def read_records(folder) -> list[dict]:
+def read_records(folder: str | Path) -> list[dict]:
     """The end-to-end records in ``folder`` (``results/end_to_end``), fused ones last; none if it is missing."""
-    import json
-    from pathlib import Path
-
-    out = []
-    for p in sorted(Path(folder).glob("*.json")):
-        try:
-            r = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(r, dict) and {"model", "accuracy_pipeline", "accuracy_direct"} <= r.keys():
-            out.append(r)
+    out = metrics.read_records(folder, ("model", "accuracy_pipeline", "accuracy_direct"))
     return sorted(out, key=lambda r: (r["model"] == FUSED, r["model"]))
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fermm.evaluation import bootstrap_mean_ci
+from fermm.evaluation.metrics import bootstrap_mean_ci
 
 # arguments only the GloVe-CNN arm uses, or that do not change what is trained
 ARM_ONLY = frozenset({"base", "word_vectors", "lam", "tau", "positives", "pretrain_epochs", "freeze_backbone",
@@ -117,7 +117,7 @@ def paired_gain_ci(glove_correct: np.ndarray, base_correct: np.ndarray, seed: in
 def pair_up(runs: list[TwinRun], epoch_matched: bool = False) -> tuple[list[tuple[TwinRun, TwinRun]], list[str]]:
     """Match each GloVe-CNN run with the base run of the same backbone, stem, seed and schedule.
 
-    The schedule is seed 003's by default: the same fine-tuning epochs, the GloVe arm's contrastive epochs on top.
+    The schedule is Bülbül's by default: the same fine-tuning epochs, the GloVe arm's contrastive epochs on top.
     With ``epoch_matched`` the base arm must train as many epochs in all as the GloVe arm (e.g. 26 against 6 + 20),
     so that the gain is not that of extra epochs. Returns the pairs and the names of runs left without a twin.
     Raises ValueError when two runs claim the same slot or a pair's protocols differ."""

@@ -5,8 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from fermm import datareport
-from fermm.data import SPLITS, SkipLog, source_kind
+from fermm.data import report as datareport
+from fermm.data.sources import SPLITS, SkipLog, source_kind
+from fermm.hub import push_folder
 
 FER_TERMS = (
     "FER2013 was released by Kaggle for the ICML 2013 workshop \"Challenges in Representation Learning\" "
@@ -83,8 +84,6 @@ def _has_publictest(source: str) -> bool:
 
 def push_dataset_folder(folder: Path, repo_id: str) -> int:
     """Push a prepared folder as a Hub dataset; on failure keep the folder and say how to retry."""
-    from fermm.hub import push_folder
-
     try:
         url = push_folder(folder, repo_id, repo_type="dataset", message="Add FER2013 splits (fermm)")
     except Exception as e:  # network, auth, permissions: the local output stays

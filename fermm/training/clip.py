@@ -1,7 +1,7 @@
 """Recipes for ``train/clip.py`` (zero-shot, linear probe, fine-tuning) and ``train/coop.py``.
 
-Linear probe and CoOp train on cached image features (fermm.clip_features) with large batches;
-fine-tuning runs the vision tower on every step. All use the one training loop (fermm.training).
+Linear probe and CoOp train on cached image features (fermm.models.clip_features) with large batches;
+fine-tuning runs the vision tower on every step. All use the one training loop (fermm.training.loop).
 """
 from __future__ import annotations
 
@@ -14,12 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from fermm import data
-from fermm.image_training import DEFAULT_DATASET, _save_best
+from fermm.evaluation import cards
+from fermm.hub import push_trained
 from fermm.labels import FER7
 from fermm.models.clip import DEFAULT_CLIP, ClipClassifier, ClipFinetune, ClipLinear
+from fermm.models.clip_features import DEFAULT_CACHE, cached_features, clip_input
 from fermm.models.coop import POSITIONS, CoOp
-from fermm.tasks import FeatureTask, ImageTask
-from fermm.training import Trainer, TrainConfig, main_process
+from fermm.training.image import DEFAULT_DATASET, _save_best
+from fermm.training.loop import TrainConfig, Trainer, main_process
+from fermm.training.tasks import FeatureTask, ImageTask
 from fermm.transforms import AugmentConfig
 
 log = logging.getLogger(__name__)
@@ -84,8 +87,6 @@ def config(args: argparse.Namespace, defaults: dict, out: Path) -> TrainConfig:
 
 def feature_task(model: ClipClassifier, arrays, args: argparse.Namespace) -> tuple[FeatureTask, dict]:
     """Cached features for train/validation and the time it took to get them."""
-    from fermm.clip_features import DEFAULT_CACHE, cached_features
-
     cache = args.feature_cache or DEFAULT_CACHE
     t0 = time.perf_counter()
     feats = {s: cached_features(model, arrays[s][0], cache) for s in ("train", "validation")}
@@ -124,8 +125,6 @@ def train_coop(args: argparse.Namespace) -> ClipClassifier:
 
 
 def train_finetune(args: argparse.Namespace) -> ClipClassifier:
-    from fermm.clip_features import clip_input
-
     model = ClipFinetune(base_model=args.model_name_or_path, labels=FER7, mode="lora" if args.lora else "full",
                          lora_r=args.lora_r)
     arrays = load_arrays(args)
@@ -143,8 +142,6 @@ def _record(args: argparse.Namespace, timing: dict) -> None:
 
 def finish(model: ClipClassifier, args: argparse.Namespace, name: str, history_stage: str | None) -> Path:
     """Save the learned part + config + card in ``output_dir``; push if asked."""
-    from fermm import cards
-
     out = Path(args.output_dir)
     if not main_process():
         return out
@@ -154,7 +151,5 @@ def finish(model: ClipClassifier, args: argparse.Namespace, name: str, history_s
                                         f"is stored here; the base CLIP loads from its own repo.")
     model.save_with_card(out, card=card, training_args=vars(args))
     if args.push_to_hub:
-        from fermm.hub import push_trained
-
         push_trained(out, args.push_to_hub)
     return out

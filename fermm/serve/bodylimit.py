@@ -1,4 +1,4 @@
-"""A cap on the size of HTTP request bodies, for the app's server (``fermm.ui.launch_options``).
+"""A cap on the size of HTTP request bodies, for the app's server (``fermm.serve.ui.launch_options``).
 
 Gradio caps file uploads (``max_file_size``) but not JSON bodies, which API clients may fill with images
 inline as data: URLs; Gradio reads such a body into memory whole and keeps it in the session's state,

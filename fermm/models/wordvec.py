@@ -7,8 +7,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from fermm.labels import LABEL_WORDS
+from fermm.paths import ASSETS
 
-ASSET_VECTORS = Path(__file__).parent / "assets" / "label_words_w2v300.npz"
+ASSET_VECTORS = ASSETS / "label_words_w2v300.npz"
 
 
 class WordVectors:

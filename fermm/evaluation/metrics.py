@@ -24,16 +24,18 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
+
+from fermm.labels import FERPLUS8
 
 SCHEMA_VERSION = 1
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 REQUIRED_KEYS = ("model", "source", "dataset", "split", "n", "labels", "accuracy", "accuracy_ci95", "macro_f1",
                  "per_class", "confusion_matrix", "ece", "tta", "ferplus", "ferplus8", "images_per_second",
                  "command", "commit", "seed", "date", "hardware", "schema_version")
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    from sklearn.metrics import accuracy_score
+    from sklearn.metrics import accuracy_score  # lazy: a heavy import, paid only when this runs
 
     return float(accuracy_score(y_true, y_pred))
 
@@ -72,7 +74,7 @@ def paired_comparison(correct_a: np.ndarray, correct_b: np.ndarray, seed: int = 
 
 
 def per_class(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, dict[str, float]]:
-    from sklearn.metrics import precision_recall_fscore_support
+    from sklearn.metrics import precision_recall_fscore_support  # lazy: a heavy import, paid only when this runs
 
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=list(range(len(labels))), zero_division=0)
     return {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
@@ -82,7 +84,7 @@ def per_class(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     """Mean F1 over the classes with at least one true example: a model label that never occurs (FER+
     'contempt' on FER2013) has no F1 to measure and would otherwise count as 0."""
-    from sklearn.metrics import f1_score
+    from sklearn.metrics import f1_score  # lazy: a heavy import, paid only when this runs
 
     present = sorted(set(np.asarray(y_true).tolist()) & set(range(n_classes)))
     return float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
@@ -96,7 +98,7 @@ def macro_f1_of(result: dict) -> float:
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> list[list[int]]:
-    from sklearn.metrics import confusion_matrix
+    from sklearn.metrics import confusion_matrix  # lazy: a heavy import, paid only when this runs
 
     return confusion_matrix(y_true, y_pred, labels=list(range(n_classes))).tolist()
 
@@ -122,8 +124,6 @@ def ferplus_scores(probs: np.ndarray, labels: Sequence[str], ferplus_label: np.n
     scored on contempt rows). ``ferplus8``: over all rows with a majority, for models that have every
     FER+ label (contempt included); else None.
     """
-    from fermm.labels import FERPLUS8
-
     valid = ferplus_label >= 0
     if not valid.any():
         return None, None
@@ -172,8 +172,6 @@ def git_commit() -> str:
 
 
 def hardware() -> str:
-    import torch
-
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -223,16 +221,22 @@ def save_record(record: dict, path: str | Path) -> Path:
     return path
 
 
-def read_results(folder: str | Path) -> list[dict]:
-    """Every valid result file in ``folder`` (others are skipped), sorted by model name."""
+def read_records(folder: str | Path, required: Sequence[str]) -> list[dict]:
+    """Every JSON object in ``folder`` that holds the ``required`` keys (unreadable or other files are skipped)."""
     out = []
     for p in sorted(Path(folder).glob("*.json")):
         try:
             r = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if isinstance(r, dict) and r.get("schema_version") == SCHEMA_VERSION and all(k in r for k in REQUIRED_KEYS):
+        if isinstance(r, dict) and all(k in r for k in required):
             out.append(r)
+    return out
+
+
+def read_results(folder: str | Path) -> list[dict]:
+    """Every valid result file in ``folder`` (others are skipped), sorted by model name."""
+    out = [r for r in read_records(folder, REQUIRED_KEYS) if r["schema_version"] == SCHEMA_VERSION]
     return sorted(out, key=lambda r: (r["model"], r["split"], r["tta"]))
 
 
@@ -264,3 +268,16 @@ def markdown_table(results: Sequence[dict], published: Sequence[dict] = ()) -> s
         f"{p['model']} {p['accuracy']:.1%}" + (f" ({p['note']})" if p.get("note") else "") for p in published)
            ] if published else []
     return "\n".join(rows + pub)
+
+
+README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def update_readme(readme: Path, table: str) -> None:
+    """Replace the table between the results markers of ``readme``."""
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise SystemExit(f"{readme} has no {README_START} ... {README_END} block to fill")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    readme.write_text(f"{head}{README_START}\n{table}\n{README_END}{tail}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import time
 from pathlib import Path
@@ -10,7 +11,12 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
-from fermm import data, evaluation
+from fermm import data
+from fermm.evaluation import metrics
+from fermm.faces import find_and_crop
+from fermm.labels import FER7
+from fermm.models import MODELS, TEXT_MODELS, fingerprint, load_folder, model_folder
+from fermm.models.registry import resolve
 
 if TYPE_CHECKING:
     from fermm.models.base import EmotionClassifier
@@ -38,20 +44,18 @@ def predict_split(model, images: np.ndarray, tta: str, batch_size: int = 128) ->
 
 
 def evaluate_model(model, name: str, source: str, split_data: dict, dataset: str, split: str, tta: str,
-                   run: evaluation.RunInfo) -> dict:
-    """One result dict in the schema of :mod:`fermm.evaluation`."""
+                   run: metrics.RunInfo) -> dict:
+    """One result dict in the schema of :mod:`fermm.evaluation.metrics`."""
     probs, ips = predict_split(model, split_data["images"], tta)
     y = labels_for(model, split_data["labels"])
     result = {"model": name, "source": source, "dataset": dataset, "split": split, "tta": tta,
-              **evaluation.score(probs, y, model.labels, run.seed, split_data["ferplus"]),
-              "images_per_second": ips, **run.as_dict(), "schema_version": evaluation.SCHEMA_VERSION}
+              **metrics.score(probs, y, model.labels, run.seed, split_data["ferplus"]),
+              "images_per_second": ips, **run.as_dict(), "schema_version": metrics.SCHEMA_VERSION}
     return result
 
 
 def labels_for(model, fer7_labels: np.ndarray) -> np.ndarray:
     """FER-7 label ids -> the model's label ids (its labels must include all of FER-7)."""
-    from fermm.labels import FER7
-
     missing = [lab for lab in FER7 if lab not in model.labels]
     if missing:
         raise ValueError(f"model labels {model.labels} lack {missing}: it cannot be scored on FER2013")
@@ -76,12 +80,12 @@ def validation_gain(candidate: "EmotionClassifier", incumbent: "EmotionClassifie
     if fp16:
         candidate = copy.deepcopy(candidate).half().float()
     split_data = load_split(dataset, "validation")
-    c = evaluation.paired_comparison(correct_on(candidate, split_data, tta), correct_on(incumbent, split_data, tta))
+    c = metrics.paired_comparison(correct_on(candidate, split_data, tta), correct_on(incumbent, split_data, tta))
     return {"n": c["n"], "fp16": fp16, "candidate": c["accuracy_a"], "incumbent": c["accuracy_b"],
             "gain_points": 100 * c["difference"], "gain_images": c["only_a_right"] - c["only_b_right"]}
 
 
-def evaluate_text_model(model, name: str, source: str, dataset: str, split: str, run: evaluation.RunInfo) -> dict:
+def evaluate_text_model(model, name: str, source: str, dataset: str, split: str, run: metrics.RunInfo) -> dict:
     """A text model on DAIR-AI emotion, in the same schema (``images_per_second`` counts sentences)."""
     ds = data.load_text(dataset)[split]
     texts, y = list(ds["text"]), np.asarray(ds["label"])
@@ -89,16 +93,14 @@ def evaluate_text_model(model, name: str, source: str, dataset: str, split: str,
     probs = model.predict_text(texts).numpy().astype(np.float64)
     rate = len(texts) / (time.perf_counter() - t0)
     return {"model": name, "source": source, "dataset": dataset, "split": split, "tta": "none", "task": "text",
-            **evaluation.score(probs, y, model.labels, run.seed), "images_per_second": rate, **run.as_dict(),
-            "schema_version": evaluation.SCHEMA_VERSION}
+            **metrics.score(probs, y, model.labels, run.seed), "images_per_second": rate, **run.as_dict(),
+            "schema_version": metrics.SCHEMA_VERSION}
 
 
 def claimed_by(path: Path, source: str, sha256: str) -> str | None:
     """What else ``path`` holds, if it is not a result of this model (same folder or same weights): a path's
     last component names its result, so ``runs/a/best`` and ``runs/b/best`` would both write ``best.json``,
     and ``results/`` also holds other scripts' records (``fusion.json``, ``twins.json``)."""
-    import json
-
     if not path.exists():
         return None
     try:
@@ -112,16 +114,13 @@ def claimed_by(path: Path, source: str, sha256: str) -> str | None:
 
 
 def evaluate_all(names: Sequence[str], dataset: str, split: str, tta: str, output_dir: str | Path,
-                 run: evaluation.RunInfo, text_dataset: str | None = None,
+                 run: metrics.RunInfo, text_dataset: str | None = None,
                  result_name: str | None = None) -> tuple[list[Path], dict[str, str]]:
     """Evaluate every model that resolves; returns written files and {model: reason} for skipped ones.
     Text models are scored on ``text_dataset`` (DAIR-AI emotion), image models on ``dataset``. A folder's
     result is named ``result_name`` (one model only) or after the folder, and never replaces another
     file; a registry name's result is replaced whatever its source (it names the product's model).
     A model that cannot be loaded is skipped; an error while scoring one stops the run."""
-    from fermm.hub import resolve
-    from fermm.models import MODELS, TEXT_MODELS
-
     if result_name and len(names) != 1:
         raise ValueError("a result name can be given for one model only")
     torch.manual_seed(run.seed)
@@ -136,7 +135,7 @@ def evaluate_all(names: Sequence[str], dataset: str, split: str, tta: str, outpu
         except Exception as e:  # one model's absence never stops the others
             model, reason = None, f"{type(e).__name__}: {e}"
         text = getattr(model, "family", "") == "text"
-        path = Path(output_dir) / f"{evaluation.result_name(name, split, 'none' if text else tta)}.json"
+        path = Path(output_dir) / f"{metrics.result_name(name, split, 'none' if text else tta)}.json"
         reason = reason or _refusal(path, source, sha256, not known or bool(result_name), text and text_dataset is None)
         if reason:
             skipped[name] = reason
@@ -147,7 +146,7 @@ def evaluate_all(names: Sequence[str], dataset: str, split: str, tta: str, outpu
         else:
             images = images or load_split(dataset, split)
             result = evaluate_model(model, name, source, images, dataset, split, tta, run)
-        written.append(evaluation.write_result({**result, "model_sha256": sha256}, output_dir))
+        written.append(metrics.write_result({**result, "model_sha256": sha256}, output_dir))
         log.info("%s: accuracy %.4f (95%% CI %.4f-%.4f), macro-F1 %.4f, %.0f img/s", name, result["accuracy"],
                  *result["accuracy_ci95"], result["macro_f1"], result["images_per_second"])
     return written, skipped
@@ -155,8 +154,6 @@ def evaluate_all(names: Sequence[str], dataset: str, split: str, tta: str, outpu
 
 def _load(name_or_path: str) -> tuple["EmotionClassifier", str]:
     """The model and its fingerprint (which weights are measured, whatever the path)."""
-    from fermm.models import fingerprint, load_folder, model_folder
-
     folder = model_folder(name_or_path)
     return load_folder(folder), fingerprint(folder)
 
@@ -172,15 +169,12 @@ def _refusal(path: Path, source: str, sha256: str, guard: bool, needs_text_datas
 
 def evaluate_set(pool, models: Sequence[str], labelled, detect_faces: bool = False, progress=None,
                  seed: int = 0) -> tuple[dict[str, dict], list[dict], dict[str, int]]:
-    """Score models on a user's labelled set (see :mod:`fermm.userset`).
+    """Score models on a user's labelled set (see :mod:`fermm.evaluation.userset`).
 
     With ``detect_faces`` the most confident detected face of each image is classified (images with
     none are skipped and counted); otherwise each image is taken as one face. Returns per-model
-    metrics (:func:`fermm.evaluation.score`), per-image prediction rows and skip counts.
+    metrics (:func:`fermm.evaluation.metrics.score`), per-image prediction rows and skip counts.
     """
-    from fermm.faces import find_and_crop
-    from fermm.labels import FER7
-
     crops, keep, skipped = [], [], dict(labelled.skipped)
     for i, image in enumerate(labelled.images):
         if progress:
@@ -193,7 +187,7 @@ def evaluate_set(pool, models: Sequence[str], labelled, detect_faces: bool = Fal
         keep.append(i)
     y = np.asarray([labelled.labels[i] for i in keep], dtype=np.int64)
     rows = [{"file": labelled.names[i], "label": FER7[labelled.labels[i]]} for i in keep]
-    metrics = {}
+    scores = {}
     for k, name in enumerate(models):
         if progress:
             progress(0.3 + 0.7 * k / max(len(models), 1), desc=f"running {name}")
@@ -201,8 +195,8 @@ def evaluate_set(pool, models: Sequence[str], labelled, detect_faces: bool = Fal
         if model is None or not crops:
             continue
         probs = model.predict_proba(crops).numpy().astype(np.float64)
-        metrics[name] = evaluation.score(probs, labels_for(model, y), model.labels, seed)
+        scores[name] = metrics.score(probs, labels_for(model, y), model.labels, seed)
         for row, p in zip(rows, probs):
             row[f"{name}:prediction"] = model.labels[int(p.argmax())]
             row[f"{name}:confidence"] = round(float(p.max()), 4)
-    return metrics, rows, skipped
+    return scores, rows, skipped

@@ -1,13 +1,15 @@
 """Recipes that train the from-scratch CNNs (``train/resnet50.py``, ``train/glove_cnn.py``).
 
-Plain models: one cross-entropy stage. GloVe-CNN (seed 003): stage 1 contrastive pre-training of the
+Plain models: one cross-entropy stage. GloVe-CNN (Bülbül): stage 1 contrastive pre-training of the
 backbone + projections against frozen label word vectors, stage 2 classifier fine-tuning (backbone
-frozen or not). Each stage is a :class:`fermm.training.Trainer` run in its own sub-folder, so an
+frozen or not). Each stage is a :class:`fermm.training.loop.Trainer` run in its own sub-folder, so an
 interrupted run resumes where it stopped; the final model goes to ``output_dir`` itself.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -15,16 +17,27 @@ import numpy as np
 import torch
 
 from fermm import data
-from fermm.labels import FER7
+from fermm.data.report import drop_cross_split_duplicates
+from fermm.evaluation import cards
+from fermm.framing import FRAMING_PATH
+from fermm.hub import push_trained
+from fermm.labels import FER7, to_fer7
+from fermm.models import load_model
 from fermm.models.cnn import BACKBONES, CNNClassifier
-from fermm.tasks import ContrastiveTask, ImageTask, MixConfig
-from fermm.training import Trainer, TrainConfig, main_process
+from fermm.models.wordvec import WordVectors, default_vectors, label_vectors
+from fermm.paths import SHARED_DATA
+from fermm.training.loop import TrainConfig, Trainer, main_process
+from fermm.training.tasks import (
+    ContrastiveTask,
+    DistillTask,
+    ImageTask,
+    MixConfig,
+    blend_targets,
+)
 from fermm.transforms import AugmentConfig
 
 log = logging.getLogger(__name__)
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATASET = REPO_ROOT.parent / "shared" / "data" / "fer2013"
-DEFAULT_WORD_VECTORS = REPO_ROOT.parent / "shared" / "weights" / "word2vec-gnews-subset" / "word2vec_gnews_subset_300d.npz"
+DEFAULT_DATASET = SHARED_DATA / "fer2013"
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
@@ -83,14 +96,10 @@ def load_arrays(args: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndar
     """uint8 (N, 48, 48) images and labels per split, from any FER source."""
     ds = data.load_fer(args.dataset)
     if args.drop_cross_split_duplicates:
-        from fermm.datareport import drop_cross_split_duplicates
-
         ds, n = drop_cross_split_duplicates(ds)
         log.info("dropped %d train images that also occur in validation/test", n)
     arrays = {s: data.to_arrays(ds[s]) for s in ("train", "validation")}
     if getattr(args, "ferplus_soft", 0.0):
-        from fermm.tasks import blend_targets
-
         soft = data.ferplus_fer7_targets(ds["train"])
         log.info("FER+ soft targets (weight %.2f) for %d of %d train images", args.ferplus_soft,
                  int((soft.sum(1) > 0).sum()), len(soft))
@@ -116,11 +125,6 @@ def augment_config(args: argparse.Namespace) -> AugmentConfig:
 def framing_jitter(aug: AugmentConfig) -> AugmentConfig:
     """``aug`` with scale and shift ranges spanning the 5-95% range of FER2013's measured framing, so a
     model sees faces framed as loosely or tightly as FER2013 itself frames them (and as serving may)."""
-    import dataclasses
-    import json
-
-    from fermm.framing import FRAMING_PATH
-
     f = json.loads(FRAMING_PATH.read_text())
     med = f["median"]["box_w"]
     shift = max(abs(f[q][k]) for q in ("q05", "q95") for k in ("dx", "dy"))
@@ -184,8 +188,6 @@ def train_plain(args: argparse.Namespace, arrays=None) -> CNNClassifier:
 
 def pretrain_contrastive(args: argparse.Namespace, arrays) -> CNNClassifier:
     """Seed 003's stage 1: backbone + projections against the frozen label word vectors."""
-    from fermm.wordvec import WordVectors, default_vectors, label_vectors
-
     table = WordVectors.load(args.word_vectors) if args.word_vectors else default_vectors()
     model = new_model(args, word_dim=table.dim, tau=args.tau)
     model.label_vectors.copy_(torch.from_numpy(label_vectors(FER7, table)))
@@ -213,10 +215,6 @@ def train_glove(args: argparse.Namespace, arrays=None) -> CNNClassifier:
 
 def finish(model: CNNClassifier, args: argparse.Namespace, name: str) -> Path:
     """Save the final model (fp32 + card + training args) to ``output_dir`` and push if asked."""
-    import json
-
-    from fermm import cards
-
     out = Path(args.output_dir)
     if not main_process():
         return out
@@ -225,16 +223,12 @@ def finish(model: CNNClassifier, args: argparse.Namespace, name: str) -> Path:
     card = cards.model_card(name, model, training=training, history=history, source=args.push_to_hub or str(out))
     model.save_with_card(out, card=card, training_args=training)
     if args.push_to_hub:
-        from fermm.hub import push_trained
-
         push_trained(out, args.push_to_hub)
     return out
 
 
 def training_record(args: argparse.Namespace) -> dict:
     """The run's arguments; a warm-started run nests its starting model's record (the full recipe, not a path)."""
-    import json
-
     record = dict(vars(args))
     start = Path(args.init_from) / "training_args.json" if args.init_from else None
     if start is not None and start.exists():
@@ -255,8 +249,6 @@ def _last_stage(out: Path) -> str:
 
 def teacher_fn(teacher):
     """(B, 1, 48, 48) faces in [0, 1] -> the teacher's (B, 7) FER-7 probabilities."""
-    from fermm.predict import to_fer7
-
     def probs(x: torch.Tensor) -> torch.Tensor:
         faces = list((x[:, 0] * 255).round().to(torch.uint8).numpy())
         p = teacher.predict_proba(faces, batch_size=len(faces)).numpy()
@@ -266,9 +258,6 @@ def teacher_fn(teacher):
 
 def train_distilled(args: argparse.Namespace, arrays=None) -> CNNClassifier:
     """A small student trained to match a teacher (e.g. the ensemble) on augmented batches."""
-    from fermm.models import load_model
-    from fermm.tasks import DistillTask
-
     arrays = arrays or load_arrays(args)
     if args.threads:  # before the teacher loads: its ONNX Runtime session takes the thread count then
         torch.set_num_threads(args.threads)

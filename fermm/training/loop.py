@@ -14,13 +14,17 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol
 
 import torch
+from safetensors.torch import load_file, save_file, save_model
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +110,8 @@ class Trainer:
 
     def __init__(self, model: nn.Module, task: Task, cfg: TrainConfig, steps_per_epoch: int,
                  save_best: Callable[[nn.Module, Path, dict], None] | None = None):
-        from accelerate import Accelerator
-        from accelerate.state import AcceleratorState
+        from accelerate import Accelerator  # lazy: a heavy import, paid only when this runs
+        from accelerate.state import AcceleratorState  # lazy: a heavy import, paid only when this runs
 
         # one process may train several stages with different precisions (GloVe-CNN, tests): start each
         # from a clean accelerator state, keeping the distributed set-up (PartialState) as it is
@@ -129,7 +133,6 @@ class Trainer:
         sched = cosine_with_warmup(opt, round(cfg.warmup_epochs * self.steps_per_epoch), total)
         self.ema = None
         if cfg.ema_decay > 0:  # per-step EMA of weights and batch-norm statistics
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
             self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
         self.model, self.opt, self.sched = self.acc.prepare(model, opt, sched)
@@ -146,8 +149,6 @@ class Trainer:
     def _save_last(self, epoch: int) -> None:
         """Atomically replace ``last/`` with the state after ``epoch`` (safetensors + plain tensors, no pickle
         of objects: loaded back with ``weights_only=True``)."""
-        from safetensors.torch import save_file
-
         tmp = self.out / "last.tmp"
         _rmtree(tmp)
         tmp.mkdir()
@@ -165,7 +166,6 @@ class Trainer:
         last = self.out / "last"
         if not (last / "trainer.json").exists():
             return False
-        from safetensors.torch import load_file
 
         model = self.acc.unwrap_model(self.model)
         model.load_state_dict(load_file(str(last / "model.safetensors")), strict=not hasattr(model, "learned_state_dict"))
@@ -221,8 +221,6 @@ class Trainer:
         return self.ema.module if use_ema else self.raw_model
 
     def _train_epoch(self, epoch: int) -> dict:
-        from tqdm.auto import tqdm
-
         cfg, gen = self.cfg, epoch_generator(self.cfg.seed, epoch)
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout etc.
         self.model.train()
@@ -267,7 +265,7 @@ def swap_in(new: Path, dest: Path) -> None:
 def main_process() -> bool:
     """Once every process has finished training: is this the one that saves and pushes? (``accelerate
     launch`` runs a script once per GPU; the final model needs one writer and one push.)"""
-    from accelerate import PartialState
+    from accelerate import PartialState  # lazy: a heavy import, paid only when this runs
 
     state = PartialState()
     state.wait_for_everyone()
@@ -281,13 +279,9 @@ def _resume_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _save_state_dict(model: nn.Module, folder: Path, row: dict) -> None:
-    from safetensors.torch import save_model
-
     folder.mkdir(parents=True, exist_ok=True)
     save_model(model, str(folder / "model.safetensors"))
 
 
 def _rmtree(path: Path) -> None:
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)

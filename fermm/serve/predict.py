@@ -14,7 +14,12 @@ import torch
 from PIL import Image
 
 from fermm import faces as facelib
-from fermm.labels import FER7
+from fermm.labels import FER7, to_fer7
+from fermm.models import list_models, load_model
+from fermm.models.registry import resolve
+from fermm.models.textprep import clean_text
+from fermm.serve.fusion import fuse as fuse_text
+from fermm.serve.fusion import text_to_fer7
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +36,6 @@ class ModelPool:
     """Lazily loaded models by registry name (``sources`` may override where each comes from)."""
 
     def __init__(self, names: Sequence[str] | None = None, sources: dict[str, str] | None = None):
-        from fermm.models import list_models
-
         self.names = list(names) if names is not None else list_models()
         self.sources = dict(sources or {})
         self._models: dict[str, object] = {}
@@ -40,8 +43,6 @@ class ModelPool:
         self._locks = {n: threading.Lock() for n in self.names}
 
     def source(self, name: str) -> str:
-        from fermm.hub import resolve
-
         return resolve(name, self.sources.get(name))
 
     def get(self, name: str):
@@ -55,8 +56,6 @@ class ModelPool:
             return self._models.get(name)
 
     def _load(self, name: str) -> None:
-        from fermm.models import load_model
-
         try:
             self._models[name] = load_model(name, self.sources.get(name))
         except Exception as e:  # any failure makes this one model unavailable, never the app
@@ -128,9 +127,6 @@ class ImageResult:
 def predict_text(text: str | None, pool: ModelPool | None, model_name: str | None, weight: float
                  ) -> tuple[TextResult | None, list[str], dict[str, str]]:
     """The text model's reading of ``text`` (None when there is no usable text or model)."""
-    from fermm.fusion import text_to_fer7
-    from fermm.models.text import clean_text
-
     if text is None or not text.strip() or pool is None or not model_name:
         return None, [], {}
     cleaned, notes = clean_text(text)
@@ -143,17 +139,6 @@ def predict_text(text: str | None, pool: ModelPool | None, model_name: str | Non
     fer = text_to_fer7(p)[0]
     return (TextResult(model_name, {lab: float(v) for lab, v in zip(model.labels, p[0])},
                        {lab: float(v) for lab, v in zip(FER7, fer)}, weight), notes, {})
-
-
-def to_fer7(probs: np.ndarray, labels: Sequence[str]) -> np.ndarray:
-    """(N, K) probabilities over ``labels`` -> (N, 7) over FER-7 (labels outside FER-7, such as
-    contempt, are dropped and the rest renormalised)."""
-    out = np.zeros((len(probs), len(FER7)), dtype=np.float64)
-    for j, name in enumerate(labels):
-        if name in FER7:
-            out[:, FER7.index(name)] += probs[:, j]
-    total = out.sum(1, keepdims=True)
-    return np.divide(out, total, out=np.full_like(out, 1 / len(FER7)), where=total > 0)
 
 
 def fuse(per_model: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
@@ -171,8 +156,6 @@ def predict_image(image: Image.Image | None, pool: ModelPool, models: Sequence[s
     """Detect faces (or take the whole image), run each chosen model on all faces in one batch, and fuse
     with the text's reading when there is text. With no image, the result is the text's alone.
     ``margin`` and ``align`` choose the crop (:func:`fermm.faces.crop_face`; default: FER2013's framing)."""
-    from fermm.fusion import fuse as fuse_text
-
     text_result, notes, text_unavailable = predict_text(text, text_pool, text_model, text_weight)
     if image is None:
         return ImageResult([], text_unavailable, whole_image, notes, text_result)

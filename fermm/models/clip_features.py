@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from fermm.transforms import normalize
 
@@ -56,8 +57,6 @@ def encode(model, images: np.ndarray, batch_size: int = 64) -> torch.Tensor:
 def cached_features(model, images: np.ndarray, cache_dir: str | Path = DEFAULT_CACHE,
                     batch_size: int = 64) -> torch.Tensor:
     """Features of ``images``, computed once and then read from ``cache_dir``."""
-    from safetensors.torch import load_file, save_file
-
     path = Path(cache_dir) / f"{cache_key(model, images)}.safetensors"
     if path.exists():
         log.info("CLIP features from cache %s", path)

@@ -13,14 +13,19 @@ import torch
 import torch.nn.functional as F
 
 from fermm import data
-from fermm.image_training import REPO_ROOT, _save_best
+from fermm.evaluation import cards
+from fermm.hub import push_trained
 from fermm.labels import TEXT6
-from fermm.models.text import TextCLIP, TextGRU, TextMiniLM, words
-from fermm.training import Trainer, TrainConfig, main_process
+from fermm.models.text import TextCLIP, TextGRU, TextMiniLM
+from fermm.models.textprep import words
+from fermm.models.wordvec import WordVectors
+from fermm.paths import SHARED_DATA
+from fermm.training.image import _save_best
+from fermm.training.loop import TrainConfig, Trainer, main_process
 
 log = logging.getLogger(__name__)
-DEFAULT_TEXT = REPO_ROOT.parent / "shared" / "data" / "emotion_text"
-DEFAULT_VECTORS = REPO_ROOT.parent / "shared" / "weights" / "word2vec-gnews-subset" / "word2vec_gnews_subset_300d.npz"
+DEFAULT_TEXT = SHARED_DATA / "emotion_text"
+DEFAULT_VECTORS = SHARED_DATA.parent / "weights" / "word2vec-gnews-subset" / "word2vec_gnews_subset_300d.npz"
 
 
 class TextTask:
@@ -98,7 +103,6 @@ def init_embeddings(model: TextGRU, vectors_path: str) -> float:
     """Copy word vectors into the embedding table; returns the share of the vocabulary covered."""
     if not vectors_path:
         return 0.0
-    from fermm.wordvec import WordVectors
 
     table = WordVectors.load(vectors_path)
     if table.dim != model.embed.embedding_dim:
@@ -142,8 +146,6 @@ def train(args: argparse.Namespace):
 
 
 def finish(model, args: argparse.Namespace, name: str, extra: dict) -> Path:
-    from fermm import cards
-
     out = Path(args.output_dir)
     if not main_process():
         return out
@@ -151,7 +153,5 @@ def finish(model, args: argparse.Namespace, name: str, extra: dict) -> Path:
     card = cards.text_model_card(name, model, training={**vars(args), **extra}, history=history)
     model.save_with_card(out, card=card, training_args={**vars(args), **extra})
     if args.push_to_hub:
-        from fermm.hub import push_trained
-
         push_trained(out, args.push_to_hub)
     return out

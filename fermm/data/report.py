@@ -9,10 +9,13 @@ from itertools import combinations
 import numpy as np
 from PIL import Image
 
+from fermm.data.ferplus import ferplus_fer7_targets
+from fermm.labels import FER7
+
 
 def pixel_hashes(split) -> list[str]:
     """A hash of each image's decoded grayscale pixels (PNG/JPEG bytes of equal images may differ)."""
-    from datasets import Image as HFImage
+    from datasets import Image as HFImage  # lazy: a heavy import, paid only when this runs
 
     raw = split.cast_column("image", HFImage(decode=False))["image"]
     out = []
@@ -58,9 +61,6 @@ def build_report(ds, hashes: dict[str, list[str]] | None = None) -> dict:
 
 def ferplus_agreement(split) -> dict:
     """How far FER+'s ten annotators agree with the FER2013 label, over the rows that have FER-7 votes."""
-    from fermm.data import ferplus_fer7_targets
-    from fermm.labels import FER7
-
     names = split.features["label"].names
     to_fer7 = np.array([FER7.index(n) for n in names])  # the split's label order may differ from FER7's
     votes, labels = ferplus_fer7_targets(split), to_fer7[np.asarray(split["label"])]

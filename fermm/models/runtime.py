@@ -52,7 +52,7 @@ class OnnxForward:
     """
 
     def __init__(self, module: nn.Module, example: torch.Tensor):
-        import onnxruntime as ort
+        import onnxruntime as ort  # lazy: a heavy import, paid only when this runs
 
         if module.training:
             raise ValueError("export an eval-mode module: training-mode batch norm and dropout differ")

@@ -1,0 +1,11 @@
+"""Serving: faces in a photo -> every model's answer (:mod:`~fermm.serve.predict`), fusion with a sentence,
+explanations, and the Gradio app (:mod:`~fermm.serve.ui`).
+
+No telemetry: Gradio's analytics and the Hub client's telemetry are switched off here, before any module of
+this package imports gradio.
+"""
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_RUN_HISTORY", "False")  # no copies of requests kept, not even in the browser

@@ -1,0 +1,163 @@
+"""The app's Accuracy, Confusion, Evaluate and About tabs (the Predict tab is :mod:`fermm.serve.ui`)."""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import csv
+import html
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import gradio as gr
+
+from fermm.evaluation import evaluator, metrics, plots, userset
+from fermm.evaluation.cards import INTENDED_USE, LIMITS, OUT_OF_SCOPE
+from fermm.labels import FER7
+from fermm.serve import end_to_end
+from fermm.serve.components import MAX_UPLOAD_MB, ModelBoxes
+from fermm.serve.predict import ModelPool
+
+log = logging.getLogger(__name__)
+
+
+def accuracy_tab(results_dir: Path):
+    def load():
+        results = metrics.read_results(results_dir)
+        faces = [r for r in results if r.get("task", "image") == "image"]
+        return (served_table(results_dir), metrics.markdown_table(results, plots.PUBLISHED),
+                plots.accuracy_bars(faces), plots.per_class_f1(faces))
+
+    served = gr.Markdown()
+    gr.Markdown("Test accuracy of each model as measured here by `eval/evaluate.py` (FER2013 PrivateTest "
+                "unless stated), with 95% bootstrap confidence intervals. Grey bars are published figures, "
+                "not measured here.")
+    table = gr.Markdown()
+    bars = gr.Plot(label="Accuracy")
+    f1 = gr.Plot(label="F1 per class")
+    gr.Button("Reload results", size="sm").click(load, None, [served, table, bars, f1], api_name="accuracy")
+    return load, [served, table, bars, f1]
+
+
+def served_table(results_dir: Path) -> str:
+    """The end-to-end figures (a photo through detection and the served crop) as markdown, if measured."""
+    table = end_to_end.markdown_table(end_to_end.read_records(Path(results_dir) / "end_to_end"))
+    if not table:
+        return ""
+    return ("**As served**: FER2013 test faces placed in synthetic photos (`eval/end_to_end.py`), found by the "
+            "face detector, cropped as the app crops them and classified, against the same model on the original "
+            "48x48 image.\n\n" + table)
+
+
+def confusion_tab(results_dir: Path):
+    def choices():
+        return [metrics.result_name(r["model"], r["split"], r["tta"]) for r in metrics.read_results(results_dir)]
+
+    def show(name: str | None, normalize: str, labels: str):
+        results = {metrics.result_name(r["model"], r["split"], r["tta"]): r
+                   for r in metrics.read_results(results_dir)}
+        if not results:
+            return gr.update(choices=[], value=None), None
+        name = name if name in results else next(iter(results))
+        fig = plots.confusion_heatmap(results[name], normalize == "row-normalised", labels == "FER+ majority")
+        return gr.update(choices=list(results), value=name), fig
+
+    with gr.Row():
+        model = gr.Dropdown(choices(), label="Result", value=None)
+        normalize = gr.Radio(["counts", "row-normalised"], value="counts", label="Show")
+        labels = gr.Radio(["FER2013", "FER+ majority"], value="FER2013", label="True labels")
+    heat = gr.Plot(label="Confusion matrix")
+    for control in (model, normalize, labels):
+        control.change(show, [model, normalize, labels], [model, heat], api_name=False)
+    return (lambda: show(None, "counts", "FER2013")), [model, heat]
+
+
+def evaluate_tab(pool: ModelPool, available: list[str]) -> ModelBoxes:
+    def run(zip_path, models, detect, progress=gr.Progress()):
+        if not zip_path:
+            raise gr.Error("Please upload a zip of labelled face images.")
+        if not models:
+            raise gr.Error("Please choose at least one model.")
+        try:
+            labelled = userset.read_zip(zip_path)
+        except userset.ZipError as e:
+            raise gr.Error(f"This zip cannot be used: {e}.") from None
+        scores, rows, skipped = evaluator.evaluate_set(pool, models, labelled, bool(detect), progress)
+        lines = [f"Evaluated {len(rows)} images."]
+        lines += [f"- skipped {n}: {html.escape(reason)}" for reason, n in skipped.items()]
+        table = [[m, f"{r['accuracy']:.1%}", f"{r['accuracy_ci95'][0]:.1%}-{r['accuracy_ci95'][1]:.1%}",
+                  round(r["macro_f1"], 3), r["n"]] for m, r in scores.items()]
+        figs = [plots.confusion_heatmap({**r, "model": m, "split": "your set", "tta": "none"}) for m, r in scores.items()]
+        path = export_path("predictions.csv")
+        with open(path, "w", newline="") as out:
+            if rows:
+                writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        return "\n".join(lines), table, figs[0] if figs else None, str(path)
+
+    gr.Markdown(f"Upload a zip of face images with one folder per class ({', '.join(FER7)}), or with a "
+                f"`labels.csv` of `file,label` rows. Limits: {MAX_UPLOAD_MB} MB, 5,000 files, 100 megapixels in all. "
+                "Nothing is kept beyond Gradio's temporary cache.")
+    with gr.Row():
+        with gr.Column():
+            zip_file = gr.File(label="Labelled zip", file_types=[".zip"], type="filepath")
+            models = ModelBoxes(available, value=available, label="Models")
+            detect = gr.Checkbox(label="Detect faces first (for photos; off for already-cropped faces)")
+            button = gr.Button("Evaluate", variant="primary")
+        with gr.Column():
+            summary = gr.Markdown()
+            table = gr.Dataframe(headers=["model", "accuracy", "95% CI", "macro-F1", "n"], interactive=False)
+            heat = gr.Plot(label="Confusion matrix (first model)")
+            download = gr.File(label="Per-image predictions (CSV)")
+    button.click(run, [zip_file, models, detect], [summary, table, heat, download], api_name="evaluate",
+                 concurrency_limit=1)
+    return models
+
+
+def _card(pool: ModelPool, name: str) -> str:
+    """The model card (README.md) of a model that resolves to a local folder, without its front matter."""
+    folder = Path(pool.source(name))
+    card = folder / "README.md"
+    if not card.is_file():
+        return f"No model card found for `{name}` ({html.escape(pool.error(name) or str(folder))})."
+    text = card.read_text(encoding="utf-8", errors="replace")
+    return text.split("---", 2)[2] if text.startswith("---") and text.count("---") >= 2 else text
+
+
+EXPORT_MAX_AGE = 300  # seconds: Gradio serves (and later deletes) its own copy as soon as a handler returns
+_exports: Path | None = None
+
+
+def export_path(name: str) -> Path:
+    """A fresh file for a download, in this process's export folder, whose older files are removed first
+    (a file returned to a gr.File is copied into Gradio's cache; the original would otherwise stay)."""
+    global _exports
+    if _exports is None:
+        _exports = Path(tempfile.mkdtemp(prefix="fermm_exports_"))
+        atexit.register(shutil.rmtree, _exports, True)
+    now = time.time()
+    for f in _exports.iterdir():
+        with contextlib.suppress(FileNotFoundError):  # another request may have removed it meanwhile
+            if now - f.stat().st_mtime > EXPORT_MAX_AGE:
+                f.unlink()
+    return _exports / f"{uuid.uuid4().hex[:8]}_{name}"
+
+
+def about_tab(pools: list[ModelPool]) -> None:
+    gr.Markdown("\n\n".join([
+        "## About fermm", INTENDED_USE, "### Out-of-scope uses", OUT_OF_SCOPE, "### Limits", LIMITS,
+        "### Privacy", "Uploaded images are processed in memory and in Gradio's temporary cache, which is "
+        "emptied regularly; they are not stored, logged or shared. The app sends no analytics or telemetry.",
+        "### Data and licences", "FER2013 (Goodfellow et al., 2013; research and non-commercial use); FER+ votes "
+        "(Microsoft, MIT); DAIR-AI emotion text (Saravia et al., 2018; educational and research use). Face "
+        "detector: YuNet (OpenCV Zoo, MIT). Example photo: NASA astronaut portrait (public domain).",
+        "### Model cards",
+    ]))
+    for pool in pools:
+        for name in pool.names:
+            with gr.Accordion(f"Model card: {name}", open=False):
+                gr.Markdown(_card(pool, name))

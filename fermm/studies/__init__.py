@@ -1,0 +1,1 @@
+"""Finished studies, kept apart from the product path (for example the word-vector twins)."""
