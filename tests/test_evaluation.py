@@ -270,3 +270,17 @@ def test_command_line_quotes_what_a_shell_would_split():
 
     assert command_line("eval/x.py", ["--runs", "a b", "--tta", "flip"]) == "python eval/x.py --runs 'a b' --tta flip"
     assert command_line("eval/x.py", []) == "python eval/x.py"
+
+
+def test_accuracy_on_images_not_in_train():
+    from fermm import data
+
+    y = np.array([0, 1, 2, 3])
+    probs = np.eye(7)[[0, 1, 5, 5]]  # right on the first two only
+    in_train = np.array([True, False, False, True])
+    r = metrics.score(probs, y, [str(i) for i in range(7)], in_train=in_train)
+    assert r["accuracy"] == 0.5 and r["n_not_in_train"] == 2 and r["accuracy_not_in_train"] == 0.5
+    assert metrics.score(probs, y, [str(i) for i in range(7)])["accuracy_not_in_train"] is None
+    train = np.zeros((3, 48, 48), np.uint8) + np.arange(3, dtype=np.uint8)[:, None, None]
+    test = np.stack([train[1], train[1] + 9, train[2]])
+    assert data.seen_in(test, train).tolist() == [True, False, True]

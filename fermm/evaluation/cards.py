@@ -59,6 +59,8 @@ def _metrics_section(history: list[dict] | None, measured: dict | None = None,
         lines += [f"Measured by `{r.get('command', 'eval/evaluate.py')}` on {r['dataset']} `{r['split']}` "
                   f"(n={r['n']}, TTA {r.get('tta', 'none')}, commit {r.get('commit', '?')}, {r.get('date', '?')}):",
                   "", f"- accuracy: {r['accuracy']:.4f}" + (f" (95% CI {lo:.4f}-{hi:.4f})" if lo is not None else ""),
+                  *([f"- accuracy on the {r['n_not_in_train']:,} test images whose pixels do not also occur in train: "
+                     f"{r['accuracy_not_in_train']:.4f}"] if r.get("accuracy_not_in_train") is not None else []),
                   f"- macro F1: {r.get('macro_f1', float('nan')):.4f}", "", "| class | precision | recall | F1 |",
                   "|---|---|---|---|"]
         for c, m in r.get("per_class", {}).items():

@@ -25,13 +25,15 @@ log = logging.getLogger(__name__)
 
 
 def load_split(dataset: str, split: str) -> dict:
-    """Images (uint8 48x48), labels and FER+ majority labels (or None) of one split."""
+    """Images (uint8 48x48), labels, FER+ majority labels (or None) of one split, and which of its images
+    also occur in train (``in_train``; None for train itself)."""
     ds = data.load_fer(dataset)
     if split not in ds:
         raise ValueError(f"{dataset} has no split {split!r} (it has {', '.join(ds)})")
     images, labels = data.to_arrays(ds[split])
     fp = np.asarray(ds[split]["ferplus_label"]) if "ferplus_label" in ds[split].column_names else None
-    return {"images": images, "labels": labels, "ferplus": fp}
+    in_train = data.seen_in(images, data.to_arrays(ds["train"])[0]) if split != "train" and "train" in ds else None
+    return {"images": images, "labels": labels, "ferplus": fp, "in_train": in_train}
 
 
 def predict_split(model, images: np.ndarray, tta: str, batch_size: int = 128) -> tuple[np.ndarray, float]:
@@ -49,7 +51,7 @@ def evaluate_model(model, name: str, source: str, split_data: dict, dataset: str
     probs, ips = predict_split(model, split_data["images"], tta)
     y = labels_for(model, split_data["labels"])
     result = {"model": name, "source": source, "dataset": dataset, "split": split, "tta": tta,
-              **metrics.score(probs, y, model.labels, run.seed, split_data["ferplus"]),
+              **metrics.score(probs, y, model.labels, run.seed, split_data["ferplus"], split_data.get("in_train")),
               "images_per_second": ips, **run.as_dict(), "schema_version": metrics.SCHEMA_VERSION}
     return result
 

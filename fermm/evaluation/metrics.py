@@ -9,7 +9,8 @@ metric scripts offline). A result file ``results/<name>.json`` holds (schema ver
     rows = true, cols = predicted), ece (15 bins), tta, ferplus (accuracy against FER+ majority labels,
     or null), ferplus8 (the same on FER+'s 8 labels, for models that score contempt, or null),
     images_per_second, command, commit, seed, date, hardware, schema_version; from 2026-12-04 also
-    model_sha256 (``fermm.models.fingerprint`` of the folder measured).
+    model_sha256 (``fermm.models.fingerprint`` of the folder measured); from 2026-12-06 also n_not_in_train and
+    accuracy_not_in_train (the images of the split whose pixels do not occur in train; null for train itself).
 """
 from __future__ import annotations
 
@@ -185,11 +186,15 @@ def hardware() -> str:
 
 
 def score(probs: np.ndarray, y_true: np.ndarray, labels: Sequence[str], seed: int = 0,
-          ferplus_label: np.ndarray | None = None) -> dict:
-    """All metrics of one model on one split, from its (N, K) probabilities."""
+          ferplus_label: np.ndarray | None = None, in_train: np.ndarray | None = None) -> dict:
+    """All metrics of one model on one split, from its (N, K) probabilities. With ``in_train`` (which images
+    also occur in train, pixel for pixel), also the accuracy on the others, which no model can have memorised."""
     y_pred = probs.argmax(1)
+    unseen = ~np.asarray(in_train, bool) if in_train is not None else None
     out = {"n": int(len(y_true)), "labels": list(labels), "accuracy": accuracy(y_true, y_pred),
            "accuracy_ci95": list(bootstrap_ci(y_true, y_pred, seed)),
+           "n_not_in_train": int(unseen.sum()) if unseen is not None else None,
+           "accuracy_not_in_train": accuracy(y_true[unseen], y_pred[unseen]) if unseen is not None else None,
            "macro_f1": macro_f1(y_true, y_pred, len(labels)), "per_class": per_class(y_true, y_pred, labels),
            "confusion_matrix": confusion(y_true, y_pred, len(labels)),
            "ece": expected_calibration_error(probs, y_true), "ferplus": None, "ferplus8": None}
@@ -240,21 +245,25 @@ def read_results(folder: str | Path) -> list[dict]:
     return sorted(out, key=lambda r: (r["model"], r["split"], r["tta"]))
 
 
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
+
+
 def markdown_table(results: Sequence[dict], published: Sequence[dict] = ()) -> str:
     """The results as markdown: face models on FER2013, then text models on DAIR-AI emotion, with
     published figures listed (and labelled) below."""
     faces = [r for r in results if r.get("task", "image") == "image"]
     texts = [r for r in results if r.get("task") == "text"]
-    rows = ["| model | split | TTA | accuracy (95% CI) | macro-F1 | FER+ acc. | ECE | img/s | commit, date |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| model | split | TTA | accuracy (95% CI) | not in train | macro-F1 | FER+ acc. | ECE | img/s | commit, date |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(faces, key=lambda r: -r["accuracy"]):
         lo, hi = r["accuracy_ci95"]
         fp = f"{r['ferplus']['accuracy']:.1%}" if r.get("ferplus") else "n/a"
         rows.append(f"| `{r['model']}` | {r['split']} | {r['tta']} | {r['accuracy']:.2%} ({lo:.1%}-{hi:.1%}) | "
-                    f"{macro_f1_of(r):.3f} | {fp} | {r['ece']:.3f} | {r['images_per_second']:.0f} | "
-                    f"{r['commit']}, {r['date'][:10]} |")
+                    f"{_pct(r.get('accuracy_not_in_train'))} | {macro_f1_of(r):.3f} | {fp} | {r['ece']:.3f} | "
+                    f"{r['images_per_second']:.0f} | {r['commit']}, {r['date'][:10]} |")
     if not faces:
-        rows.append("| *(no model measured yet)* | | | | | | | | |")
+        rows.append("| *(no model measured yet)* | | | | | | | | | |")
     if texts:
         rows += ["", "| text model | split | accuracy (95% CI) | macro-F1 | F1 love / surprise | sentences/s | "
                      "commit, date |", "|---|---|---|---|---|---|---|"]
