@@ -27,7 +27,7 @@ from fermm.models.base import EmotionClassifier
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="*", default=["fast_cnn", "glove_cnn"], help="registry names or folders")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 32], help="faces per call (each is measured)")
     p.add_argument("--repeats", type=int, default=300)

@@ -26,7 +26,7 @@ SIZES = ("320x240", "640x480", "1280x960", "4000x3000")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="*", default=list_models(), help="registry names or model folders")
     p.add_argument("--repeats", type=int, default=50, help="timed runs per figure")
     p.add_argument("--warmup", type=int, default=3)

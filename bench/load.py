@@ -28,7 +28,7 @@ from bench import common
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", "--clients", type=int, default=16, help="concurrent clients")
     p.add_argument("-m", "--requests", type=int, default=25, help="requests per client (ignored with --soak)")
     p.add_argument("--soak", type=float, default=0, help="run for this many seconds instead of M requests")

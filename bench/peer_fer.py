@@ -73,7 +73,7 @@ def our_ms_per_face(model, images: np.ndarray, batch: int) -> float:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default=str(DEFAULT_DATASET))
     p.add_argument("--split", default="test")
     p.add_argument("--models", nargs="*", default=["glove_cnn"], help="our models to time beside the peer")

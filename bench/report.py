@@ -258,7 +258,7 @@ def render(results: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default=str(ROOT / "results"))
     p.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     args = p.parse_args(argv)

@@ -26,7 +26,7 @@ VARIANTS = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))  #
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="*", default=list_models(), help="registry names or model folders")
     p.add_argument("--dataset", default=str(DEFAULT_DATASET))
     p.add_argument("-n", "--n", type=int, default=0, help="test images for evaluation (0: all)")

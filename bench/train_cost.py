@@ -24,7 +24,7 @@ from fermm.training.image import STAGES
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", nargs="+", required=True, help="run folders (train/*.py --output_dir)")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args(argv)

@@ -15,7 +15,7 @@ from fermm.evaluation import metrics, plots
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", default="results")
     p.add_argument("--readme", help="write the table between the results markers of this file")
     p.add_argument("--figures", default=None, help="figure folder (default: RESULTS/figures)")

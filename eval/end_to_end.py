@@ -17,6 +17,7 @@ import torch
 from fermm import cli
 from fermm.data import load_fer, seen_in, to_arrays
 from fermm.evaluation import metrics
+from fermm.paths import RESULTS_DIR
 from fermm.serve import end_to_end
 from fermm.serve.predict import ModelPool
 from fermm.training.image import DEFAULT_DATASET
@@ -25,7 +26,7 @@ SCALES = (0.85, 0.9, 1.0, 1.1, 1.2, 1.3)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["glove_cnn", "fast_cnn"],
                    help="registry names, folders or Hub ids of image models; with more than one, their fusion "
                         "is scored too")
@@ -38,7 +39,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--align", action="store_true", help="level the eyes before cropping")
     p.add_argument("--scales", type=float, nargs="*", default=list(SCALES),
                    help="framing scales for the robustness figure (1.0 must be among them; none to skip)")
-    p.add_argument("--output_dir", default=str(metrics.RESULTS_DIR / "end_to_end"))
+    p.add_argument("--output_dir", default=str(RESULTS_DIR / "end_to_end"))
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     if args.scales and 1.0 not in args.scales:

@@ -22,7 +22,7 @@ from fermm.training.image import DEFAULT_DATASET
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--members", nargs="+", required=True, help="registry names, folders or Hub ids")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--dataset", default=str(DEFAULT_DATASET))

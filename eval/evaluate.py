@@ -18,7 +18,7 @@ from fermm.training.text import DEFAULT_TEXT
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=list_models() + list_models("text"),
                    help="registry names, folders or Hub ids (image and text models)")
     p.add_argument("--dataset", default=str(DEFAULT_DATASET))

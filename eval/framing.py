@@ -22,7 +22,7 @@ from fermm.training.image import DEFAULT_DATASET
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default=str(DEFAULT_DATASET), help="FER source: folder, fer2013.csv or Hub id")
     p.add_argument("--split", default="train", choices=("train", "validation"),
                    help="never test: the framing is part of the served model")

@@ -73,7 +73,7 @@ def pair_scores(p_img, y_face, p_txt, y_text, conflict: bool, weight: float, see
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image_model", default="base_cnn")
     p.add_argument("--text_model", default="text_gru")
     p.add_argument("--dataset", default=str(DEFAULT_DATASET))

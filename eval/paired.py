@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--a", required=True, help="first model: registry name, folder or Hub id")
     p.add_argument("--b", required=True, help="second model, the reference the difference a - b is taken from")
     p.add_argument("--dataset", default=str(DEFAULT_DATASET))

@@ -26,7 +26,7 @@ SPLITS = ("validation", "test")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", nargs="+", default=[], help="train/glove_cnn.py output folders, both arms")
     p.add_argument("--recorded", nargs="+", default=[], metavar="JSON",
                    help="earlier eval/twins.py results whose runs join these (a folder given in --runs wins)")

@@ -44,7 +44,7 @@ class WordVectorZeroShot:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="glove_cnn")
     p.add_argument("--labels", default="ferplus8", choices=("fer7", "ferplus8"))
     p.add_argument("--word_vectors", default=None)

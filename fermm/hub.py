@@ -51,17 +51,24 @@ def push_trained(folder: str | Path, repo_id: str) -> None:
         raise SystemExit(1)
 
 
+def split_revision(source: str) -> tuple[str, str | None]:
+    """``"USER/REPO@REVISION"`` -> (``"USER/REPO"``, ``"REVISION"``); no ``@``: (source, None)."""
+    repo, sep, revision = source.partition("@")
+    return (repo, revision or None) if sep else (source, None)
+
+
 def fetch_folder(path_or_repo: str) -> Path:
-    """A local folder for a model: the path itself, or a Hub snapshot (cache first; works offline
-    with ``HF_HUB_OFFLINE=1`` when the repo is in the cache)."""
+    """A local folder for a model: the path itself, or a Hub snapshot of ``USER/REPO[@REVISION]`` (cache first;
+    works offline with ``HF_HUB_OFFLINE=1`` when it is cached). Only safetensors weights are fetched."""
     path = Path(path_or_repo)
     if path.is_dir():
         return path
-    if path.exists() or path_or_repo.startswith((".", "/")) or path_or_repo.count("/") != 1:
+    repo, revision = split_revision(path_or_repo)
+    if path.exists() or repo.startswith((".", "/")) or repo.count("/") != 1:
         raise FileNotFoundError(f"{path_or_repo}: no such model folder")
-
     try:
-        return Path(snapshot_download(path_or_repo, allow_patterns=["*.json", "*.safetensors", "*.md", "*.npz"]))
+        return Path(snapshot_download(repo, revision=revision,
+                                      allow_patterns=["*.json", "*.safetensors", "*.md", "*.npz"]))
     except Exception as e:
         if constants.is_offline_mode():
             why = "the Hub is offline (HF_HUB_OFFLINE=1) and no copy is cached"

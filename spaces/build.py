@@ -6,6 +6,7 @@ optionally push it.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -19,8 +20,9 @@ IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyi", ".DS_Store")
 MAX_CHECKPOINT_MB = 80
 
 
-def build(output_dir: Path) -> Path:
-    """Copy the Space's files into ``output_dir`` (emptied first) and put the Space README on top."""
+def build(output_dir: Path, sources: dict[str, str] | None = None) -> Path:
+    """Copy the Space's files into ``output_dir`` (emptied first), put the Space README on top, and write the
+    models' sources (``model_sources.json``, read by ``fermm.models.registry.resolve``) when given."""
     if output_dir.exists():
         shutil.rmtree(output_dir)
     output_dir.mkdir(parents=True)
@@ -31,6 +33,8 @@ def build(output_dir: Path) -> Path:
         elif src.exists():
             shutil.copy2(src, output_dir / name)
     shutil.copy2(ROOT / "spaces" / "README.md", output_dir / "README.md")
+    if sources:
+        (output_dir / "model_sources.json").write_text(json.dumps(sources, indent=2) + "\n")
     size = sum(f.stat().st_size for f in (output_dir / "checkpoints").rglob("*") if f.is_file()) / 2**20 \
         if (output_dir / "checkpoints").exists() else 0
     if size > MAX_CHECKPOINT_MB:
@@ -39,15 +43,23 @@ def build(output_dir: Path) -> Path:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output_dir", default=str(ROOT / "build" / "space"))
     p.add_argument("--push_to_hub", metavar="REPO_ID", help="push the folder as a Gradio Space")
-    return p.parse_args(argv)
+    p.add_argument("--source", action="append", default=[], metavar="NAME=REPO[@REVISION]",
+                   help="where the Space loads model NAME from: your pushed Hub repo, pinned to a revision if given "
+                        "(repeat per model; models without a source use their bundled checkpoint or are unavailable)")
+    args = p.parse_args(argv)
+    bad = [s for s in args.source if "=" not in s or not s.split("=", 1)[1]]
+    if bad:
+        p.error(f"--source takes NAME=USER/REPO[@REVISION], not {bad[0]!r}")
+    args.sources = dict(s.split("=", 1) for s in args.source)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    folder = build(Path(args.output_dir))
+    folder = build(Path(args.output_dir), args.sources)
     print(f"built {folder}")
     if args.push_to_hub:
         from fermm.hub import push_folder

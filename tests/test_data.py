@@ -11,8 +11,8 @@ from PIL import Image
 from fermm import data
 from fermm.data import report as datareport
 from fermm.data import sources
-from fermm.data.ferplus import FERPLUS_VOTE_COLUMNS
 from fermm.data.__main__ import main as data_cli
+from fermm.data.ferplus import FERPLUS_VOTE_COLUMNS
 from fermm.labels import FER7, FERPLUS8
 from tests.conftest import FER_TINY
 from tests.helpers import split_signature, write_ferplus_csv, write_folders, write_kaggle_csv

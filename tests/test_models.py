@@ -374,14 +374,56 @@ def test_bundled_checkpoints_load_offline_and_predict(name, astronaut, monkeypat
     assert float(p.max()) > 0.3  # a trained decision, not a near-uniform output
 
 
-def test_resolution_order_explicit_then_environment_then_checkpoints_then_hub(tmp_path, monkeypatch):
-    from fermm.models import MODELS, registry
+def test_resolution_order_explicit_then_environment_then_sources_file_then_checkpoints(tmp_path, monkeypatch):
+    from fermm.models import registry
 
     monkeypatch.setattr(registry, "CHECKPOINTS", tmp_path / "ck")
+    monkeypatch.setenv("FERMM_SOURCES", str(tmp_path / "model_sources.json"))
     monkeypatch.delenv("FERMM_MODEL_BASE_CNN", raising=False)
-    assert registry.resolve("base_cnn") == MODELS["base_cnn"].hub_repo  # nothing local: the Hub repo
+    with pytest.raises(FileNotFoundError, match="no bundled checkpoint and no source configured"):
+        registry.resolve("base_cnn")  # fermm owns no Hub namespace: nothing is guessed
     CNNClassifier(backbone="mini").save_pretrained(tmp_path / "ck" / "base_cnn")
-    assert registry.resolve("base_cnn") == str(tmp_path / "ck" / "base_cnn")  # a bundled folder beats the Hub
+    assert registry.resolve("base_cnn") == str(tmp_path / "ck" / "base_cnn")  # the bundled folder
+    (tmp_path / "model_sources.json").write_text(json.dumps({"base_cnn": "me/file-cnn@abc123"}))
+    assert registry.resolve("base_cnn") == "me/file-cnn@abc123"  # the sources file beats the bundle
     monkeypatch.setenv("FERMM_MODEL_BASE_CNN", "me/my-cnn")
-    assert registry.resolve("base_cnn") == "me/my-cnn"  # the environment beats the bundle
+    assert registry.resolve("base_cnn") == "me/my-cnn"  # the environment beats the file
     assert registry.resolve("base_cnn", "runs/x") == "runs/x"  # an explicit source beats everything
+    (tmp_path / "model_sources.json").write_text("[1, 2]")
+    monkeypatch.delenv("FERMM_MODEL_BASE_CNN")
+    with pytest.raises(ValueError, match="expected"):
+        registry.resolve("base_cnn")
+
+
+def test_a_source_is_pinned_to_its_revision(monkeypatch, tmp_path):
+    from fermm import hub
+
+    calls = []
+    monkeypatch.setattr(hub, "snapshot_download", lambda repo, **kw: calls.append((repo, kw["revision"])) or tmp_path)
+    assert hub.fetch_folder("me/cnn@0123abc") == tmp_path and hub.fetch_folder("me/cnn") == tmp_path
+    assert calls == [("me/cnn", "0123abc"), ("me/cnn", None)]
+    assert hub.split_revision("me/cnn@v1.0") == ("me/cnn", "v1.0")
+
+
+def test_no_pickle_is_ever_read(monkeypatch, astronaut):
+    """Every bundled model loads and predicts with pickle and torch.load made to fail: safetensors only."""
+    import pickle
+
+    from fermm.models import list_models
+    from fermm.paths import CHECKPOINTS
+
+    def refuse(*a, **k):
+        raise AssertionError("a pickle was read")
+
+    for target, name in ((pickle, "load"), (pickle, "loads"), (pickle, "Unpickler"), (torch, "load")):
+        monkeypatch.setattr(target, name, refuse)
+    bundled = [n for n in list_models() + list_models("text") if (CHECKPOINTS / n / "config.json").exists()]
+    assert {"glove_cnn", "fast_cnn", "text_gru", "text_minilm"} <= set(bundled)
+    for name in bundled:
+        if name == "clip_zeroshot":
+            continue  # its weights are pretrained CLIP's, from the Hub
+        model = load_model(name)
+        out = model.predict_text(["so happy"]) if name.startswith("text") else model.predict_proba([astronaut])
+        assert torch.isfinite(out).all()
+
+

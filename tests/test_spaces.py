@@ -1,6 +1,7 @@
 """spaces/: the Space folder is complete, its README front matter is valid, and it pushes."""
 from __future__ import annotations
 
+import pytest
 import yaml
 
 import spaces.build as build
@@ -24,3 +25,16 @@ def test_build_and_push_to_the_mock_hub(tmp_path, mock_hub):
     assert not list(out.rglob("__pycache__")) and not (out / "tests").exists()
     pushed = mock_hub.repos[("space", "me/fermm-space")]
     assert pushed["README.md"] == (out / "README.md").read_bytes() and "fermm/faces.py" in pushed
+
+
+def test_the_build_writes_the_users_own_model_sources(tmp_path, monkeypatch):
+    from fermm.models import registry
+
+    out = tmp_path / "space"
+    assert build.main(["--output_dir", str(out), "--source", "resnet50=me/my-resnet50@v1",
+                       "--source", "coop=me/my-coop"]) == 0
+    monkeypatch.setenv("FERMM_SOURCES", str(out / "model_sources.json"))
+    monkeypatch.delenv("FERMM_MODEL_RESNET50", raising=False)
+    assert registry.resolve("resnet50") == "me/my-resnet50@v1" and registry.resolve("coop") == "me/my-coop"
+    with pytest.raises(SystemExit):
+        build.main(["--output_dir", str(out), "--source", "resnet50"])

@@ -10,7 +10,7 @@ import torch
 
 from fermm.models import load_model
 from fermm.models.cnn import CNNClassifier
-from fermm.training.loop import TrainConfig, Trainer, cosine_with_warmup
+from fermm.training.loop import TrainConfig, Trainer
 from fermm.training.tasks import ImageTask, MixConfig, blend_targets, contrastive_loss, mix_batch, soft_cross_entropy
 from fermm.transforms import AugmentConfig
 from tests.conftest import FER_TINY
@@ -76,15 +76,18 @@ def test_image_task_trains_on_the_targets_it_is_given(fer_tiny):
 
 
 def test_cosine_warmup_schedule():
+    """The loop's schedule is transformers' linear warmup then cosine decay to 0."""
+    from transformers import get_cosine_schedule_with_warmup
+
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    sched = cosine_with_warmup(opt, warmup_steps=4, total_steps=20)
+    sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=4, num_training_steps=20)
     lrs = []
     for _ in range(20):
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
-    assert lrs[0] == pytest.approx(0.25) and lrs[3] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:])) and lrs[-1] < 0.01
+    assert lrs[0] == 0.0 and lrs[1] == pytest.approx(0.25) and lrs[4] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:])) and lrs[-1] < 0.01
 
 
 def _tiny_task(seed=0):

@@ -17,7 +17,7 @@ from fermm.training import clip as clip_training
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--method", default="linear", choices=("zeroshot", "linear", "finetune"))
     p.add_argument("--lora", action="store_true", help="finetune with LoRA adapters instead of the full tower")
     p.add_argument("--lora_r", type=int, default=8)

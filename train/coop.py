@@ -15,7 +15,7 @@ from fermm.training import clip as clip_training
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     clip_training.add_args(p)
     clip_training.add_coop_args(p)
     return p.parse_args(argv)

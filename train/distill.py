@@ -14,7 +14,7 @@ from fermm.training import image as image_training
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     image_training.add_common_args(p)
     p.add_argument("--teacher", required=True, help="registry name, folder or Hub id of the teacher")
     p.add_argument("--alpha", type=float, default=0.7, help="weight of the distillation term")

@@ -17,7 +17,7 @@ from fermm.training import image as image_training
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     image_training.add_common_args(p)
     image_training.add_glove_args(p)
     return p.parse_args(argv)

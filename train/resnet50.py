@@ -14,7 +14,7 @@ from fermm.training import image as image_training
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     image_training.add_common_args(p)
     # AdamW: SGD (nesterov, lr 0.02 and 0.05, one warm-up epoch) left ResNet50 at chance for its first epoch here
     p.set_defaults(backbone="resnet50", optimizer="adamw", lr=1e-3, weight_decay=0.01)

@@ -2,45 +2,42 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from fermm.hub import fetch_folder
-from fermm.paths import CHECKPOINTS
+from fermm.paths import CHECKPOINTS, REPO_ROOT
+
+SOURCES_FILE = REPO_ROOT / "model_sources.json"
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A product model: what it is and where its weights come from by default."""
+    """A product model: its name and what it is (where it comes from: :func:`resolve`)."""
 
     name: str
     description: str
-    hub_repo: str  # default Hub repo id; override with FERMM_MODEL_<NAME> (see resolve)
 
 
 MODELS: dict[str, ModelSpec] = {s.name: s for s in (
-    ModelSpec("glove_cnn", "VGG11 pre-trained against word-vector label embeddings (Bülbül), then fine-tuned",
-              "fermm/glove-cnn-vgg11"),
-    ModelSpec("fast_cnn", "small VGG (1.1M parameters) distilled from glove_cnn, ~4x faster per face",
-              "fermm/fast-cnn"),
-    ModelSpec("base_cnn", "VGG11 trained with plain cross-entropy (the GloVe-CNN's base twin)",
-              "fermm/base-cnn-vgg11"),
-    ModelSpec("resnet50", "ResNet50 for 48x48 grayscale faces, trained from scratch", "fermm/resnet50-fer2013"),
-    ModelSpec("clip_zeroshot", "CLIP ViT-B/32 zero-shot with a prompt ensemble", "fermm/clip-zeroshot"),
-    ModelSpec("clip_linear", "linear probe on frozen CLIP ViT-B/32 features", "fermm/clip-linear"),
-    ModelSpec("clip_finetune", "CLIP ViT-B/32 vision tower fine-tuned with LoRA", "fermm/clip-finetune-lora"),
-    ModelSpec("coop", "CoOp: 16 learned prompt context vectors on a frozen CLIP ViT-B/32", "fermm/coop-vit-b32"),
+    ModelSpec("glove_cnn", "VGG11 pre-trained against word-vector label embeddings (Bülbül), then fine-tuned"),
+    ModelSpec("fast_cnn", "small VGG (1.1M parameters) distilled from glove_cnn, ~4x faster per face"),
+    ModelSpec("base_cnn", "VGG11 trained with plain cross-entropy (the GloVe-CNN's base twin)"),
+    ModelSpec("resnet50", "ResNet50 for 48x48 grayscale faces, trained from scratch"),
+    ModelSpec("clip_zeroshot", "CLIP ViT-B/32 zero-shot with a prompt ensemble"),
+    ModelSpec("clip_linear", "linear probe on frozen CLIP ViT-B/32 features"),
+    ModelSpec("clip_finetune", "CLIP ViT-B/32 vision tower fine-tuned with LoRA"),
+    ModelSpec("coop", "CoOp: 16 learned prompt context vectors on a frozen CLIP ViT-B/32"),
 )}
 
 
 # Text models (DAIR-AI emotion, 6 labels): the optional sentence beside a photo.
 TEXT_MODELS: dict[str, ModelSpec] = {s.name: s for s in (
-    ModelSpec("text_minilm", "all-MiniLM-L6-v2 fine-tuned on DAIR-AI emotion", "fermm/text-minilm-emotion"),
-    ModelSpec("text_gru", "bidirectional GRU over word2vec-initialised embeddings (Khuzairi's baseline)",
-              "fermm/text-gru-emotion"),
-    ModelSpec("text_clip", "a head on CLIP ViT-B/32's frozen text tower (needs pretrained CLIP)",
-              "fermm/text-clip-emotion"),
+    ModelSpec("text_minilm", "all-MiniLM-L6-v2 fine-tuned on DAIR-AI emotion"),
+    ModelSpec("text_gru", "bidirectional GRU over word2vec-initialised embeddings (Khuzairi's baseline)"),
+    ModelSpec("text_clip", "a head on CLIP ViT-B/32's frozen text tower (needs pretrained CLIP)"),
 )}
 
 
@@ -51,16 +48,34 @@ def list_models(kind: str = "image") -> list[str]:
 
 
 
+def configured_sources(path: str | Path | None = None) -> dict[str, str]:
+    """Model sources from the file ``FERMM_SOURCES`` names (default ``model_sources.json`` at the repo root, which
+    ``spaces/build.py --source`` writes): ``{"resnet50": "USER/fermm-resnet50@REVISION", ...}``."""
+    path = Path(path or os.environ.get("FERMM_SOURCES") or SOURCES_FILE)
+    if not path.exists():
+        return {}
+    try:
+        sources = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(sources, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in sources.items()):
+        raise ValueError(f'{path}: expected {{"model name": "USER/REPO[@REVISION]" or a folder, ...}}')
+    return sources
+
+
 def resolve(name: str, explicit: str | None = None) -> str:
-    """Where model ``name`` comes from: ``explicit`` (a path or repo id) -> the environment variable
-    ``FERMM_MODEL_<NAME>`` -> ``checkpoints/<name>`` -> its default Hub repo id."""
-    explicit = explicit or os.environ.get(f"FERMM_MODEL_{name.upper()}")
-    if explicit:
-        return explicit
+    """Where model ``name`` comes from: ``explicit`` (a folder, or a Hub repo id with an optional ``@revision``)
+    -> the environment variable ``FERMM_MODEL_<NAME>`` -> the sources file (:func:`configured_sources`) ->
+    ``checkpoints/<name>``. A model with none of these has no source: fermm owns no Hub namespace, so it never
+    guesses a repo id."""
+    source = explicit or os.environ.get(f"FERMM_MODEL_{name.upper()}") or configured_sources().get(name)
+    if source:
+        return source
     local = CHECKPOINTS / name
     if (local / "config.json").exists():
         return str(local)
-    return (MODELS.get(name) or TEXT_MODELS[name]).hub_repo
+    raise FileNotFoundError(f"{name}: no bundled checkpoint and no source configured (set FERMM_MODEL_{name.upper()}"
+                            f"=USER/REPO[@REVISION] or a folder, or list it in {SOURCES_FILE.name})")
 
 
 def model_folder(name_or_path: str, source: str | None = None) -> Path:

@@ -43,7 +43,11 @@ class ModelPool:
         self._locks = {n: threading.Lock() for n in self.names}
 
     def source(self, name: str) -> str:
-        return resolve(name, self.sources.get(name))
+        """Where ``name`` loads from, or "not configured" (the reason is the load error)."""
+        try:
+            return resolve(name, self.sources.get(name))
+        except (FileNotFoundError, ValueError):
+            return "not configured"
 
     def get(self, name: str):
         """The loaded model, or None if it cannot be loaded (see :meth:`error`)."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -25,6 +24,7 @@ from safetensors.torch import load_file, save_file, save_model
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +88,6 @@ def make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.op
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; expected sgd, adam or adamw")
 
 
-def cosine_with_warmup(opt: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
-    """Linear warmup to the base lr, then cosine decay to 0."""
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The RNG for one epoch, independent of what ran before (this makes resume exact)."""
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
@@ -130,7 +120,7 @@ class Trainer:
         self.steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch or steps_per_epoch)
         opt = make_optimizer(model.parameters(), cfg)
         total = self.steps_per_epoch * cfg.epochs
-        sched = cosine_with_warmup(opt, round(cfg.warmup_epochs * self.steps_per_epoch), total)
+        sched = get_cosine_schedule_with_warmup(opt, round(cfg.warmup_epochs * self.steps_per_epoch), total)
         self.ema = None
         if cfg.ema_decay > 0:  # per-step EMA of weights and batch-norm statistics
 
