@@ -9,6 +9,7 @@ scaled to at most ``max_side`` pixels; boxes are mapped back and crops are cut f
 from __future__ import annotations
 
 import io
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -16,10 +17,11 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageOps
 
 from fermm.framing import fer2013_framing
 
+log = logging.getLogger(__name__)
 YUNET_PATH = Path(__file__).parent / "assets" / "face_detection_yunet_2023mar.onnx"
 MAX_PIXELS = 64_000_000  # refuse larger images before decoding them (decompression bombs)
 
@@ -48,7 +50,8 @@ class Face:
 def load_image(source, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """An upright RGB PIL image from a path, bytes, file object, PIL image or array.
 
-    Raises ImageError for empty, truncated, non-image or over-large inputs.
+    Raises ImageError, with a message in plain words, for empty, damaged, non-image or over-large inputs:
+    whatever Pillow raises while opening, decoding or converting a file (its decoders raise many types).
     """
     if isinstance(source, Image.Image):
         im = source
@@ -61,43 +64,45 @@ def load_image(source, max_pixels: int = MAX_PIXELS) -> Image.Image:
             im.seek(0)  # animated GIF / WebP: the first frame
         im = ImageOps.exif_transpose(im) or im
         return to_rgb(im)
-    except (OSError, ValueError) as e:
-        raise ImageError(f"the image could not be decoded ({_reason(e)})") from None
+    except Exception as e:  # noqa: BLE001 - any decoder failure is a bad upload, never a crash
+        log.info("image could not be decoded: %s: %s", type(e).__name__, e)
+        raise ImageError("the image could not be decoded (the file is damaged or in an unusual format)") from None
 
 
-def _open(source, max_pixels: int) -> Image.Image:
+def _read(source) -> bytes:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
             raise ImageError(f"{path.name}: no such file")
         if path.stat().st_size == 0:
             raise ImageError(f"{path.name}: the file is empty (0 bytes)")
-        data = path.read_bytes()
-    elif isinstance(source, (bytes, bytearray)):
-        data = bytes(source)
-    else:
-        data = source.read()
+        return path.read_bytes()
+    return bytes(source) if isinstance(source, (bytes, bytearray)) else source.read()
+
+
+def _open(source, max_pixels: int) -> Image.Image:
+    data = _read(source)
     if not data:
         raise ImageError("the file is empty (0 bytes)")
+    limit = f"the limit is {max_pixels / 1e6:.0f} megapixels"
     try:
         im = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise ImageError("this is not an image PIL can read (JPEG, PNG, GIF, BMP, WebP or TIFF)") from None
     except Image.DecompressionBombError:
-        raise ImageError("the image declares more pixels than allowed (possible decompression bomb)") from None
+        raise ImageError(f"the image is too large ({limit})") from None
+    except Exception as e:  # noqa: BLE001 - damaged headers raise many types
+        log.info("not an image: %s: %s", type(e).__name__, e)
+        raise ImageError("this is not an image fermm can read (JPEG, PNG, GIF, BMP, WebP or TIFF)") from None
     w, h = im.size
     if w * h > max_pixels:
-        raise ImageError(f"the image is too large ({w}x{h} = {w * h / 1e6:.0f} MP; the limit is "
-                         f"{max_pixels / 1e6:.0f} MP)")
+        raise ImageError(f"the image is too large ({w}x{h} is {w * h / 1e6:.0f} megapixels; {limit})")
+    if w * h == 0:
+        raise ImageError("the image is empty (it declares no pixels)")
     try:
         im.load()
-    except (OSError, ValueError, SyntaxError) as e:
-        raise ImageError(f"the image file is damaged or truncated ({_reason(e)})") from None
+    except Exception as e:  # noqa: BLE001 - truncated or corrupt data raise many types
+        log.info("damaged image: %s: %s", type(e).__name__, e)
+        raise ImageError("the image file is damaged or truncated") from None
     return im
-
-
-def _reason(e: Exception) -> str:
-    return str(e).split("\n")[0][:120] or type(e).__name__
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -110,17 +115,26 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return arr.clip(0, 255).astype(np.uint8)
 
 
+def _rescale_to_uint8(arr: np.ndarray, mode: str, rows: int = 1024) -> np.ndarray:
+    """16-bit, 32-bit or float pixels -> uint8, a band of rows at a time, so that a 64-megapixel image costs
+    its source and its 8-bit copy, not a float64 copy of it."""
+    hi = float(arr.max(initial=0))
+    scale = 255.0 / (65535.0 if mode.startswith("I;16") or hi > 255 else max(hi, 1.0))
+    if mode == "F" and hi <= 1.0:
+        scale = 255.0
+    out = np.empty(arr.shape, dtype=np.uint8)
+    for top in range(0, arr.shape[0], rows):
+        band = arr[top:top + rows].astype(np.float32) * np.float32(scale)
+        out[top:top + rows] = np.clip(band, 0, 255, out=band)
+    return out
+
+
 def to_rgb(im: Image.Image) -> Image.Image:
     """RGB from any PIL mode: alpha is composited on white, 16-bit and float are rescaled to 8-bit."""
     if im.mode == "RGB":
         return im
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        hi = float(arr.max(initial=0))
-        scale = 255.0 / (65535.0 if im.mode.startswith("I;16") or hi > 255 else max(hi, 1.0))
-        if im.mode == "F" and hi <= 1.0:
-            scale = 255.0
-        return Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8)).convert("RGB")
+        return Image.fromarray(_rescale_to_uint8(np.asarray(im), im.mode)).convert("RGB")
     if im.mode == "P":
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA"):
@@ -152,14 +166,20 @@ class FaceDetector:
         When nothing is found, a copy padded by half its side all round is tried too: a close-up whose
         face fills the picture (a FER2013 image, a selfie crop) scores low until YuNet sees it whole.
         """
-        found = self._detect(image)
-        if not found:
-            pad = max(image.size) // 2
-            padded = self._detect(ImageOps.expand(image, border=pad, fill=_mean_colour(image)))
-            found = [Face((x - pad, y - pad, w, h), f.score, f.landmarks - pad) for f in padded
-                     for x, y, w, h in [f.box]]
+        found = self._detect(image) or self._detect_padded(image)
         faces = [_clip_face(f, *image.size) for f in found]
         return sorted([f for f in faces if f.box[2] > 1 and f.box[3] > 1], key=lambda f: -f.score)
+
+    def _detect_padded(self, image: Image.Image) -> list[Face]:
+        """Faces found on a copy, at most half ``max_side`` across, padded by half its side all round (so the
+        padded copy never exceeds ``max_side``, whatever the photo's size or shape); in original pixels."""
+        scale = min(1.0, self.max_side / 2 / max(image.size))
+        small = image.resize((max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale))),
+                             Image.BILINEAR) if scale < 1 else image
+        pad = max(small.size) // 2
+        found = self._detect(ImageOps.expand(small, border=pad, fill=_mean_colour(small)))
+        return [Face(((x - pad) / scale, (y - pad) / scale, w / scale, h / scale), f.score, (f.landmarks - pad) / scale)
+                for f in found for x, y, w, h in [f.box]]
 
     def _detect(self, image: Image.Image) -> list[Face]:
         """YuNet's faces in original-image pixels, not clipped to the image."""

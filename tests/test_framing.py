@@ -81,6 +81,16 @@ def test_close_ups_are_found_on_a_padded_retry(fixture_faces):
     assert faces.default_detector().detect(Image.new("RGB", (48, 48), (90, 90, 90))) == []
 
 
+def test_the_padded_retry_stays_small_whatever_the_shape(monkeypatch):
+    detector = faces.FaceDetector()
+    sizes = []
+    real = detector._detect
+    monkeypatch.setattr(detector, "_detect", lambda im: sizes.append(im.size) or real(im))
+    for size in ((34, 42235), (5000, 40), (48, 48), (3000, 2000)):
+        assert detector.detect(Image.new("RGB", size, (90, 90, 90))) == []
+    assert len(sizes) == 8 and max(max(s) for s in sizes[1::2]) <= detector.max_side
+
+
 def test_a_face_cut_by_the_edge_keeps_its_full_frame(fixture_faces):
     scene, _ = framing.scene_of(Image.fromarray(fixture_faces[2]))
     (whole,) = faces.default_detector().detect(scene)
