@@ -284,3 +284,19 @@ def test_accuracy_on_images_not_in_train():
     train = np.zeros((3, 48, 48), np.uint8) + np.arange(3, dtype=np.uint8)[:, None, None]
     test = np.stack([train[1], train[1] + 9, train[2]])
     assert data.seen_in(test, train).tolist() == [True, False, True]
+
+
+def test_model_cards_carry_eval_results_the_hub_reads():
+    from huggingface_hub import ModelCard
+
+    from fermm.evaluation import cards
+
+    model = CNNClassifier(backbone="mini")
+    measured = {"dataset": "../shared/data/fer2013", "split": "test", "n": 3589, "accuracy": 0.7086,
+                "accuracy_not_in_train": 0.6898, "n_not_in_train": 3301, "macro_f1": 0.7,
+                "per_class": {"happy": {"precision": 0.9, "recall": 0.9, "f1": 0.9}}}
+    card = ModelCard(cards.model_card("glove_cnn", model, training={"epochs": 3}, measured=measured))
+    got = [(e.metric_name, e.metric_value, e.dataset_split) for e in card.data.eval_results]
+    assert got == [("accuracy", 0.7086, "test"), ("accuracy on the images not also in train", 0.6898, "test")]
+    assert card.data.library_name == "fermm" and "surveillance" in card.text
+    assert card.text.index("Accuracy 70.9%") < card.text.index("## Training") < card.text.index("<details>")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
 from fermm.models import fingerprint
 from fermm.paths import RESULTS_DIR
 
@@ -90,26 +92,61 @@ def _recipe_notes(training: dict | None) -> list[str]:
     return notes
 
 
+def card_data(name: str, pipeline_tag: str, tags: list[str], datasets: list[str], measured: dict | None,
+              dataset_name: str) -> ModelCardData:
+    """The card's front matter as huggingface_hub's ``ModelCardData``; a measured result becomes its
+    ``eval_results`` (the Hub shows them on the model page)."""
+    results = None
+    if measured:
+        common = {"task_type": pipeline_tag, "dataset_type": datasets[0], "dataset_name": dataset_name,
+                  "dataset_split": measured["split"], "metric_type": "accuracy"}
+        results = [EvalResult(**common, metric_name="accuracy", metric_value=round(measured["accuracy"], 4))]
+        if measured.get("accuracy_not_in_train") is not None:
+            results.append(EvalResult(**common, metric_name="accuracy on the images not also in train",
+                                      metric_value=round(measured["accuracy_not_in_train"], 4)))
+    return ModelCardData(library_name="fermm", license="mit", pipeline_tag=pipeline_tag, tags=tags,
+                         datasets=datasets, model_name=name, eval_results=results)
+
+
+def _training_section(training: dict | None) -> list[str]:
+    """The training arguments, folded away (people read the summary above; tools read training_args.json)."""
+    if not training:
+        return []
+    keep = {k: v for k, v in training.items() if k != "push_to_hub" and v is not None}
+    return ["## Training", "", "<details><summary>Training arguments (also in training_args.json)</summary>", "",
+            "```json", json.dumps(keep, indent=2, default=str), "```", "", "</details>", ""]
+
+
+def _summary(measured: dict | None, history: list[dict] | None) -> str:
+    if measured:
+        text = f"Accuracy {measured['accuracy']:.1%} on {measured['dataset'].rstrip('/').split('/')[-1]} `{measured['split']}`"
+        if measured.get("accuracy_not_in_train") is not None:
+            text += f" ({measured['accuracy_not_in_train']:.1%} on the images not also in train)"
+        return text + "."
+    if history:
+        return f"Validation accuracy during training: {max(h.get('val_accuracy', 0) for h in history):.1%}."
+    return "Not measured yet."
+
+
 def model_card(name: str, model, training: dict | None = None, history: list[dict] | None = None,
                description: str = "", measured: dict | None = None, source: str | None = None) -> str:
-    """Markdown model card with YAML front matter for the Hub. ``source`` is what the card's example passes to
-    ``load_model`` (the Hub repo or folder of these weights; default ``name``, right for registry models)."""
-    labels = ", ".join(model.labels)
-    front = ["---", "library_name: fermm", "license: mit", "pipeline_tag: image-classification",
-             "tags:", "- facial-expression-recognition", "- fer2013", "datasets:", "- fer2013", "---", ""]
-    body = [f"# fermm `{name}`", "", description or f"A `{getattr(model, 'family', 'model')}` facial expression "
-            f"classifier trained from scratch on FER2013 with [fermm](https://github.com/fermm/fermm).",
-            *_recipe_notes(training), "",
-            f"Labels: {labels}. Input: {model.input_size}x{model.input_size}, {model.channels} channel(s), "
-            f"mean {list(model.mean)}, std {list(model.std)}.", "", FRAMING, "",
-            "```python", "from fermm.models import load_model", f"model = load_model(\"{source or name}\")",
+    """Model card (``huggingface_hub.ModelCard`` text): a human summary first, then use, metrics, limits and the
+    training arguments folded away. ``source`` is what the card's example passes to ``load_model`` (the Hub repo
+    or folder of these weights; default ``name``, right for registry models)."""
+    data = card_data(name, "image-classification", ["facial-expression-recognition", "fer2013"], ["fer2013"],
+                     measured, "FER2013")
+    body = [f"# fermm `{name}`", "", (description or f"A `{getattr(model, 'family', 'model')}` facial expression "
+            f"classifier trained from scratch on FER2013 with [fermm](https://github.com/fermm/fermm).") + " "
+            + _summary(measured, history) + " For research and teaching; not for surveillance or decisions about "
+            "people (below).", *_recipe_notes(training), "",
+            f"Labels: {', '.join(model.labels)}. Input: {model.input_size}x{model.input_size}, {model.channels} "
+            f"channel(s), mean {list(model.mean)}, std {list(model.std)}.", "", FRAMING, "",
+            "```python", "import fermm", f"model = fermm.load_model(\"{source or name}\")",
             "probs = model.predict_proba([face_image])  # (1, n_labels)", "```", "",
             "## Intended use", "", INTENDED_USE, "", "## Out-of-scope uses", "", OUT_OF_SCOPE, "",
-            *_metrics_section(history, measured), "", "## Limitations and biases", "", LIMITS, ""]
-    if training:
-        keep = {k: v for k, v in training.items() if k not in ("push_to_hub",) and v is not None}
-        body += ["## Training", "", "```json", json.dumps(keep, indent=2, default=str), "```", ""]
-    return "\n".join(front + body)
+            *_metrics_section(history, measured), "", "## Limitations and biases", "", LIMITS, "",
+            *_training_section(training)]
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)))
 
 
 TEXT_INTENDED_USE = (
@@ -124,15 +161,12 @@ TEXT_LIMITS = (
 
 def text_model_card(name: str, model, training: dict | None = None, history: list[dict] | None = None,
                     measured: dict | None = None) -> str:
-    """Model card of a text emotion classifier."""
-    front = ["---", "library_name: fermm", "license: mit", "pipeline_tag: text-classification", "tags:",
-             "- emotion", "datasets:", "- dair-ai/emotion", "---", ""]
+    """Model card of a text emotion classifier (see :func:`model_card`)."""
+    data = card_data(name, "text-classification", ["emotion"], ["dair-ai/emotion"], measured, "DAIR-AI emotion")
     body = [f"# fermm `{name}`", "", f"A `{type(model).__name__}` text emotion classifier trained on DAIR-AI "
-            f"emotion with [fermm](https://github.com/fermm/fermm). Labels: {', '.join(model.labels)}.", "",
+            f"emotion with [fermm](https://github.com/fermm/fermm). Labels: {', '.join(model.labels)}. "
+            + _summary(measured, history), "",
             "## Intended use", "", TEXT_INTENDED_USE, "", "## Out-of-scope uses", "", OUT_OF_SCOPE, "",
             *_metrics_section(history, measured, "DAIR-AI emotion validation"), "", "## Limitations and biases", "",
-            TEXT_LIMITS, ""]
-    if training:
-        keep = {k: v for k, v in training.items() if k != "push_to_hub" and v is not None}
-        body += ["## Training", "", "```json", json.dumps(keep, indent=2, default=str), "```", ""]
-    return "\n".join(front + body)
+            TEXT_LIMITS, "", *_training_section(training)]
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)))
