@@ -138,7 +138,9 @@ class Trainer:
 
     def _save_last(self, epoch: int) -> None:
         """Atomically replace ``last/`` with the state after ``epoch`` (safetensors + plain tensors, no pickle
-        of objects: loaded back with ``weights_only=True``)."""
+        of objects: loaded back with ``weights_only=True``). Only the main process writes."""
+        if not self.acc.is_main_process:
+            return
         tmp = self.out / "last.tmp"
         _rmtree(tmp)
         tmp.mkdir()
@@ -176,7 +178,8 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         cfg = self.cfg
-        (self.out / "training_args.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
+        if self.acc.is_main_process:
+            (self.out / "training_args.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
         if self.acc.trackers == [] and cfg.log_with != "none":
             self.acc.init_trackers("train", config={k: v for k, v in cfg.to_dict().items()
                                                     if isinstance(v, (int, float, str, bool))})
@@ -186,14 +189,18 @@ class Trainer:
             candidate = self._validate(row)
             if row["val_accuracy"] > self.best_acc:
                 self.best_acc, self.best_epoch = row["val_accuracy"], epoch
-                self.save_best(candidate, self.out / "best", row)
+                if self.acc.is_main_process:
+                    self.save_best(candidate, self.out / "best", row)
             row["best_val_accuracy"] = self.best_acc
             self.history.append(row)
             self.acc.log({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
             log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
             self._save_last(epoch)
-            (self.out / "history.json").write_text(json.dumps(self.history, indent=2))
-        self.acc.end_training()
+            if self.acc.is_main_process:
+                (self.out / "history.json").write_text(json.dumps(self.history, indent=2))
+            self.acc.wait_for_everyone()  # the others read best/ and last/ only once they are written
+        for tracker in self.acc.trackers:  # not end_training(): later stages and the final save still need the
+            tracker.finish()                # process group, which it would destroy
         return TrainResult(self.best_acc, self.best_epoch, self.history, time.time() - t0)
 
     def _validate(self, row: dict) -> nn.Module:
@@ -210,6 +217,14 @@ class Trainer:
         row.update(val_accuracy_live=live["val_accuracy"], val_accuracy_ema=ema["val_accuracy"], selected_ema=use_ema)
         return self.ema.module if use_ema else self.raw_model
 
+    def _share(self, batch: tuple) -> tuple:
+        """This process's slice of a batch that every process drew alike (the same seeded order): gradients are
+        averaged across processes, so each step is the whole batch's. One process: the whole batch."""
+        n, i = self.acc.num_processes, self.acc.process_index
+        if n == 1:
+            return batch
+        return tuple(torch.tensor_split(b, n)[i] if isinstance(b, torch.Tensor) and b.dim() > 0 else b for b in batch)
+
     def _train_epoch(self, epoch: int) -> dict:
         cfg, gen = self.cfg, epoch_generator(self.cfg.seed, epoch)
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout etc.
@@ -220,6 +235,7 @@ class Trainer:
         for step, batch in enumerate(self.task.batches(epoch, cfg.batch_size, gen)):
             if step >= self.steps_per_epoch:
                 break
+            batch = self._share(batch)
             if cfg.channels_last:
                 batch = tuple(b.contiguous(memory_format=torch.channels_last)
                               if isinstance(b, torch.Tensor) and b.dim() == 4 else b for b in batch)

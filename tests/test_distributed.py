@@ -1,0 +1,37 @@
+"""Training on two processes (torchrun + accelerate, gloo on CPU): each process takes its share of every batch,
+both end with identical weights, and only the main process writes the run folder."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is not installed")
+def test_two_processes_train_to_identical_weights(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "FERMM_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+                          "-m", "tests.ddp_train", str(tmp_path / "run"), str(tmp_path)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    reports = sorted(p.read_text().split() for p in tmp_path.glob("rank*.txt"))
+    assert [r[0] for r in reports] == ["2", "2"]  # two processes really ran
+    assert reports[0][1] == reports[1][1]  # and ended with the same weights
+    out = tmp_path / "run"
+    assert {p.name for p in out.iterdir()} == {"README.md", "config.json", "model.safetensors", "stage_ce",
+                                               "training_args.json"}
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob("*.old"))  # no half-written or raced folders
