@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
+import torch
 from tqdm.auto import tqdm
 
 from fermm.data import IMAGE_EXTENSIONS
@@ -110,36 +111,62 @@ def check_gain(model: "EmotionClassifier", incumbent: "EmotionClassifier", out: 
 
 
 def predict_files(args: argparse.Namespace) -> tuple[int, int, list[str]]:
-    """Write the CSV; returns (images read, faces written, problems)."""
+    """Write the CSV; returns (images read, faces written, problems). Under ``torchrun`` or ``accelerate
+    launch`` each process takes a contiguous share of the files and the main process joins the shares in
+    file order, so the CSV is the one a single process writes."""
+    from accelerate import PartialState  # lazy: a heavy import, paid only when this runs
+
     pool = ModelPool(args.models)
     models = [m for m in args.models if pool.get(m) is not None]
     problems = [f"model {m} unavailable: {pool.error(m)}" for m in args.models if m not in models]
     if not models:
         return 0, 0, problems + ["no model could be loaded"]
+    state = PartialState(cpu=not torch.cuda.is_available())  # without cpu=True, CPU processes stay unaware of each other
     files = list(iter_images(args.paths))
+    out = Path(args.output)
+    part = out.with_name(f"{out.name}.part{state.process_index}") if state.num_processes > 1 else out
     columns = ["file", "face", "x", "y", "w", "h", "score"]
     columns += [f"{m}:{lab}" for m in models for lab in pool.get(m).labels] + [f"fused:{lab}" for lab in FER7] + ["top"]
-    n_img = n_faces = 0
-    with open(args.output, "w", newline="") as f:
+    with state.split_between_processes(files) as mine, open(part, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
-        for path in tqdm(files, desc="images", disable=None):
-            try:
-                image = load_image(path)
-            except ImageError as e:
-                problems.append(f"{path}: {e}")
-                continue
-            n_img += 1
-            result = predict_image(image, pool, models, whole_image=args.whole_image, margin=args.margin)
-            if not result.faces:
-                problems.append(f"{path}: no face found")
-            for face in result.faces:
-                row = [str(path), face.index, *(round(v, 1) for v in face.box), round(face.score, 4)]
-                row += [round(face.probs[m][lab], 5) for m in models for lab in pool.get(m).labels]
-                row += [round(face.fused[lab], 5) for lab in FER7] + [face.top]
-                writer.writerow(row)
-                n_faces += 1
+        n_img, n_faces = _predict_into(writer, mine, pool, models, args, problems)
+    if state.num_processes > 1:
+        state.wait_for_everyone()
+        if state.is_main_process:
+            _join_parts(out, [out.with_name(f"{out.name}.part{i}") for i in range(state.num_processes)])
     return n_img, n_faces, problems
+
+
+def _predict_into(writer, files: Sequence[Path], pool: ModelPool, models: list[str], args: argparse.Namespace,
+                  problems: list[str]) -> tuple[int, int]:
+    n_img = n_faces = 0
+    for path in tqdm(files, desc="images", disable=None):
+        try:
+            image = load_image(path)
+        except ImageError as e:
+            problems.append(f"{path}: {e}")
+            continue
+        n_img += 1
+        result = predict_image(image, pool, models, whole_image=args.whole_image, margin=args.margin)
+        if not result.faces:
+            problems.append(f"{path}: no face found")
+        for face in result.faces:
+            row = [str(path), face.index, *(round(v, 1) for v in face.box), round(face.score, 4)]
+            row += [round(face.probs[m][lab], 5) for m in models for lab in pool.get(m).labels]
+            row += [round(face.fused[lab], 5) for lab in FER7] + [face.top]
+            writer.writerow(row)
+            n_faces += 1
+    return n_img, n_faces
+
+
+def _join_parts(out: Path, parts: list[Path]) -> None:
+    """The processes' CSVs, in process order (= file order), as one CSV with one header."""
+    with open(out, "wb") as f:
+        for i, part in enumerate(parts):
+            lines = part.read_bytes().splitlines(keepends=True)  # bytes: the CSV's own line endings
+            f.writelines(lines if i == 0 else lines[1:])
+            part.unlink()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,3 +35,23 @@ def test_two_processes_train_to_identical_weights(tmp_path):
     assert {p.name for p in out.iterdir()} == {"README.md", "config.json", "model.safetensors", "stage_ce",
                                                "training_args.json"}
     assert not list(out.rglob("*.tmp")) and not list(out.rglob("*.old"))  # no half-written or raced folders
+
+
+def test_batch_prediction_shared_by_two_processes_equals_one(tmp_path, fer_tiny, astronaut):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    astronaut.save(photos / "a.jpg")
+    for i in range(5):
+        fer_tiny["test"][i]["image"].resize((192, 192)).save(photos / f"f{i}.png")
+    (photos / "broken.jpg").write_bytes(b"not a picture")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "FERMM_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    args = ["-m", "fermm", "predict", str(photos), "--models", "glove_cnn", "fast_cnn", "--output"]
+    one = subprocess.run([sys.executable, *args, str(tmp_path / "one.csv")], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                          "127.0.0.1", "--master_port", str(_free_port()), *args, str(tmp_path / "two.csv")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
+    assert len((tmp_path / "one.csv").read_text().splitlines()) == 7  # a header and six faces
+    assert "broken.jpg" in two.stderr and not list(tmp_path.glob("two.csv.part*"))
