@@ -445,3 +445,23 @@ def test_request_bodies_over_the_cap_are_refused_and_the_app_keeps_serving(app_d
     r = httpx.post(app_demo.app_url + "gradio_api/upload", content=chunks(), timeout=120)
     assert r.status_code == 411 and "must declare their size" in r.json()["detail"]
     assert httpx.get(app_demo.app_url + "gradio_api/info").status_code == 200  # still serving
+
+
+def test_accuracy_chart_has_one_bar_per_name_and_no_value_above_one():
+    from fermm.evaluation import plots
+    from fermm.serve.tabs import shown_results
+
+    def row(model, split, tta, acc):
+        return {"model": model, "split": split, "tta": tta, "accuracy": acc, "accuracy_ci95": [acc - 0.01, acc + 0.01]}
+
+    results = [row("glove_cnn", "test", "none", 0.71), row("glove_cnn", "validation", "none", 0.70),
+               row("glove_cnn", "test", "flip", 0.714), row("glove_vgg11_bakd2_s0", "validation", "none", 0.69),
+               row("base26_resnet18_s0", "test", "none", 0.61), row("fer_peer", "test", "none", 0.658)]
+    for research in (False, True):
+        shown = shown_results(results, research)
+        fig = plots.accuracy_bars(shown, published=())
+        names = [y for bar in fig.data for y in bar.y]
+        assert len(names) == len(set(names)) and max(x for bar in fig.data for x in bar.x) <= 1
+        assert all(r["split"] == "test" for r in shown)
+    assert {r["model"] for r in shown_results(results, False)} == {"glove_cnn", "fer_peer"}
+    assert "base26_resnet18_s0" in {r["model"] for r in shown_results(results, True)}

