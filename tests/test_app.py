@@ -50,7 +50,9 @@ def test_unavailable_model_is_reported_with_its_reason(app_client):
     rows = app_client.predict(api_name="/model_status")["data"]
     by_name = {r[0]: r for r in rows}
     assert by_name["glove_cnn"][1] == "yes"
-    assert by_name["resnet50"][1] == "no" and "no such model folder" in by_name["resnet50"][3]
+    assert by_name["resnet50"][1] == "no" and by_name["resnet50"][3] == "its model folder is missing or incomplete"
+    text = str(rows)
+    assert "Error" not in text and "/tmp" not in text and "/work" not in text  # no exception names, no server paths
 
 
 def test_no_face_and_whole_image_mode(app_client, tmp_path):
@@ -465,3 +467,15 @@ def test_accuracy_chart_has_one_bar_per_name_and_no_value_above_one():
         assert all(r["split"] == "test" for r in shown)
     assert {r["model"] for r in shown_results(results, False)} == {"glove_cnn", "fer_peer"}
     assert "base26_resnet18_s0" in {r["model"] for r in shown_results(results, True)}
+
+
+def test_availability_reasons_are_plain_words():
+    from fermm.serve.ui import plain_reason, plain_source
+
+    assert plain_reason("coop", "OSError: We couldn't connect to 'https://huggingface.co'") == (
+        "downloads pretrained CLIP weights from the Hugging Face Hub; not available offline")
+    why = plain_reason("resnet50", "FileNotFoundError: resnet50: no bundled checkpoint and no source configured")
+    assert "FERMM_MODEL_RESNET50" in why and "Error" not in why
+    assert plain_reason("x", "RuntimeError: /srv/a/b exploded") == "could not be loaded (details in the server log)"
+    assert plain_source("me/my-cnn@v1") == "Hugging Face Hub: me/my-cnn@v1"
+    assert plain_source("/srv/secret/runs/cnn") == "local folder cnn"

@@ -19,7 +19,7 @@ from fermm.evaluation.plots import grouped_bars_spec
 from fermm.hub import offline_if_unreachable
 from fermm.labels import FER7
 from fermm.models import list_models
-from fermm.paths import ASSETS, RESULTS_DIR
+from fermm.paths import ASSETS, CHECKPOINTS, RESULTS_DIR
 from fermm.serve.bodylimit import BodyLimit
 from fermm.serve.components import MAX_UPLOAD_MB, FileImage, ModelBoxes, ModelMenu
 from fermm.serve.explain import overlay, saliency
@@ -138,8 +138,35 @@ def _status_rows(*pools: ModelPool) -> list[list]:
     return _rows_of([s for p in pools for s in p.status()])
 
 
+CLIP_FAMILY = ("clip_zeroshot", "clip_linear", "clip_finetune", "coop", "text_clip")
+
+
 def _rows_of(statuses: list) -> list[list]:
-    return [[s.name, "yes" if s.available else "no", s.source, s.reason] for s in statuses]
+    """Availability in plain words: no exception names or server paths (those go to the server log)."""
+    return [[s.name, "yes" if s.available else "no", plain_source(s.source),
+             "" if s.available else plain_reason(s.name, s.reason)] for s in statuses]
+
+
+def plain_source(source: str) -> str:
+    if source == "not configured":
+        return source
+    path = Path(source)
+    if path.is_absolute() or source.startswith("."):
+        return "bundled with the app" if path.parent == CHECKPOINTS else f"local folder {path.name}"
+    return f"Hugging Face Hub: {source}"
+
+
+def plain_reason(name: str, reason: str) -> str:
+    """Why a model is unavailable, for a person; the full error is in the server log."""
+    if name in CLIP_FAMILY or "CLIP" in reason:
+        return "downloads pretrained CLIP weights from the Hugging Face Hub; not available offline"
+    if "no source configured" in reason:
+        return f"not bundled with the app; set FERMM_MODEL_{name.upper()} to your Hub repo or folder to use it"
+    if "offline" in reason or "could not be downloaded" in reason:
+        return "not on this machine, and the Hugging Face Hub cannot be reached"
+    if "no such model folder" in reason or "config.json" in reason:
+        return "its model folder is missing or incomplete"
+    return "could not be loaded (details in the server log)"
 
 
 def _refreshed_status(*pools: ModelPool) -> list[list]:
@@ -215,8 +242,8 @@ def predict_tab(pool: ModelPool, available: list[str], unavailable: dict[str, st
     table = gr.Dataframe(headers=["face", "model", *FER7, "top"], label="Probabilities per face and model",
                          interactive=False)
     gallery = gr.Gallery(label="Explanations (red: what the model relied on most)", columns=6, height="auto")
-    with gr.Accordion("Model availability", open=bool(unavailable)):
-        status_table = gr.Dataframe(headers=["model", "available", "source", "reason"], interactive=False)
+    with gr.Accordion("Model availability", open=False):
+        status_table = gr.Dataframe(headers=["model", "available", "from", "why not"], interactive=False)
         refresh = gr.Button("Refresh", size="sm")
     button.click(make_predict_fn(pool, text_pool, text_weight), [image, text, models, whole, explain, text_model],
                  [boxed, table, chart, status, gallery],
