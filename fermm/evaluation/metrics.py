@@ -282,11 +282,11 @@ def markdown_table(results: Sequence[dict], published: Sequence[dict] = ()) -> s
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def update_readme(readme: Path, table: str) -> None:
-    """Replace the table between the results markers of ``readme``."""
+def update_readme(readme: Path, table: str, start: str = README_START, end: str = README_END) -> None:
+    """Replace the table between the ``start`` and ``end`` markers of ``readme``."""
     text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise SystemExit(f"{readme} has no {README_START} ... {README_END} block to fill")
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(f"{head}{README_START}\n{table}\n{README_END}{tail}")
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme} has no {start} ... {end} block to fill")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")

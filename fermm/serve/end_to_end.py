@@ -155,3 +155,32 @@ def markdown_table(records: Sequence[dict]) -> str:
                     f"{r['accuracy_pipeline']:.1%} | {r['accuracy_direct']:.1%} | {nit} | "
                     f"{r.get('commit', '?')}, {str(r.get('date', ''))[:10]} |")
     return "\n".join(rows) if records else ""
+
+
+SERVED_START, SERVED_END = "<!-- served:start -->", "<!-- served:end -->"
+
+
+def served_models_table(results: Sequence[dict], records: Sequence[dict]) -> str:
+    """The served image models in one table: test accuracy (and on images not in train) and, end to end,
+    the accuracy a user gets against the model's own on the same faces, and its stability across framings."""
+    e2e = {r["model"]: r for r in records}
+    rows = ["| model | test accuracy | not in train | served, end to end | direct, same faces | faces found | "
+            "same answer, framing 0.85-1.3x (worst) |", "|---|---|---|---|---|---|---|"]
+    for r in sorted(results, key=lambda r: -r["accuracy"]):
+        if r["split"] != "test" or r["tta"] != "none" or r["model"] not in e2e:
+            continue
+        e = e2e[r["model"]]
+        agreement = min(e["framing_agreement"].values()) if e.get("framing_agreement") else None
+        rows.append(f"| `{r['model']}` | {r['accuracy']:.2%} | {_pct(r.get('accuracy_not_in_train'))} | "
+                    f"{e['accuracy_pipeline']:.1%} | {e['accuracy_direct']:.1%} | {e['detection_rate']:.1%} | "
+                    f"{_pct(agreement)} |")
+    fused = [e for e in records if e["model"] == FUSED]
+    for e in fused:
+        rows.append(f"| {' + '.join(f'`{m}`' for m in e.get('models', []))} (fused) | | | "
+                    f"{e['accuracy_pipeline']:.1%} | {e['accuracy_direct']:.1%} | {e['detection_rate']:.1%} | |")
+    return "\n".join(rows)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
