@@ -89,6 +89,7 @@ def test_refresh_offers_a_model_that_became_available(browser, tmp_path):
             assert page.get_by_role("checkbox", name="resnet50").count() == 0
             glove.uncheck()
             CNNClassifier(backbone="mini").save_pretrained(tmp_path / "b")  # the checkpoint arrives
+            page.get_by_text("Model availability").click()  # collapsed by default
             page.get_by_role("button", name="Refresh").click()
             resnet = page.get_by_role("checkbox", name="resnet50").first
             expect(resnet).to_be_checked(timeout=30_000)
