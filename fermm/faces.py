@@ -166,9 +166,7 @@ class FaceDetector:
         When nothing is found, a copy padded by half its side all round is tried too: a close-up whose
         face fills the picture (a FER2013 image, a selfie crop) scores low until YuNet sees it whole.
         """
-        found = self._detect(image) or self._detect_padded(image)
-        faces = [_clip_face(f, *image.size) for f in found]
-        return sorted([f for f in faces if f.box[2] > 1 and f.box[3] > 1], key=lambda f: -f.score)
+        return _kept(self._detect(image), image) or _kept(self._detect_padded(image), image)
 
     def _detect_padded(self, image: Image.Image) -> list[Face]:
         """Faces found on a copy, at most half ``max_side`` across, padded by half its side all round (so the
@@ -197,6 +195,12 @@ class FaceDetector:
             return []
         return [Face(box=tuple(float(v) / scale for v in row[:4]), score=float(row[14]),
                      landmarks=row[4:14].reshape(5, 2) / scale) for row in found]
+
+
+def _kept(found: list[Face], image: Image.Image) -> list[Face]:
+    """Faces clipped to the image, those left with some area, best score first."""
+    faces = [_clip_face(f, *image.size) for f in found]
+    return sorted([f for f in faces if f.box[2] > 1 and f.box[3] > 1], key=lambda f: -f.score)
 
 
 def _mean_colour(image: Image.Image) -> tuple[int, ...]:

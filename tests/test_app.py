@@ -1,6 +1,8 @@
 """The Gradio app, driven through gradio_client against a real local launch."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -28,6 +30,9 @@ def test_predict_real_photo_returns_probabilities_per_model(app_client):
     for row in rows:
         assert sum(row[2:9]) == pytest.approx(1.0, abs=0.01) and row[9] == FER7[int(np.argmax(row[2:9]))]
     assert "Found 1 face(s)" in result[3]
+    top = rows[-1][9]
+    shown = re.search(rf"face 1: \*\*{top} (\d+)%\*\*", result[3])  # the answer and its confidence
+    assert shown and abs(int(shown.group(1)) - 100 * rows[-1][2 + FER7.index(top)]) <= 1
     assert result[0] is not None  # the boxed image
     _assert_chart_matches(result[2], {"face 1": rows[-1][2:9]})
 

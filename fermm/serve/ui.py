@@ -75,7 +75,7 @@ def _status(result: ImageResult, n_models: int, has_image: bool = True) -> str:
     elif result.faces and result.whole_image:
         lines.append("The whole image was classified as one face.")
     elif result.faces:
-        tops = ", ".join(f"face {f.index}: **{f.top}**" for f in result.faces if f.top)
+        tops = ", ".join(f"face {f.index}: **{_top_label(f)}**" for f in result.faces if f.top)
         lines.append(f"Found {len(result.faces)} face(s). " + tops)
     lines += [f"- {html.escape(n)}" for n in result.notes]
     if result.unavailable:
@@ -86,14 +86,19 @@ def _status(result: ImageResult, n_models: int, has_image: bool = True) -> str:
     return "\n".join(lines)
 
 
+def _top_label(face) -> str:
+    """The fused answer with its confidence, e.g. "happy 98%"."""
+    return f"{face.top} {face.fused[face.top]:.0%}"
+
+
 def _figure(result: ImageResult):
     """The fused probabilities per face (and the text's reading) as grouped bars."""
     from gradio.components.plot import PlotData  # lazy: a heavy import, paid only when this runs
 
-
     series = [(f"text ({result.text.model})", FER7, [result.text.fer7[lab] for lab in FER7])] if result.text else []
     series += [(f"face {f.index}", FER7, [f.fused[lab] for lab in FER7]) for f in result.faces if f.fused]
-    spec = grouped_bars_spec(series, "Fused probabilities per face (and the text's reading)")
+    title = "Fused probabilities per face" + (" and the text's reading" if result.text else "")
+    spec = grouped_bars_spec(series, title)
     return PlotData(type="plotly", plot=json.dumps(spec))
 
 
@@ -126,7 +131,7 @@ def make_predict_fn(pool: ModelPool, text_pool: ModelPool, text_weight: float):
                                text_pool=text_pool, text_model=text_model, text_weight=text_weight)
         if image is None:
             return None, _rows(result), _figure(result), _status(result, len(models or []), False), []
-        labels = [f.top for f in result.faces] if result.faces and result.faces[0].fused else None
+        labels = [_top_label(f) for f in result.faces] if result.faces and result.faces[0].fused else None
         boxed = facelib.draw_boxes(image, [facelib.Face(f.box, f.score) for f in result.faces], labels)
         boxed.thumbnail((1024, 1024))
         gallery = _explanations(result, pool) if explain else []
