@@ -12,7 +12,7 @@ Reproduce the JSON with ``python eval/framing.py --output fermm/assets/framing.j
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
@@ -87,14 +87,9 @@ def summarise(rows: Iterable[dict[str, float] | None]) -> dict:
     if not found:
         raise ValueError("no face was detected in any image; cannot measure the framing")
     out = {"n": len(rows), "detected": len(found), "detection_rate": round(len(found) / len(rows), 4)}
-    qs = (0.05, 0.25, 0.5, 0.75, 0.95)
-    for key in ("median", *(f"q{int(q * 100):02d}" for q in qs if q != 0.5)):
-        out[key] = {}
-    for field in FIELDS:
-        vals = np.array([r[field] for r in found])
-        for q in qs:
-            key = "median" if q == 0.5 else f"q{int(q * 100):02d}"
-            out[key][field] = round(float(np.quantile(vals, q)), 4)
+    for q in (0.05, 0.25, 0.5, 0.75, 0.95):
+        out["median" if q == 0.5 else f"q{round(q * 100):02d}"] = {
+            field: round(float(np.quantile([r[field] for r in found], q)), 4) for field in FIELDS}
     return out
 
 
@@ -103,5 +98,10 @@ def measure(detector, images: Iterable[Image.Image]) -> dict:
     return summarise(measure_one(detector, im) for im in images)
 
 
-def as_dict(framing: Framing) -> dict[str, float]:
-    return asdict(framing)
+def spread(path: str | Path = FRAMING_PATH) -> tuple[float, float, float]:
+    """(smallest scale, largest scale, largest shift) of FER2013's own framing, 5-95%: box width relative to the
+    median, and centre offset in units of the side (the range a model should tolerate)."""
+    f = json.loads(Path(path).read_text())
+    med = f["median"]["box_w"]
+    shift = max(abs(f[q][k]) for q in ("q05", "q95") for k in ("dx", "dy"))
+    return round(f["q05"]["box_w"] / med, 3), round(f["q95"]["box_w"] / med, 3), round(shift, 3)

@@ -245,8 +245,9 @@ def read_results(folder: str | Path) -> list[dict]:
     return sorted(out, key=lambda r: (r["model"], r["split"], r["tta"]))
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2%}"
+def pct(value: float | None, digits: int = 2) -> str:
+    """A fraction as a percentage, or "n/a" when it was not measured."""
+    return "n/a" if value is None else f"{value:.{digits}%}"
 
 
 def markdown_table(results: Sequence[dict], published: Sequence[dict] = ()) -> str:
@@ -260,7 +261,7 @@ def markdown_table(results: Sequence[dict], published: Sequence[dict] = ()) -> s
         lo, hi = r["accuracy_ci95"]
         fp = f"{r['ferplus']['accuracy']:.1%}" if r.get("ferplus") else "n/a"
         rows.append(f"| `{r['model']}` | {r['split']} | {r['tta']} | {r['accuracy']:.2%} ({lo:.1%}-{hi:.1%}) | "
-                    f"{_pct(r.get('accuracy_not_in_train'))} | {macro_f1_of(r):.3f} | {fp} | {r['ece']:.3f} | "
+                    f"{pct(r.get('accuracy_not_in_train'))} | {macro_f1_of(r):.3f} | {fp} | {r['ece']:.3f} | "
                     f"{r['images_per_second']:.0f} | {r['commit']}, {r['date'][:10]} |")
     if not faces:
         rows.append("| *(no model measured yet)* | | | | | | | | | |")

@@ -171,16 +171,11 @@ def served_models_table(results: Sequence[dict], records: Sequence[dict]) -> str
             continue
         e = e2e[r["model"]]
         agreement = min(e["framing_agreement"].values()) if e.get("framing_agreement") else None
-        rows.append(f"| `{r['model']}` | {r['accuracy']:.2%} | {_pct(r.get('accuracy_not_in_train'))} | "
+        rows.append(f"| `{r['model']}` | {r['accuracy']:.2%} | {metrics.pct(r.get('accuracy_not_in_train'), 1)} | "
                     f"{e['accuracy_pipeline']:.1%} | {e['accuracy_direct']:.1%} | {e['detection_rate']:.1%} | "
-                    f"{_pct(agreement)} |")
+                    f"{metrics.pct(agreement, 1)} |")
     fused = [e for e in records if e["model"] == FUSED]
     for e in fused:
         rows.append(f"| {' + '.join(f'`{m}`' for m in e.get('models', []))} (fused) | | | "
                     f"{e['accuracy_pipeline']:.1%} | {e['accuracy_direct']:.1%} | {e['detection_rate']:.1%} | |")
     return "\n".join(rows)
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
-

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fermm import data
+from fermm import data, framing
 from fermm.data.report import drop_cross_split_duplicates
 from fermm.evaluation import cards
-from fermm.framing import FRAMING_PATH
 from fermm.hub import push_trained
 from fermm.labels import FER7, to_fer7
 from fermm.models import load_model
@@ -125,12 +124,8 @@ def augment_config(args: argparse.Namespace) -> AugmentConfig:
 def framing_jitter(aug: AugmentConfig) -> AugmentConfig:
     """``aug`` with scale and shift ranges spanning the 5-95% range of FER2013's measured framing, so a
     model sees faces framed as loosely or tightly as FER2013 itself frames them (and as serving may)."""
-    f = json.loads(FRAMING_PATH.read_text())
-    med = f["median"]["box_w"]
-    shift = max(abs(f[q][k]) for q in ("q05", "q95") for k in ("dx", "dy"))
-    return dataclasses.replace(aug, scale_min=round(f["q05"]["box_w"] / med, 3),
-                               scale_max=round(f["q95"]["box_w"] / med, 3), translate=round(shift, 3),
-                               padding_mode="border")
+    scale_min, scale_max, shift = framing.spread()
+    return dataclasses.replace(aug, scale_min=scale_min, scale_max=scale_max, translate=shift, padding_mode="border")
 
 
 def _save_best(model: CNNClassifier, folder: Path, row: dict) -> None:
