@@ -14,7 +14,7 @@ from fermm import cli
 from fermm.evaluation import evaluator, metrics, plots
 from fermm.models import list_models
 from fermm.training.image import DEFAULT_DATASET
-from fermm.training.text import DEFAULT_TEXT
+from fermm.training.text import DEFAULT_GO, DEFAULT_TEXT
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -23,6 +23,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="registry names, folders or Hub ids (image and text models)")
     p.add_argument("--dataset", default=str(DEFAULT_DATASET))
     p.add_argument("--text_dataset", default=str(DEFAULT_TEXT), help="DAIR-AI emotion, for text models")
+    p.add_argument("--goemotions", default=str(DEFAULT_GO), help="GoEmotions (Ekman), for FER-7 text models")
     p.add_argument("--split", default="test", choices=("train", "validation", "test"))
     p.add_argument("--tta", default="none", choices=("none", "flip", "tencrop"))
     p.add_argument("--output_dir", default="results")
@@ -42,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = metrics.command_line("eval/evaluate.py", argv)
     written, skipped = evaluator.evaluate_all(args.models, args.dataset, args.split, args.tta, args.output_dir,
                                               metrics.RunInfo(command, args.seed), args.text_dataset,
-                                              args.name)
+                                              args.name, args.goemotions)
     for path in written:
         print(f"wrote {path}")
     for name, reason in skipped.items():

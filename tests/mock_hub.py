@@ -17,6 +17,7 @@ class MockHub:
     def __init__(self, fail_commits: bool = False):
         self.repos: dict[tuple[str, str], dict[str, bytes]] = {}
         self.commits: dict[tuple[str, str], str] = {}
+        self.lfs: dict[str, bytes] = {}  # sha256 -> bytes of LFS uploads
         self.fail_commits = fail_commits
         self.requests: list[str] = []
         hub = self
@@ -33,6 +34,9 @@ class MockHub:
 
             def do_HEAD(self):
                 hub._dispatch(self, "HEAD")
+
+            def do_PUT(self):
+                hub._dispatch(self, "PUT")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -51,12 +55,14 @@ class MockHub:
     def _dispatch(self, h: BaseHTTPRequestHandler, method: str) -> None:
         path = unquote(urlparse(h.path).path)
         self.requests.append(f"{method} {path}")
-        body = h.rfile.read(int(h.headers.get("Content-Length") or 0)) if method == "POST" else b""
+        body = h.rfile.read(int(h.headers.get("Content-Length") or 0)) if method in ("POST", "PUT") else b""
         routes = [
             ("POST", r"^/api/repos/create$", self._create),
             ("POST", r"^/api/validate-yaml$", lambda h, m, b: self._json(h, {"errors": [], "warnings": []})),
             ("POST", r"^/api/(model|dataset|space)s/(.+?)/preupload/(.+)$", self._preupload),
             ("POST", r"^/api/(model|dataset|space)s/(.+?)/commit/(.+)$", self._commit),
+            ("POST", r"^/(datasets/|spaces/)?(.+?)\.git/info/lfs/objects/batch$", self._lfs_batch),
+            ("PUT", r"^/lfs-upload/([0-9a-f]{64})$", self._lfs_put),
             ("GET", r"^/api/(model|dataset|space)s/(.+?)/tree/([^/]+)(/.*)?$", self._tree),
             ("GET", r"^/api/(model|dataset|space)s/(.+?)/revision/(.+)$", self._info),
             ("GET", r"^/api/(model|dataset|space)s/(.+?)$", self._info),
@@ -89,9 +95,23 @@ class MockHub:
         self._json(h, {"url": f"{self.url}/{prefix}{repo_id}", "name": repo_id})
 
     def _preupload(self, h, m, body) -> None:
+        """Parquet files go through LFS, as on the Hub; the rest inline in the commit."""
         files = json.loads(body).get("files", [])
-        self._json(h, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+        self._json(h, {"files": [{"path": f["path"], "shouldIgnore": False,
+                                  "uploadMode": "lfs" if f["path"].endswith(".parquet") else "regular"}
                                  for f in files]})
+
+    def _lfs_batch(self, h, m, body) -> None:
+        objects = json.loads(body).get("objects", [])
+        self._json(h, {"transfer": "basic", "objects": [
+            {"oid": o["oid"], "size": o["size"], "authenticated": True,
+             "actions": {"upload": {"href": f"{self.url}/lfs-upload/{o['oid']}"}}} for o in objects]})
+
+    def _lfs_put(self, h, m, body) -> None:
+        if hashlib.sha256(body).hexdigest() != m.group(1):
+            return self._json(h, {"error": "mock hub: LFS object does not match its oid"}, status=400)
+        self.lfs[m.group(1)] = body
+        self._json(h, {})
 
     def _commit(self, h, m, body) -> None:
         if self.fail_commits:
@@ -102,6 +122,8 @@ class MockHub:
             if item.get("key") == "file":
                 value = item["value"]
                 repo[value["path"]] = base64.b64decode(value["content"])
+            elif item.get("key") == "lfsFile":
+                repo[item["value"]["path"]] = self.lfs[item["value"]["oid"]]
             elif item.get("key") == "deletedFile":
                 repo.pop(item["value"]["path"], None)
         oid = hashlib.sha1(json.dumps(sorted((k, hashlib.sha1(v).hexdigest()) for k, v in repo.items()))
@@ -124,8 +146,19 @@ class MockHub:
         if key not in self.repos:
             return self._json(h, {"error": "Repository not found"}, status=404,
                               headers={"X-Error-Code": "RepoNotFound"})
-        self._json(h, [{"type": "file", "path": p, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
-                       for p, b in self.repos[key].items()])
+        under = (m.group(4) or "").strip("/")
+        prefix = f"{under}/" if under else ""
+        files = {p: b for p, b in self.repos[key].items() if p.startswith(prefix)}
+        if under and not files:  # as the Hub answers for a folder that does not exist
+            return self._json(h, {"error": "Entry not found"}, status=404, headers={"X-Error-Code": "EntryNotFound"})
+        if "recursive=true" not in (urlparse(h.path).query or "").lower():  # one level, folders as folders
+            dirs = sorted({prefix + p[len(prefix):].split("/")[0] for p in files if "/" in p[len(prefix):]})
+            entries = [{"type": "directory", "path": d, "oid": "0" * 40} for d in dirs]
+            files = {p: b for p, b in files.items() if "/" not in p[len(prefix):]}
+        else:
+            entries = []
+        self._json(h, entries + [{"type": "file", "path": p, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+                                 for p, b in files.items()])
 
     def _resolve(self, h, m, body) -> None:
         repo_type = {"datasets/": "dataset", "spaces/": "space"}.get(m.group(1) or "", "model")

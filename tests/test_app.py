@@ -278,7 +278,9 @@ def test_text_only_and_text_with_no_face(app_client, tmp_path):
     assert "No face found" not in only[3]
     blank = tmp_path / "blank.png"
     Image.new("RGB", (200, 200), (90, 90, 90)).save(blank)
-    noface = _predict(app_client, blank, "what a surprise")
+    unread = _predict(app_client, None, "😀😀 今日")
+    assert _table(unread) == [] and "could not be read" in unread[3] and "English" in unread[3]
+    noface = _predict(app_client, blank, "wow what a surprise")
     assert [r[1] for r in _table(noface)] == ["text_gru (text)"] and "Text-only result" in noface[3]
     assert "No face found" in noface[3]
     with pytest.raises(Exception, match="upload a photo .* or type a sentence"):

@@ -10,7 +10,7 @@ from fermm.data.__main__ import main as data_cli
 from fermm.hub import push_model_folder
 from fermm.models import load_model
 from fermm.models.cnn import CNNClassifier
-from tests.conftest import FER_TINY
+from tests.conftest import FER_TINY, FIXTURES
 
 
 def test_prepare_pushes_the_splits_and_card(mock_hub, tmp_path):
@@ -112,3 +112,41 @@ def test_unreachable_hub_switches_to_offline(monkeypatch, mock_hub):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     assert offline_if_unreachable(timeout=1.0) is True
     assert constants.is_offline_mode()
+
+
+def test_text_dataset_push_and_read_back(mock_hub, tmp_path):
+    """GoEmotions through ``DatasetDict.push_to_hub`` + ``DatasetCard`` to the mock Hub (LFS uploads; xet off,
+    which the mock does not speak), then read back by repo id, multi-label rows intact."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "HF_ENDPOINT": mock_hub.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "home"),
+           "HF_HUB_DISABLE_XET": "1"}
+    run = subprocess.run([sys.executable, "-m", "fermm.data", "prepare-text", "--which", "goemotions", "--source",
+                          str(FIXTURES / "goemotions_tiny"), "--output_dir", str(tmp_path / "out"),
+                          "--push_to_hub", "me/go-tiny"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    repo = mock_hub.repos[("dataset", "me/go-tiny")]
+    assert sorted(repo) == ["README.md", "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet",
+                            "data/validation-00000-of-00001.parquet"]
+    card = repo["README.md"].decode()
+    assert "path: data/train-*" in card and "license: apache-2.0" in card and "| train | 37 |" in card
+    read = subprocess.run([sys.executable, "-c", "from fermm.data.goemotions import load_goemotions; "
+                           "ds = load_goemotions('me/go-tiny'); print(len(ds['train']), "
+                           "sum(len(x) > 1 for x in ds['train']['labels']), ds['train'].features['labels'].feature.names)"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert read.returncode == 0, read.stderr[-2000:]
+    assert read.stdout.split("\n")[-2] == "37 2 ['angry', 'disgust', 'fear', 'happy', 'sad', 'surprise', 'neutral']"
+    assert (tmp_path / "out" / "train.parquet").exists()
+
+
+def test_text_dataset_failed_push_keeps_the_files(tmp_path, capsys):
+    assert data_cli(["prepare-text", "--which", "goemotions", "--source", str(FIXTURES / "goemotions_tiny"),
+                     "--output_dir", str(tmp_path / "out"), "--push_to_hub", "me/go-tiny"]) == 1  # offline
+    err = capsys.readouterr().err
+    assert "push to me/go-tiny failed" in err and "intact" in err and "--push_to_hub me/go-tiny" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["README.md", "test.parquet", "train.parquet",
+                                                                   "validation.parquet"]

@@ -1,6 +1,7 @@
-"""Command line: ``python -m fermm.data prepare --source S --output_dir D`` builds the splits (and pushes
+"""Command line: ``python -m fermm.data prepare --source S --output_dir D`` builds the FER2013 splits (and pushes
 them with ``--push_to_hub``); ``python -m fermm.data report --source S`` prints counts, duplicates and
-label conflicts."""
+label conflicts; ``python -m fermm.data prepare-text --which goemotions|dair --source S --output_dir D`` does the
+same for a text data set."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,7 @@ import logging
 import sys
 from typing import Sequence
 
-from fermm.data import card, report
+from fermm.data import card, publish, report
 from fermm.data.errors import DataError
 from fermm.data.sources import SkipLog, load_fer
 
@@ -31,12 +32,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     rep.add_argument("--source", required=True)
     rep.add_argument("--ferplus")
     rep.add_argument("--skip_bad", action="store_true")
+    txt = sub.add_parser("prepare-text", help="a text data set's splits as parquet with a dataset card")
+    txt.add_argument("--which", required=True, choices=sorted(publish.TEXT_SETS))
+    txt.add_argument("--source", required=True, help="the data set's folder (TSV/txt/parquet) or a Hub dataset id")
+    txt.add_argument("--output_dir", required=True)
+    txt.add_argument("--push_to_hub", metavar="REPO_ID", help="also push the splits and card to this Hub dataset")
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
+    if args.command == "prepare-text":
+        try:
+            return publish.prepare_text(args.which, args.source, args.output_dir, args.push_to_hub)
+        except DataError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     skips = SkipLog()
     try:
         ds = load_fer(args.source, args.ferplus, args.skip_bad, getattr(args, "val_fraction", 0.1),

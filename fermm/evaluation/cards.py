@@ -7,6 +7,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from fermm.labels import FER7
 from fermm.models import fingerprint
 from fermm.paths import RESULTS_DIR
 
@@ -150,23 +151,49 @@ def model_card(name: str, model, training: dict | None = None, history: list[dic
 
 
 TEXT_INTENDED_USE = (
-    "Research, teaching and demos of emotion classification of short English sentences (tweets), alone or "
-    "fused with a face in the fermm app.")
-TEXT_LIMITS = (
+    "Research, teaching and demos of emotion classification of short English sentences, alone or fused with a "
+    "face in the fermm app. English only: text with no English word it knows is reported as unreadable.")
+DAIR_LIMITS = (
     "Known limits and biases: trained on DAIR-AI emotion (English tweets, lower-cased, found by hashtags, so "
     "the labels are distant supervision, not annotations). It has six labels (sadness, joy, love, anger, fear, "
     "surprise): it cannot say 'neutral' or 'disgust', and 'surprise' (572 training sentences) and 'love' are the "
     "least reliable. Sarcasm, negation, other languages and other registers are handled poorly.")
+GO_LIMITS = (
+    "Known limits and biases: GoEmotions is English Reddit comments from 2019, labelled by crowd raters (often "
+    "disagreeing); Reddit's users skew young, male and North American, and its topics and slang differ from "
+    "other registers. 'disgust' (498 training comments) and 'fear' (541) are the least reliable labels; sarcasm "
+    "and negation are handled poorly. A sentence is not a person's inner state.")
+GO_DATA = "GoEmotions (Demszky et al., ACL 2020; Ekman's labels = FER-7, multi-label, one sigmoid per label)"
 
 
 def text_model_card(name: str, model, training: dict | None = None, history: list[dict] | None = None,
                     measured: dict | None = None) -> str:
-    """Model card of a text emotion classifier (see :func:`model_card`)."""
-    data = card_data(name, "text-classification", ["emotion"], ["dair-ai/emotion"], measured, "DAIR-AI emotion")
-    body = [f"# fermm `{name}`", "", f"A `{type(model).__name__}` text emotion classifier trained on DAIR-AI "
-            f"emotion with [fermm](https://github.com/fermm/fermm). Labels: {', '.join(model.labels)}. "
-            + _summary(measured, history), "",
+    """Model card of a text emotion classifier (see :func:`model_card`); names the data it was trained on."""
+    go = tuple(model.labels) == FER7
+    trained_on = (GO_DATA + (" + DAIR-AI emotion (its rows as partial labels: no neutral or disgust)"
+                             if (training or {}).get("data") == "goemotions+dair" else "")) if go else "DAIR-AI emotion"
+    datasets = ["google-research-datasets/go_emotions"] + (["dair-ai/emotion"] if "DAIR" in trained_on else [])
+    data = card_data(name, "text-classification", ["emotion"], datasets, measured,
+                     "GoEmotions (Ekman)" if go else "DAIR-AI emotion")
+    body = [f"# fermm `{name}`", "", f"A `{type(model).__name__}` text emotion classifier trained on {trained_on} "
+            f"with [fermm](https://github.com/fermm/fermm). Labels: {', '.join(model.labels)}. "
+            + _summary(measured, history), "", *(_calibration_lines(model) if go else []),
             "## Intended use", "", TEXT_INTENDED_USE, "", "## Out-of-scope uses", "", OUT_OF_SCOPE, "",
-            *_metrics_section(history, measured, "DAIR-AI emotion validation"), "", "## Limitations and biases", "",
-            TEXT_LIMITS, "", *_training_section(training)]
+            *_metrics_section(history, measured, "GoEmotions validation" if go else "DAIR-AI emotion validation"),
+            *(_multilabel_lines(measured) if go and measured else []), "", "## Limitations and biases", "",
+            GO_LIMITS if go else DAIR_LIMITS, "", *_training_section(training)]
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)))
+
+
+def _calibration_lines(model) -> list[str]:
+    return [f"One answer per sentence: softmax at temperature {model.temperature:.3g}, fitted on validation. "
+            "Multi-label: `predict_multilabel` (sigmoids) against per-label thresholds fitted on validation "
+            f"({', '.join(f'{lab} {t:.2f}' for lab, t in zip(model.labels, model.thresholds or ()))}).", ""]
+
+
+def _multilabel_lines(r: dict) -> list[str]:
+    dair = r.get("dair_fer7") or {}
+    lines = ["", f"GoEmotions multi-label macro-F1 over all {r['n_all_rows']:,} rows: {r['multilabel_macro_f1']:.4f} "
+             f"(validation thresholds), {r['multilabel_macro_f1_at_0.3']:.4f} at the paper's 0.3. Accuracy and the "
+             f"table above: the {r['n']:,} single-label rows."]
+    return lines + ([f"DAIR-AI emotion `{dair['split']}` on FER labels: {dair['accuracy']:.4f}."] if dair else [])

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from fermm import data
-from fermm.evaluation import metrics
+from fermm.evaluation import metrics, text_scores
 from fermm.faces import find_and_crop
 from fermm.labels import FER7
 from fermm.models import MODELS, TEXT_MODELS, fingerprint, load_folder, model_folder
@@ -87,8 +87,15 @@ def validation_gain(candidate: "EmotionClassifier", incumbent: "EmotionClassifie
             "gain_points": 100 * c["difference"], "gain_images": c["only_a_right"] - c["only_b_right"]}
 
 
-def evaluate_text_model(model, name: str, source: str, dataset: str, split: str, run: metrics.RunInfo) -> dict:
-    """A text model on DAIR-AI emotion, in the same schema (``images_per_second`` counts sentences)."""
+def evaluate_text_model(model, name: str, source: str, dataset: str, split: str, run: metrics.RunInfo,
+                        goemotions: str | None = None) -> dict:
+    """A text model in the same schema (``images_per_second`` counts sentences). DAIR-AI-label models: on
+    DAIR-AI emotion (``dataset``). FER-7 models: on GoEmotions (``goemotions``; see
+    :func:`fermm.evaluation.text_scores.goemotions_scores`) with DAIR-AI on FER labels beside it."""
+    if list(model.labels) == list(FER7):
+        return {"model": name, "source": source, "split": split, "tta": "none", "task": "text",
+                **text_scores.goemotions_scores(model, goemotions, dataset, split, run.seed), **run.as_dict(),
+                "schema_version": metrics.SCHEMA_VERSION}
     ds = data.load_text(dataset)[split]
     texts, y = list(ds["text"]), np.asarray(ds["label"])
     t0 = time.perf_counter()
@@ -117,9 +124,10 @@ def claimed_by(path: Path, source: str, sha256: str) -> str | None:
 
 def evaluate_all(names: Sequence[str], dataset: str, split: str, tta: str, output_dir: str | Path,
                  run: metrics.RunInfo, text_dataset: str | None = None,
-                 result_name: str | None = None) -> tuple[list[Path], dict[str, str]]:
+                 result_name: str | None = None, goemotions: str | None = None) -> tuple[list[Path], dict[str, str]]:
     """Evaluate every model that resolves; returns written files and {model: reason} for skipped ones.
-    Text models are scored on ``text_dataset`` (DAIR-AI emotion), image models on ``dataset``. A folder's
+    Text models are scored on ``goemotions`` (FER-7 text models) and ``text_dataset`` (DAIR-AI emotion), image
+    models on ``dataset``. A folder's
     result is named ``result_name`` (one model only) or after the folder, and never replaces another
     file; a registry name's result is replaced whatever its source (it names the product's model).
     A model that cannot be loaded is skipped; an error while scoring one stops the run."""
@@ -144,7 +152,7 @@ def evaluate_all(names: Sequence[str], dataset: str, split: str, tta: str, outpu
             log.warning("skipping %s: %s", name_or_path, reason)
             continue
         if text:
-            result = evaluate_text_model(model, name, source, text_dataset, split, run)
+            result = evaluate_text_model(model, name, source, text_dataset, split, run, goemotions)
         else:
             images = images or load_split(dataset, split)
             result = evaluate_model(model, name, source, images, dataset, split, tta, run)

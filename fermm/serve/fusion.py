@@ -1,13 +1,20 @@
 """Image + text late fusion into one FER-7 distribution, and the synthetic paired evaluation.
 
-The text models speak DAIR-AI's 6 labels; :data:`fermm.labels.TEXT6_TO_FER7` moves their mass onto
-FER-7 (love -> happy; nothing maps to disgust or neutral). Fusion is a weighted mean of the two
-distributions, ``(1 - w) * p_image + w * p_text``, with ``w`` fitted on validation pairs. No text ->
-the image result exactly; no face -> the text result alone.
+The product's text models read FER-7 (GoEmotions); earlier ones read DAIR-AI's 6 labels, moved onto FER-7
+by :data:`fermm.labels.TEXT6_TO_FER7` (love -> happy). The text counts as *evidence of an emotion*: its
+neutral mass says nothing about the face, so it is taken out, and the rest votes with a weight scaled by how
+much emotion the text expresses:
 
-No dataset pairs faces with sentences, so the evaluation pairs FER faces with DAIR sentences whose
-label maps to the face's label (congruent), or to another label (conflict). That pairing is synthetic:
-it measures how the two signals combine, not how people caption photos.
+    e = 1 - p_text(neutral);  q = p_text without neutral, renormalised
+    fused = (1 - w e) p_image + w e q
+
+A neutral text (e ~ 0) leaves the face's answer as it is; an uncertain text (q flat) adds nearly even mass and
+cannot overturn a confident face; a clear emotional sentence (e ~ 1, q peaked) moves an uncertain face. ``w`` is
+fitted on validation pairs. No text -> the image result exactly; no face -> the text result alone.
+
+No dataset pairs faces with sentences, so the evaluation pairs FER faces with sentences of the same label
+(congruent), neutral sentences, and sentences of another emotion (conflict). That pairing is synthetic: it
+measures how the two signals combine, not how people caption photos.
 """
 from __future__ import annotations
 
@@ -17,9 +24,10 @@ from typing import Sequence
 
 import numpy as np
 
-from fermm.labels import FER7, TEXT6, TEXT6_TO_FER7, text6_to_fer7_matrix
+from fermm.labels import FER7, text6_to_fer7_matrix
 
 DEFAULT_TEXT_WEIGHT = 0.5
+NEUTRAL = FER7.index("neutral")
 FUSION_FILE = "fusion.json"  # in results/: the fitted weight, written by eval/fusion.py
 
 
@@ -31,11 +39,30 @@ def text_to_fer7(p_text: np.ndarray, mapping: dict[str, str | None] | None = Non
     return p + (1 - p.sum(1, keepdims=True)) / len(FER7)
 
 
+def as_fer7(p_text: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """(N, C) text probabilities over ``labels`` (FER-7 or DAIR-AI's 6) -> (N, 7) over FER-7."""
+    p = np.asarray(p_text, dtype=np.float64)
+    return p if tuple(labels) == FER7 else text_to_fer7(p)
+
+
+def text_evidence(p_text_fer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(..., 7) text distribution -> (the emotions it votes for: neutral removed, renormalised (..., 7);
+    its strength 1 - p(neutral) (...,))."""
+    p = np.asarray(p_text_fer, dtype=np.float64)
+    q = p.copy()
+    q[..., NEUTRAL] = 0.0
+    total = q.sum(-1, keepdims=True)
+    q = np.divide(q, total, out=np.full_like(q, 1 / len(FER7)), where=total > 0)
+    return q, 1.0 - p[..., NEUTRAL]
+
+
 def fuse(p_image: np.ndarray, p_text_fer: np.ndarray | None, weight: float) -> np.ndarray:
     """(N, 7) image probabilities fused with one (7,) or (N, 7) text distribution; None -> unchanged."""
     if p_text_fer is None:
         return p_image
-    return (1 - weight) * np.asarray(p_image, dtype=np.float64) + weight * np.asarray(p_text_fer, dtype=np.float64)
+    q, strength = text_evidence(p_text_fer)
+    w = weight * np.asarray(strength)[..., None]
+    return (1 - w) * np.asarray(p_image, dtype=np.float64) + w * q
 
 
 def fit_weight(p_image: np.ndarray, p_text_fer: np.ndarray, y: np.ndarray,
@@ -51,44 +78,30 @@ def fit_weight(p_image: np.ndarray, p_text_fer: np.ndarray, y: np.ndarray,
     return best, {w: s[0] for w, s in scores.items()}
 
 
-class LearnedFusion:
-    """The "small learned fusion head": multinomial logistic regression on [log p_image, log p_text]
-    (14 features -> FER-7), fitted on validation pairs. Compared with the weighted mean in eval/fusion.py."""
-
-    def __init__(self, c: float = 1.0, seed: int = 0):
-        from sklearn.linear_model import LogisticRegression  # lazy: a heavy import, paid only when this runs
-
-        self.clf = LogisticRegression(C=c, max_iter=2000, random_state=seed)
-
-    @staticmethod
-    def features(p_image: np.ndarray, p_text_fer: np.ndarray) -> np.ndarray:
-        return np.log(np.clip(np.concatenate([p_image, p_text_fer], 1), 1e-6, 1))  # (N, 14)
-
-    def fit(self, p_image: np.ndarray, p_text_fer: np.ndarray, y: np.ndarray) -> "LearnedFusion":
-        self.clf.fit(self.features(p_image, p_text_fer), y)
-        return self
-
-    def predict_proba(self, p_image: np.ndarray, p_text_fer: np.ndarray) -> np.ndarray:
-        """(N, 7) over FER-7 (classes never seen in fitting get probability 0)."""
-        out = np.zeros((len(p_image), len(FER7)))
-        out[:, self.clf.classes_] = self.clf.predict_proba(self.features(p_image, p_text_fer))
-        return out
+PAIR_KINDS = ("congruent", "neutral", "conflict")
 
 
-def pair_sentences(face_labels: np.ndarray, text_labels: np.ndarray, conflict: bool, seed: int
+def pair_sentences(face_labels: np.ndarray, text_labels: np.ndarray, kind: str, seed: int
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """For each face whose FER label some text label maps to, a random sentence index of that label
-    (``conflict=False``) or of a label mapping elsewhere (``conflict=True``). Returns (face idx, sentence idx)."""
+    """For each face, a random sentence (FER-7 label ids for both): of the face's label (``congruent``), a
+    neutral one (``neutral``), or of another emotion (``conflict``, never neutral). Faces with no such sentence
+    are left out. Returns (face idx, sentence idx)."""
+    if kind not in PAIR_KINDS:
+        raise ValueError(f"kind must be one of {PAIR_KINDS}, not {kind!r}")
     rng = np.random.default_rng(seed)
-    text_fer = np.array([FER7.index(TEXT6_TO_FER7[TEXT6[t]]) for t in text_labels])
+    text_labels = np.asarray(text_labels)
     faces, sentences = [], []
     for i, y in enumerate(face_labels):
-        if y not in text_fer:  # disgust and neutral have no sentences
-            continue
-        pool = np.flatnonzero(text_fer != y) if conflict else np.flatnonzero(text_fer == y)
-        faces.append(i)
-        sentences.append(int(rng.choice(pool)))
-    return np.array(faces), np.array(sentences)
+        if kind == "congruent":
+            pool = np.flatnonzero(text_labels == y)
+        elif kind == "neutral":
+            pool = np.flatnonzero(text_labels == NEUTRAL)
+        else:
+            pool = np.flatnonzero((text_labels != y) & (text_labels != NEUTRAL))
+        if len(pool):
+            faces.append(i)
+            sentences.append(int(rng.choice(pool)))
+    return np.array(faces, dtype=np.int64), np.array(sentences, dtype=np.int64)
 
 
 def load_weight(results_dir: str | Path) -> float:

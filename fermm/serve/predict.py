@@ -19,7 +19,7 @@ from fermm.models import list_models, load_model
 from fermm.models.registry import resolve
 from fermm.models.textprep import clean_text
 from fermm.serve.fusion import fuse as fuse_text
-from fermm.serve.fusion import text_to_fer7
+from fermm.serve.fusion import as_fer7, text_evidence
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +110,18 @@ class FaceResult:
 @dataclass
 class TextResult:
     model: str
-    probs: dict[str, float]  # over the text model's labels (DAIR-AI 6)
+    probs: dict[str, float]  # over the text model's labels (FER-7, or DAIR-AI's 6 for the earlier models)
     fer7: dict[str, float]  # the same mass on FER-7
     weight: float  # its weight in the fusion
 
     @property
     def top(self) -> str:
         return max(self.probs, key=self.probs.get)
+
+    @property
+    def strength(self) -> float:
+        """How much emotion the reading expresses (1 - its neutral share): what scales its weight in fusion."""
+        return float(text_evidence(np.array([self.fer7[lab] for lab in FER7]))[1])
 
 
 @dataclass
@@ -130,19 +135,19 @@ class ImageResult:
 
 def predict_text(text: str | None, pool: ModelPool | None, model_name: str | None, weight: float
                  ) -> tuple[TextResult | None, list[str], dict[str, str]]:
-    """The text model's reading of ``text`` (None when there is no usable text or model)."""
+    """The text model's reading of ``text``: None when there is no text, no model, or nothing it could read
+    (the notes say which)."""
     if text is None or not text.strip() or pool is None or not model_name:
         return None, [], {}
-    cleaned, notes = clean_text(text)
     model = pool.get(model_name)
     if model is None:
-        return None, notes, {model_name: pool.error(model_name)}
-    if not cleaned:
-        return None, notes, {}
-    p = model.predict_text([cleaned]).numpy()
-    fer = text_to_fer7(p)[0]
-    return (TextResult(model_name, {lab: float(v) for lab, v in zip(model.labels, p[0])},
-                       {lab: float(v) for lab, v in zip(FER7, fer)}, weight), notes, {})
+        return None, clean_text(text)[1], {model_name: pool.error(model_name)}
+    reading = model.read(text)
+    if reading is None or not reading.readable:
+        return None, reading.notes if reading else clean_text(text)[1], {}
+    p = np.array([[reading.probs[lab] for lab in model.labels]])
+    fer = as_fer7(p, model.labels)[0]
+    return TextResult(model_name, reading.probs, {lab: float(v) for lab, v in zip(FER7, fer)}, weight), reading.notes, {}
 
 
 def fuse(per_model: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:

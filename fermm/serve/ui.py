@@ -64,10 +64,12 @@ def _status(result: ImageResult, n_models: int, has_image: bool = True) -> str:
     lines = []
     if result.text:
         t = result.text
-        lines.append(f"Text ({html.escape(t.model)}): **{t.top}** ({t.probs[t.top]:.0%}).")
+        reading = f"Text ({html.escape(t.model)}): **{t.top}** ({t.probs[t.top]:.0%})"
+        lines.append(reading + (": it names no emotion, so it barely changes the faces' answers." if
+                                t.top == "neutral" else "."))
         if result.faces:
-            lines.append(f"Each face's fused result weighs the text at {t.weight:.2f} and the face models at "
-                         f"{1 - t.weight:.2f}.")
+            lines.append(f"Each face's fused result weighs the text at {t.weight * t.strength:.2f}: its weight "
+                         f"{t.weight:.2f} times the share of its reading that is an emotion ({t.strength:.0%}).")
         else:
             lines.append("**Text-only result**: no face was classified.")
     if has_image and not result.faces:
@@ -229,7 +231,7 @@ def predict_tab(pool: ModelPool, available: list[str], unavailable: dict[str, st
         with gr.Column():
             image = FileImage(label="Photo", type="filepath", sources=["upload", "webcam", "clipboard"],
                               image_mode=None)
-            text = gr.Textbox(label="Optional text (a caption, what the person said)", max_lines=4,
+            text = gr.Textbox(label="Optional text, English only (a caption, what the person said)", max_lines=4,
                               max_length=20_000)
             text_model = ModelMenu(text_models, value=text_models[0] if text_models else None,
                                    label="Text model", visible=bool(text_models))

@@ -50,6 +50,7 @@ class TrainConfig:
     log_with: str = "tensorboard"  # tensorboard | wandb | none
     max_steps_per_epoch: int = 0  # 0 = whole epoch (tests set a few)
     ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights
+    select_metric: str = "accuracy"  # the validation figure that picks the best epoch (higher is better)
     extra: dict = field(default_factory=dict)  # task- and script-specific arguments, recorded as-is
 
     def to_dict(self) -> dict:
@@ -187,8 +188,8 @@ class Trainer:
         for epoch in range(self.start_epoch, cfg.epochs):
             row = self._train_epoch(epoch)
             candidate = self._validate(row)
-            if row["val_accuracy"] > self.best_acc:
-                self.best_acc, self.best_epoch = row["val_accuracy"], epoch
+            if row[f"val_{cfg.select_metric}"] > self.best_acc:
+                self.best_acc, self.best_epoch = row[f"val_{cfg.select_metric}"], epoch
                 if self.acc.is_main_process:
                     self.save_best(candidate, self.out / "best", row)
             row["best_val_accuracy"] = self.best_acc
