@@ -51,19 +51,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def loaded(names: Sequence[str]) -> tuple[dict, dict]:
+    """({name: model} of those that load, {name: why not} of the others: never fatal)."""
+    from fermm.models import load_model
+
+    models, unavailable = {}, {}
+    for name in names:
+        try:
+            models[name] = load_model(name)
+        except Exception as e:
+            unavailable[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}" if str(e) else type(e).__name__
+    return models, unavailable
+
+
 def model_latency(names: Sequence[str], repeats: int, warmup: int) -> tuple[dict, dict]:
     """ms per face at batch 1 (one call per face) and batch 32 (call time / 32), on the example's face crop."""
     from fermm.faces import find_and_crop, load_image
-    from fermm.models import load_model
 
     _, crops = find_and_crop(load_image(common.EXAMPLE))
-    out, unavailable = {}, {}
-    for name in names:
-        try:
-            model = load_model(name)
-        except Exception as e:  # a model that does not load is reported, never fatal
-            unavailable[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}" if str(e) else type(e).__name__
-            continue
+    models, unavailable = loaded(names)
+    out = {}
+    for name, model in models.items():
         b1 = common.timed(lambda: model.predict_proba(crops[:1], batch_size=1), repeats, warmup)
         b32 = common.timed(lambda: model.predict_proba(crops[:1] * 32, batch_size=32), repeats, warmup)
         out[name] = {"batch1": common.percentiles(b1),
@@ -75,15 +83,9 @@ def model_latency(names: Sequence[str], repeats: int, warmup: int) -> tuple[dict
 def text_latency(names: Sequence[str], repeats: int, warmup: int) -> tuple[dict, dict]:
     """ms per sentence: batch 1 through ``read`` (the app's path: cleaning, the vocabulary check, the model),
     cycling over :data:`SENTENCES`, and batch 32 through ``predict_text``."""
-    from fermm.models import load_model
-
-    out, unavailable = {}, {}
-    for name in names:
-        try:
-            model = load_model(name)
-        except Exception as e:  # a model that does not load is reported, never fatal
-            unavailable[name] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}" if str(e) else type(e).__name__
-            continue
+    models, unavailable = loaded(names)
+    out = {}
+    for name, model in models.items():
         turn = iter(range(10**9))
         b1 = common.timed(lambda: model.read(SENTENCES[next(turn) % len(SENTENCES)]), repeats, warmup)
         b32 = common.timed(lambda: model.predict_text(list(SENTENCES) * 4), max(1, repeats // 5), 1)
