@@ -74,13 +74,20 @@ def test_no_face_and_whole_image_mode(app_client, tmp_path):
     assert len(_table(result)) == 2 and "whole image" in result[3]
 
 
-def test_bad_file_gives_a_clear_error_and_the_app_keeps_serving(app_client, tmp_path):
+def test_bad_file_gives_a_clear_error_and_the_app_keeps_serving(app_client, tmp_path, capfd, caplog):
+    import logging
+
     from gradio_client import handle_file
 
     fake = tmp_path / "holiday.jpg"
     fake.write_text("this is not a picture")
-    with pytest.raises(Exception, match="cannot be used: this is not an image"):
+    capfd.readouterr()
+    with caplog.at_level(logging.INFO, logger="fermm"), pytest.raises(Exception, match="cannot be used: this is not an image"):
         app_client.predict(handle_file(str(fake)), "", ["glove_cnn"], False, False, "text_gru", api_name="/predict")
+    out = capfd.readouterr()
+    assert "Traceback" not in out.err + out.out  # an expected refusal is one log line, not a stack trace
+    assert [r.getMessage() for r in caplog.records if "refused" in r.getMessage()] == [
+        "request refused: This file cannot be used: this is not an image fermm can read (JPEG, PNG, GIF, BMP, WebP or TIFF)."]
     result = app_client.predict(handle_file(str(ASTRONAUT)), "", ["glove_cnn"], False, False, "text_gru", api_name="/predict")
     assert len(_table(result)) == 2
 

@@ -14,6 +14,13 @@ log = logging.getLogger(__name__)
 MAX_UPLOAD_MB = 25  # per uploaded file; also the cap of an inline data: URL image
 
 
+def user_error(message: str) -> gr.Error:
+    """The error a person sees for a request that cannot be served (a bad file, a missing choice): one log line,
+    no traceback (Gradio prints one for every gr.Error unless told not to; these are not bugs)."""
+    log.info("request refused: %s", message)
+    return gr.Error(message, print_exception=False)
+
+
 class FileImage(gr.Image):
     """gr.Image that hands the raw upload (a path, or the bytes of an inline data: URL) to fermm instead of
     decoding it itself, so damaged or fake images reach :func:`fermm.faces.load_image` and get a clear
@@ -36,14 +43,14 @@ def data_url_bytes(url: str) -> bytes:
     Line-wrapped or unpadded base64 is accepted, as Gradio's own decoder accepts it."""
     head, _, body = url.partition(",")
     if not head.strip().lower().endswith(";base64"):
-        raise gr.Error("This image cannot be used: only base64 data URLs are accepted.")
+        raise user_error("This image cannot be used: only base64 data URLs are accepted.")
     body = "".join(body.split())
     if len(body) * 3 // 4 > MAX_UPLOAD_MB * 2**20:
-        raise gr.Error(f"This image is larger than the {MAX_UPLOAD_MB} MB upload limit.")
+        raise user_error(f"This image is larger than the {MAX_UPLOAD_MB} MB upload limit.")
     try:
         return base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
     except binascii.Error:
-        raise gr.Error("This image cannot be used: its data URL is not valid base64.") from None
+        raise user_error("This image cannot be used: its data URL is not valid base64.") from None
 
 
 class _RegistryChoices:
@@ -56,7 +63,7 @@ class _RegistryChoices:
         names = list_models(self.kind)
         unknown = [v for v in values if v not in names]
         if unknown:
-            raise gr.Error(f"Unknown model {unknown[0]!r}: the {self.kind} models are {', '.join(names)}.")
+            raise user_error(f"Unknown model {unknown[0]!r}: the {self.kind} models are {', '.join(names)}.")
 
 
 class ModelBoxes(_RegistryChoices, gr.CheckboxGroup):

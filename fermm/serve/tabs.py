@@ -19,7 +19,7 @@ from fermm.evaluation.cards import INTENDED_USE, LIMITS, OUT_OF_SCOPE
 from fermm.labels import FER7
 from fermm.models import list_models
 from fermm.serve import end_to_end
-from fermm.serve.components import MAX_UPLOAD_MB, ModelBoxes
+from fermm.serve.components import MAX_UPLOAD_MB, ModelBoxes, user_error
 from fermm.serve.predict import ModelPool
 
 log = logging.getLogger(__name__)
@@ -106,13 +106,13 @@ def confusion_tab(results_dir: Path):
 def evaluate_tab(pool: ModelPool, available: list[str]) -> ModelBoxes:
     def run(zip_path, models, detect, progress=gr.Progress()):
         if not zip_path:
-            raise gr.Error("Please upload a zip of labelled face images.")
+            raise user_error("Please upload a zip of labelled face images.")
         if not models:
-            raise gr.Error("Please choose at least one model.")
+            raise user_error("Please choose at least one model.")
         try:
             labelled = userset.read_zip(zip_path)
         except userset.ZipError as e:
-            raise gr.Error(f"This zip cannot be used: {e}.") from None
+            raise user_error(f"This zip cannot be used: {e}.") from None
         scores, rows, skipped = evaluator.evaluate_set(pool, models, labelled, bool(detect), progress)
         lines = [f"Evaluated {len(rows)} images against your labels."]
         lines += [f"- skipped {n}: {html.escape(reason)}" for reason, n in skipped.items()]

@@ -21,7 +21,7 @@ from fermm.labels import FER7
 from fermm.models import list_models
 from fermm.paths import ASSETS, CHECKPOINTS, RESULTS_DIR
 from fermm.serve.bodylimit import BodyLimit
-from fermm.serve.components import MAX_UPLOAD_MB, FileImage, ModelBoxes, ModelMenu
+from fermm.serve.components import MAX_UPLOAD_MB, FileImage, ModelBoxes, ModelMenu, user_error
 from fermm.serve.explain import overlay, saliency
 from fermm.serve.fusion import load_weight
 from fermm.serve.predict import ImageResult, ModelPool, predict_image
@@ -122,13 +122,13 @@ def make_predict_fn(pool: ModelPool, text_pool: ModelPool, text_weight: float):
     def predict(upload: str | bytes | None, text: str, models: list[str], whole_image: bool, explain: bool = False,
                 text_model: str | None = None):
         if upload is None and not (text or "").strip():
-            raise gr.Error("Please upload a photo (or paste one, or use the webcam), or type a sentence.")
+            raise user_error("Please upload a photo (or paste one, or use the webcam), or type a sentence.")
         image = None
         if upload is not None:  # a path, or bytes from a data: URL
             try:
                 image = facelib.load_image(upload)
             except facelib.ImageError as e:
-                raise gr.Error(f"This file cannot be used: {e}.") from None
+                raise user_error(f"This file cannot be used: {e}.") from None
         result = predict_image(image, pool, models or [], whole_image=bool(whole_image), text=text,
                                text_pool=text_pool, text_model=text_model, text_weight=text_weight)
         if image is None:
