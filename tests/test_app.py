@@ -30,13 +30,13 @@ def test_predict_real_photo_returns_probabilities_per_model(app_client):
     rows = _table(result)
     assert [r[:2] for r in rows] == [[1, "glove_cnn"], [1, "fused"]]
     for row in rows:
-        assert sum(row[2:9]) == pytest.approx(1.0, abs=0.01) and row[9] == FER7[int(np.argmax(row[2:9]))]
+        assert sum(row[3:10]) == pytest.approx(1.0, abs=0.01) and row[2] == FER7[int(np.argmax(row[3:10]))]
     assert "Found 1 face(s)" in result[3]
-    top = rows[-1][9]
+    top = rows[-1][2]
     shown = re.search(rf"face 1: \*\*{top} (\d+)%\*\*", result[3])  # the answer and its confidence
-    assert shown and abs(int(shown.group(1)) - 100 * rows[-1][2 + FER7.index(top)]) <= 1
+    assert shown and abs(int(shown.group(1)) - 100 * rows[-1][3 + FER7.index(top)]) <= 1
     assert result[0] is not None  # the boxed image
-    _assert_chart_matches(result[2], {"face 1": rows[-1][2:9]})
+    _assert_chart_matches(result[2], {"face 1": rows[-1][3:10]})
 
 
 def _assert_chart_matches(plot, bars: dict):
@@ -210,9 +210,12 @@ def test_explain_returns_an_overlay_per_face_and_model(app_client):
     from gradio_client import handle_file
 
     result = app_client.predict(handle_file(str(ASTRONAUT)), "", ["glove_cnn"], False, True, "text_gru", api_name="/predict")
-    (item,) = result[4]
-    top = _table(result)[0][9]  # the glove_cnn row's top class: the overlay explains that class
+    assert result[4]["visible"] is True
+    (item,) = result[4]["value"]
+    top = _table(result)[0][2]  # the glove_cnn row's top class: the overlay explains that class
     assert item["caption"] == f"face 1, glove_cnn: {top}"
+    plain = app_client.predict(handle_file(str(ASTRONAUT)), "", ["glove_cnn"], False, False, "text_gru", api_name="/predict")
+    assert plain[4]["visible"] is False and not plain[4]["value"]  # no explanations asked: no empty box
 
 
 def _bad_files(tmp_path, astronaut):
@@ -289,11 +292,11 @@ def test_text_fuses_with_the_face_and_no_text_changes_nothing(app_client):
     rows = {r[1]: r for r in _table(with_text)}
     assert set(rows) == {"text_gru (text)", "glove_cnn", "fused"}
     image_only = {r[1]: r for r in _table(without)}["fused"]
-    assert rows["glove_cnn"][2:9] == {r[1]: r for r in _table(without)}["glove_cnn"][2:9]
-    assert rows["fused"][2:9] != image_only[2:9] and sum(rows["fused"][2:9]) == pytest.approx(1, abs=0.01)
+    assert rows["glove_cnn"][3:10] == {r[1]: r for r in _table(without)}["glove_cnn"][3:10]
+    assert rows["fused"][3:10] != image_only[3:10] and sum(rows["fused"][3:10]) == pytest.approx(1, abs=0.01)
     assert "Text (text_gru)" in with_text[3] and "weighs the text at" in with_text[3]
-    _assert_chart_matches(with_text[2], {"text (text_gru)": rows["text_gru (text)"][2:9],
-                                         "face 1": rows["fused"][2:9]})
+    _assert_chart_matches(with_text[2], {"text (text_gru)": rows["text_gru (text)"][3:10],
+                                         "face 1": rows["fused"][3:10]})
 
 
 def test_text_only_and_text_with_no_face(app_client, tmp_path):

