@@ -82,6 +82,20 @@ def test_the_answer_is_in_view_after_classify(browser, app_url, width, height):
         page.close()
 
 
+def test_a_bad_file_is_flagged_when_it_is_chosen(browser, app_url, tmp_path):
+    fake = tmp_path / "holiday.png"
+    fake.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really" * 50)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(app_url, wait_until="domcontentloaded")
+        page.get_by_text("facial expression recognition").first.wait_for(timeout=90_000)
+        page.locator("input[type=file]").first.set_input_files(str(fake))
+        page.locator("#fermm-answer").get_by_text("This file cannot be used").wait_for(timeout=30_000)
+        assert "choose another photo" in page.locator("#fermm-answer").inner_text()
+    finally:
+        page.close()
+
+
 def test_accuracy_and_confusion_tabs_render_charts(page):
     page.get_by_role("tab", name="Accuracy").click()
     page.locator(".js-plotly-plot:visible").first.wait_for(timeout=30_000)

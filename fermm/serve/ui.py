@@ -147,6 +147,17 @@ SCROLL_TO_ANSWER = """() => { const el = document.getElementById('fermm-answer')
     if (r.top < 0 || r.top > window.innerHeight - 120) el.scrollIntoView({behavior: 'instant', block: 'start'}); } }"""
 
 
+def upload_message(upload: str | bytes | None) -> str:
+    """Said as soon as a file is chosen, not after Classify: whether it can be used, and why not."""
+    if upload is None:
+        return ""
+    try:
+        facelib.load_image(upload)
+    except facelib.ImageError as e:
+        return f"**This file cannot be used**: {html.escape(str(e))}. Please choose another photo."
+    return ""
+
+
 def _shown(gallery: list) -> dict:
     """The explanations, and their box only when there are some (an empty gallery takes 250 px)."""
     return gr.update(value=gallery, visible=bool(gallery))
@@ -265,6 +276,7 @@ def predict_tab(pool: ModelPool, available: list[str], unavailable: dict[str, st
     with gr.Accordion("Model availability", open=False):
         status_table = gr.Dataframe(headers=["model", "available", "from", "why not"], interactive=False)
         refresh = gr.Button("Refresh", size="sm")
+    image.upload(upload_message, image, status, api_name=False, show_progress="hidden")
     button.click(make_predict_fn(pool, text_pool, text_weight), [image, text, models, whole, explain, text_model],
                  [boxed, table, chart, status, gallery],
                  api_name="predict", concurrency_limit=4).then(None, js=SCROLL_TO_ANSWER)
