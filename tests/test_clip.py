@@ -229,7 +229,7 @@ def test_clip_text_classifier_trains_saves_only_the_head(tiny_clip, tmp_path):
     from tests.test_text import EMOTION_TINY
 
     out = tmp_path / "text_clip"
-    assert script.main(["--model", "clip", "--model_name_or_path", tiny_clip, "--dataset", str(EMOTION_TINY),
+    assert script.main(["--data", "dair", "--model", "clip", "--model_name_or_path", tiny_clip, "--dataset", str(EMOTION_TINY),
                         "--output_dir", str(out), "--epochs", "2", "--batch_size", "8", "--log_with", "none"]) == 0
     model = load_model(str(out))
     assert model.labels == TEXT6 and model.base_model == tiny_clip

@@ -208,3 +208,31 @@ def test_app_fusion_averages_models_on_fer7_then_blends_the_text(astronaut):
     result = predict_image(astronaut, pool, ["a", "b"], whole_image=True, text="so happy", text_pool=text_pool,
                            text_model="t", text_weight=0.3)
     assert np.allclose([result.faces[0].fused[lab] for lab in FER7], 0.7 * image + 0.3 * text, atol=1e-6)
+
+
+def test_lora_adapters_round_trip_through_peft_state_dicts(tmp_path):
+    """Only the adapters and the head are saved, under peft's own names (get_peft_model_state_dict), and loaded
+    back with set_peft_model_state_dict: the same predictions, and a wrong tensor is refused."""
+    from safetensors.torch import load_file, save_file
+
+    from fermm.models.text import TextMiniLM
+
+    torch.manual_seed(0)
+    model = TextMiniLM(labels=FER7, mode="lora", lora_r=4, multi_label=True)
+    with torch.no_grad():  # peft starts lora_B at zero; make the adapters matter
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.05)
+    model.save_pretrained(tmp_path / "m")
+    saved = load_file(str(tmp_path / "m" / "model.safetensors"))
+    assert any(".lora_A." in k for k in saved) and not any(".default." in k for k in saved)
+    assert set(saved) == {k for k in saved if "lora_" in k} | {"head.weight", "head.bias"}
+    again = load_model(str(tmp_path / "m"))
+    texts = ["the meeting is at noon", "i am so happy today"]
+    assert torch.allclose(again.logits_text(texts), model.logits_text(texts), atol=1e-5)
+    fresh = TextMiniLM(labels=FER7, mode="lora", lora_r=4, multi_label=True)
+    assert not torch.allclose(fresh.logits_text(texts), model.logits_text(texts), atol=1e-3)  # the adapters count
+    key = next(k for k in saved if "lora_B" in k)
+    save_file({**saved, key: saved[key][:, :2].contiguous()}, str(tmp_path / "m" / "model.safetensors"))
+    with pytest.raises(ValueError, match="saved shape"):
+        load_model(str(tmp_path / "m"))

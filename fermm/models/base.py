@@ -62,6 +62,19 @@ class LearnedOnly:
     def learned_metadata(self) -> dict[str, str]:
         return {}
 
+    def peft_parts(self) -> dict[str, nn.Module]:
+        """{state-dict prefix: peft model} whose adapters are saved and loaded by peft's own functions."""
+        return {}
+
+    def peft_state(self) -> dict[str, torch.Tensor]:
+        """The adapter tensors of :meth:`peft_parts`, named by ``get_peft_model_state_dict`` under their prefix."""
+        if not self.peft_parts():
+            return {}
+        from peft import get_peft_model_state_dict  # lazy: a heavy import, paid only when this runs
+
+        return {prefix + k: v.detach().contiguous() for prefix, module in self.peft_parts().items()
+                for k, v in get_peft_model_state_dict(module).items()}
+
     def _save_pretrained(self, save_directory: Path) -> None:
         state = self.learned_state_dict()
         if state:
@@ -81,7 +94,20 @@ class LearnedOnly:
         for k, v in state.items():
             if v.shape != expected[k].shape:
                 raise ValueError(f"{k}: saved shape {tuple(v.shape)} != expected {tuple(expected[k].shape)}")
-        self.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=False)
+        self._load_tensors({k: v.to(expected[k].dtype) for k, v in state.items()})
+
+    def _load_tensors(self, state: dict[str, torch.Tensor]) -> None:
+        """Adapters through ``set_peft_model_state_dict``, the rest by name; a tensor that lands nowhere is an error."""
+        rest = dict(state)
+        for prefix, module in self.peft_parts().items():
+            from peft import set_peft_model_state_dict  # lazy: a heavy import, paid only when this runs
+
+            part = {k[len(prefix):]: rest.pop(k) for k in list(rest) if k.startswith(prefix)}
+            if set_peft_model_state_dict(module, part).unexpected_keys:
+                raise ValueError(f"adapter tensors under {prefix!r} do not fit this model's adapters")
+        unexpected = self.load_state_dict(rest, strict=False).unexpected_keys
+        if unexpected:
+            raise ValueError(f"saved tensors {unexpected[:5]} do not fit this model")
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision=None, cache_dir=None, force_download=False,

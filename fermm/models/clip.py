@@ -230,11 +230,14 @@ class ClipFinetune(ClipClassifier):
             self.clip.visual_projection.requires_grad_(True)
             self.learned_prefixes = ("head.", "clip.vision_model.", "clip.visual_projection.")
 
+    def peft_parts(self) -> dict[str, nn.Module]:
+        return {"vision.": self.vision} if self.mode == "lora" else {}
+
     def learned_state_dict(self) -> dict[str, torch.Tensor]:
-        state = super().learned_state_dict()
-        if self.mode == "lora":  # only the adapter tensors of the wrapped tower
-            state = {k: v for k, v in state.items() if k.startswith("head.") or "lora_" in k}
-        return state
+        if self.mode != "lora":
+            return super().learned_state_dict()
+        # the adapters of the wrapped tower (peft's state dict) and the head
+        return {**self.peft_state(), **{k: v.detach().contiguous() for k, v in self.head.state_dict(prefix="head.").items()}}
 
     def image_embed(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self.vision(pixel_values=x).pooler_output

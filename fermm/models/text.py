@@ -184,10 +184,14 @@ class TextMiniLM(TextClassifierBase):
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)  # mean pooling, as the sentence encoder does
         return self.head(self.dropout(pooled))
 
+    def peft_parts(self) -> dict[str, nn.Module]:
+        return {"encoder.": self.encoder} if self.mode == "lora" else {}
+
     def learned_state_dict(self) -> dict[str, torch.Tensor]:
-        state = self.state_dict()
-        keep = (lambda k: k.startswith("head.") or "lora_" in k) if self.mode == "lora" else (lambda k: True)
-        return {k: v.detach().contiguous() for k, v in state.items() if keep(k)}
+        """LoRA: the adapters (peft's state dict) and the head; full: everything."""
+        if self.mode != "lora":
+            return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        return {**self.peft_state(), **{k: v.detach().contiguous() for k, v in self.head.state_dict(prefix="head.").items()}}
 
     def learned_metadata(self) -> dict[str, str]:
         return {"mode": self.mode, "base_model": self.base_model}

@@ -161,7 +161,11 @@ class Trainer:
             return False
 
         model = self.acc.unwrap_model(self.model)
-        model.load_state_dict(load_file(str(last / "model.safetensors")), strict=not hasattr(model, "learned_state_dict"))
+        state = load_file(str(last / "model.safetensors"))
+        if hasattr(model, "load_learned"):  # checked like a saved model: names, shapes, adapters through peft
+            model.load_learned(state, None)
+        else:
+            model.load_state_dict(state)
         optim = torch.load(last / "optim.pt", weights_only=True)
         self.opt.load_state_dict(optim["optimizer"])
         self.sched.load_state_dict(optim["scheduler"])
