@@ -13,7 +13,7 @@ from typing import Sequence
 
 from fermm import cli
 from fermm.labels import FER7
-from fermm.training import clip as clip_training
+from fermm.training import clip as clip_training, recipes
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -22,7 +22,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lora", action="store_true", help="finetune with LoRA adapters instead of the full tower")
     p.add_argument("--lora_r", type=int, default=8)
     clip_training.add_args(p)
-    return p.parse_args(argv)
+    return recipes.parse(p, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,14 +11,14 @@ import sys
 from typing import Sequence
 
 from fermm import cli
-from fermm.training import clip as clip_training
+from fermm.training import clip as clip_training, recipes
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     clip_training.add_args(p)
     clip_training.add_coop_args(p)
-    return p.parse_args(argv)
+    return recipes.parse(p, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import sys
 from typing import Sequence
 
 from fermm import cli
-from fermm.training import image as image_training
+from fermm.training import image as image_training, recipes
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -23,7 +23,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="the teacher sees the student's augmented view, or the image un-augmented (teaches "
                         "invariance to the augmentation, e.g. with --framing_jitter)")
     p.set_defaults(backbone="mini")
-    return p.parse_args(argv)
+    return recipes.parse(p, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

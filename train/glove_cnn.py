@@ -13,14 +13,14 @@ import sys
 from typing import Sequence
 
 from fermm import cli
-from fermm.training import image as image_training
+from fermm.training import image as image_training, recipes
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     image_training.add_common_args(p)
     image_training.add_glove_args(p)
-    return p.parse_args(argv)
+    return recipes.parse(p, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

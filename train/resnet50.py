@@ -10,7 +10,7 @@ import sys
 from typing import Sequence
 
 from fermm import cli
-from fermm.training import image as image_training
+from fermm.training import image as image_training, recipes
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -18,7 +18,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     image_training.add_common_args(p)
     # AdamW: SGD (nesterov, lr 0.02 and 0.05, one warm-up epoch) left ResNet50 at chance for its first epoch here
     p.set_defaults(backbone="resnet50", optimizer="adamw", lr=1e-3, weight_decay=0.01)
-    return p.parse_args(argv)
+    return recipes.parse(p, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

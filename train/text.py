@@ -13,13 +13,13 @@ import sys
 from typing import Sequence
 
 from fermm import cli
-from fermm.training import text as text_training
+from fermm.training import recipes, text as text_training
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     text_training.add_args(p)
-    return p.parse_args(argv)
+    return recipes.parse(p, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
