@@ -299,6 +299,10 @@ def test_bundle_card_shows_only_this_models_results_and_replaces_the_folder_whol
     assert "0.9876" not in card and "during training: 0.4321 at epoch 1" in card
     assert not (old / "training_args.json").exists()  # the old bundle's, describing another model
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["base_cnn"]  # no .tmp / .old left
+    bundled = {**result, "accuracy": 0.5555, "model_sha256": fingerprint(old)}  # the new bundle evaluated (fp16)
+    (tmp_path / "results" / "base_cnn.json").write_text(json.dumps(bundled))
+    assert main(args) == 0  # bundling again writes the same bytes, so the bundle's own result is its card's
+    assert "- accuracy: 0.5555" in (old / "README.md").read_text()
     result["model_sha256"] = fingerprint(tmp_path / "run")
     (tmp_path / "results" / "run.json").write_text(json.dumps(result))
     assert main(args) == 0
