@@ -168,3 +168,22 @@ def test_goemotions_training_is_multilabel_and_calibrated(tmp_path):
     assert "val_macro_f1" in history
     card = (out / "README.md").read_text()
     assert "GoEmotions" in card and "DAIR-AI" in card and "English" in card
+
+
+def test_per_label_f1_is_the_positive_class_f1():
+    from fermm.evaluation.text_scores import per_label_f1
+
+    y = np.zeros((10, 7))
+    y[:2, 1] = 1  # 2 disgust rows
+    logits = np.full((10, 7), -5.0)
+    logits[0, 1] = 5.0  # one of them found, no false alarm: precision 1, recall 0.5
+    f1 = per_label_f1(y, logits, [0.5] * 7)
+    assert f1["disgust"] == pytest.approx(2 / 3) and f1["angry"] == 0.0  # never present, never predicted: 0, not 1
+
+
+def test_apostrophe_words_are_read():
+    model = TextGRU(vocab=["don't"], embed_dim=4, hidden=2, labels=FER7).eval()  # the GRU's words keep apostrophes
+    assert model.read("Don't!").readable
+    from fermm.models.text import TextMiniLM
+
+    assert TextMiniLM(labels=FER7, mode="lora").read("Don't!").readable

@@ -25,6 +25,10 @@ def test_a_recipe_gives_defaults_and_the_command_line_overrides(tmp_path):
     ("model: gru\nepoch: 3\n", "unknown settings epoch"),
     ("- just\n- a list\n", "expected a mapping"),
     ("model: [gru\n", "not valid YAML"),
+    ("data: goemotions + dair\n", "'goemotions + dair' is not one of"),
+    ("mixed_precision: no\n", "False is not one of no, bf16 (YAML reads a bare no/yes as false/true: quote it)"),
+    ("epochs: three\n", "epochs: invalid literal"),
+    ("ema: fast\n", "ema: could not convert"),
 ])
 def test_a_bad_recipe_is_refused_with_the_reason(tmp_path, capsys, text, message):
     import train.text as script

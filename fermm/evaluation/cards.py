@@ -172,7 +172,7 @@ def text_model_card(name: str, model, training: dict | None = None, history: lis
     go = tuple(model.labels) == FER7
     trained_on = (GO_DATA + (" + DAIR-AI emotion (its rows as partial labels: no neutral or disgust)"
                              if (training or {}).get("data") == "goemotions+dair" else "")) if go else "DAIR-AI emotion"
-    datasets = ["google-research-datasets/go_emotions"] + (["dair-ai/emotion"] if "DAIR" in trained_on else [])
+    datasets = (["google-research-datasets/go_emotions"] if go else []) + (["dair-ai/emotion"] if "DAIR" in trained_on else [])
     data = card_data(name, "text-classification", ["emotion"], datasets, measured,
                      "GoEmotions (Ekman)" if go else "DAIR-AI emotion")
     body = [f"# fermm `{name}`", "", f"A `{type(model).__name__}` text emotion classifier trained on {trained_on} "

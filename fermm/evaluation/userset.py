@@ -92,7 +92,8 @@ def read_zip(path_or_bytes, limits: Limits = Limits()) -> LabelledSet:
         _add_member(z, info, mapping, limits, out)
     if not out.images and out.skipped_files:  # images were there, but none could be used: say why
         why = "; ".join(f"{n} {reason}" for reason, n in out.skipped.items())
-        raise ZipError(f"none of its images could be used ({why}; for example {out.skipped_files[0][0]})")
+        raise ZipError(f"none of its images could be used ({why}; for example {out.skipped_files[0][0]}). Use one "
+                       f"folder per class named {', '.join(FER7)}, or a labels.csv with file,label rows")
     if not out.images:
         raise ZipError("no labelled images found: use one folder per class named "
                        f"{', '.join(FER7)}, or a labels.csv with file,label rows")

@@ -73,7 +73,7 @@ class LearnedOnly:
         from peft import get_peft_model_state_dict  # lazy: a heavy import, paid only when this runs
 
         return {prefix + k: v.detach().contiguous() for prefix, module in self.peft_parts().items()
-                for k, v in get_peft_model_state_dict(module).items()}
+                for k, v in get_peft_model_state_dict(module, save_embedding_layers=False).items()}
 
     def _save_pretrained(self, save_directory: Path) -> None:
         state = self.learned_state_dict()
@@ -84,6 +84,8 @@ class LearnedOnly:
     def load_learned(self, state: dict[str, torch.Tensor], metadata: dict[str, str] | None) -> None:
         """Load saved learned tensors (any float dtype, e.g. an fp16 bundle) after checking they fit."""
         expected = self.learned_state_dict()
+        if self.peft_parts():  # adapters saved before peft's own state dicts carried the adapter name
+            state = {k.replace(".default.", ".") if "lora_" in k else k: v for k, v in state.items()}
         mine = self.learned_metadata()
         wrong = {k: (v, mine[k]) for k, v in (metadata or {}).items() if k in mine and mine[k] != v}
         if wrong:

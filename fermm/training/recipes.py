@@ -1,6 +1,7 @@
 """Recipes as files: ``python train/text.py --config train/recipes/text_minilm.yaml`` reads a YAML file whose keys
 are the script's flags (without the dashes); flags on the command line override it. One parser for every
-training script, so a recipe is checked like a command line: an unknown key is an error, not a silent default.
+training script, and a recipe is checked like a command line: an unknown key, a value outside a flag's choices or
+of the wrong type is an error, not a silent default.
 """
 from __future__ import annotations
 
@@ -38,8 +39,28 @@ def read(path: str | Path, parser: argparse.ArgumentParser) -> dict:
         parser.error(f"--config {path}: not valid YAML ({str(e).splitlines()[0]})")
     if not isinstance(recipe, dict):
         parser.error(f"--config {path}: expected a mapping of flag names to values")
-    known = {a.dest for a in parser._actions} - {"help", "config"}
-    unknown = sorted(set(recipe) - known)
+    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
+    unknown = sorted(set(recipe) - set(actions))
     if unknown:
         parser.error(f"--config {path}: unknown settings {', '.join(unknown)} (this script's flags: see --help)")
-    return recipe
+    return {k: _checked(v, actions[k], f"--config {path}: {k}", parser) for k, v in recipe.items()}
+
+
+def _checked(value, action: argparse.Action, where: str, parser: argparse.ArgumentParser):
+    """A recipe value held to its flag's rules, as argparse holds a command line: type, choices, on/off flags."""
+    if action.nargs == 0:  # store_true / store_false
+        if not isinstance(value, bool):
+            parser.error(f"{where}: expected true or false, not {value!r}")
+        return value
+    values = value if isinstance(value, list) else [value]
+    if action.type is not None:
+        try:
+            values = [action.type(v) if isinstance(v, str) else v for v in values]
+        except (TypeError, ValueError) as e:
+            parser.error(f"{where}: {e}")
+    if action.choices is not None:
+        bad = [v for v in values if v not in action.choices]
+        if bad:
+            hint = " (YAML reads a bare no/yes as false/true: quote it)" if isinstance(bad[0], bool) else ""
+            parser.error(f"{where}: {bad[0]!r} is not one of {', '.join(map(str, action.choices))}{hint}")
+    return values if isinstance(value, list) else values[0]

@@ -183,7 +183,8 @@ def new_text_model(args: argparse.Namespace, train_texts: list[str], labels: tup
         model = TextGRU(vocab=build_vocab(train_texts, args.vocab_size), labels=labels, multi_label=multi)
         return model, {"epochs": 12, "lr": 2e-3}, {"embedding_coverage": init_embeddings(model, args.word_vectors)}
     if args.model == "clip":  # a head on the frozen tower, starting from CLIP's zero-shot reading
-        return TextCLIP(base_model=args.model_name_or_path, labels=labels), {"epochs": 5, "lr": 1e-3}, {}
+        return (TextCLIP(base_model=args.model_name_or_path, labels=labels, multi_label=multi),
+                {"epochs": 5, "lr": 1e-3}, {})
     model = TextMiniLM(labels=labels, mode=args.mode, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, multi_label=multi)
     return model, {"epochs": 5, "lr": 5e-4 if args.mode == "lora" else 5e-5}, {}
 
