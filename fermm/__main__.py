@@ -89,13 +89,30 @@ def bundle(args: argparse.Namespace) -> Path:
     tmp = out.with_name(out.name + ".tmp")  # written beside, then swapped in whole
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_with_card(tmp, training_args=training, fp16=True)
-    # the test result of these very weights: the run's, or the bundle's own (fp16, as served) when this bundle was
-    # evaluated before (bundling again is byte-identical, so its fingerprint finds that result)
+    if same_weights(tmp, out):  # bundling again: keep the very file measured (safetensors' header order varies)
+        for f in out.glob("*.safetensors"):
+            shutil.copy2(f, tmp / f.name)
+    # the test result of these very weights: the run's, or the bundle's own (fp16, as served) when it was evaluated
     measured = cards.measured_result(run) or cards.measured_result(tmp)
     (tmp / "README.md").write_text(make_card(args.name, model, training=training, history=cards.run_history(run),
                                              measured=measured))
     swap_in(tmp, out)
     return out
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    """Whether two saved folders hold the same model: config.json and every tensor equal."""
+    from safetensors import safe_open
+
+    files = sorted(p.name for p in a.glob("*.safetensors"))
+    if not (b / "config.json").exists() or files != sorted(p.name for p in b.glob("*.safetensors")) \
+            or (a / "config.json").read_bytes() != (b / "config.json").read_bytes():
+        return False
+    for name in files:
+        with safe_open(str(a / name), "pt") as fa, safe_open(str(b / name), "pt") as fb:
+            if set(fa.keys()) != set(fb.keys()) or any(not fa.get_tensor(k).equal(fb.get_tensor(k)) for k in fa.keys()):
+                return False
+    return True
 
 
 def check_gain(model: "EmotionClassifier", incumbent: "EmotionClassifier", out: Path,
