@@ -61,6 +61,12 @@ class TextClassifierBase(LearnedOnly, FermmModel, tags=["text-classification", "
     def known_words(self, text: str) -> list[str]:
         raise NotImplementedError
 
+    def vocab(self) -> frozenset[str]:
+        """The tokenizer's vocabulary, built once (``get_vocab()`` copies 30k+ entries: ~7 ms a call)."""
+        if getattr(self, "_vocab", None) is None:
+            self._vocab = frozenset(self.tokenizer.get_vocab())
+        return self._vocab
+
     def calibrate(self, temperature: float, thresholds: Sequence[float] | None = None) -> None:
         """Set (and record in config.json) the fitted temperature and thresholds."""
         self.temperature = float(temperature)
@@ -175,7 +181,7 @@ class TextMiniLM(TextClassifierBase):
         return {"input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"]}
 
     def known_words(self, text: str) -> list[str]:
-        vocab = self.tokenizer.get_vocab()  # WordPiece: a common English word is one whole token
+        vocab = self.vocab()  # WordPiece: a common English word is one whole token
         return [w for w in words(text) if any(part in vocab for part in w.split("'") if part)]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -223,7 +229,7 @@ class TextCLIP(TextClassifierBase):
         return {"input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"]}
 
     def known_words(self, text: str) -> list[str]:
-        vocab = self.tokenizer.get_vocab()  # CLIP's BPE marks a whole word with "</w>"
+        vocab = self.vocab()  # CLIP's BPE marks a whole word with "</w>"
         return [w for w in words(text) if any(f"{part}</w>" in vocab for part in w.split("'") if part)]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
