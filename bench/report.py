@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -20,6 +21,8 @@ COMMANDS = {
     "load_gradio_client": "python -m bench.load --clients 16 --requests 25 --client gradio "
                           "--json results/bench/load_gradio_client.json",
     "soak": "python -m bench.load --clients 8 --soak 300 --json results/bench/soak.json",
+    "text_latency": "python -m bench.latency --skip_detection --skip_app --models --text_models text_minilm "
+                    "--repeats 200 --json results/bench/text_latency.json",
     "throughput": "python -m bench.throughput --steps 20 --json results/bench/throughput.json",
     "clip_cost": "python -m bench.clip_cost --json results/bench/clip_cost.json",
     "breakdown": "python -m bench.breakdown --models fast_cnn glove_cnn --json results/bench/breakdown.json",
@@ -31,7 +34,8 @@ COMMANDS = {
 # issue targets on this 2-core CPU, all "at most": (what, limit, unit)
 TARGETS = {"request_p50": ("one-face request p50, all bundled models", 150, "ms"),
            "load_p95": ("16 x 25 load test p95", 1000, "ms"), "memory": ("app RSS with the bundled models (highest after any bench)", 1536, "MB"),
-           "fast_ms": ("fastest model >= 70% accuracy, ms per face (batch 1)", 1.0, "ms")}
+           "fast_ms": ("fastest model >= 70% accuracy, ms per face (batch 1)", 1.0, "ms"),
+           "text_ms": ("the product text model, ms per sentence (batch 1, p50)", 10.0, "ms")}
 
 
 def load(results: Path, name: str) -> dict | None:
@@ -40,7 +44,9 @@ def load(results: Path, name: str) -> dict | None:
 
 
 def provenance(r: dict) -> list[str]:
-    return [f"`{r['command']}` (commit {r.get('commit', '?')}, {r.get('date', '?')}, {r.get('hardware', '?')}"
+    # figures recorded before 2026-12-06 ran as `python bench/X.py`; the same script now runs as `python -m bench.X`
+    command = re.sub(r"^python bench/(\w+)\.py", r"python -m bench.\1", r["command"])
+    return [f"`{command}` (commit {r.get('commit', '?')}, {r.get('date', '?')}, {r.get('hardware', '?')}"
             + (f", 1-min load {r['load_average_1min']}" if "load_average_1min" in r else "") + ")", ""]
 
 
@@ -149,8 +155,10 @@ def clip_section(r: dict) -> list[str]:
 
 
 def targets_section(lat: dict | None, load_r: dict | None, acc: dict[str, float],
-                    soak: dict | None = None) -> list[str]:
+                    soak: dict | None = None, text: dict | None = None) -> list[str]:
     seen, rss = {}, []
+    if text and text.get("text_models", {}).get("text_minilm"):
+        seen["text_ms"] = text["text_models"]["text_minilm"]["batch1"]["p50"]
     if lat and lat.get("app"):
         seen["request_p50"] = lat["app"]["request_ms"]["1_face"]["p50"]
         rss.append(lat["app"]["memory_mb"]["after_all_requests"]["rss"])
@@ -170,6 +178,14 @@ def targets_section(lat: dict | None, load_r: dict | None, acc: dict[str, float]
                                                           ("met" if v <= limit else f"missed by {v - limit:.1f} {unit}"))
         shown = "n/a" if v is None else f"{v:.1f} {unit}"
         lines.append(f"| {what} | <= {limit} {unit} | {shown} | {verdict} |")
+    return lines + [""]
+
+
+def text_section(r: dict) -> list[str]:
+    lines = ["## Text models", "", *provenance(r), "| text model | batch 1 p50 / p95 (ms per sentence, via `read`) | "
+             "batch 32 p50 (ms per sentence) |", "|---|---|---|"]
+    for name, m in r["text_models"].items():
+        lines.append(f"| `{name}` | {m['batch1']['p50']:.2f} / {m['batch1']['p95']:.2f} | {m['batch32']['p50']:.3f} |")
     return lines + [""]
 
 
@@ -238,8 +254,10 @@ def render(results: Path) -> str:
     out = ["# Benchmarks", "", "Written by `python -m bench.report` from `results/bench/*.json`; each section names the "
            "command that measured it. Figures are from one 2-core CPU; other work on the cores skews them (the load "
            "average is recorded).", ""]
-    out += targets_section(lat, load_r, acc, soak)
+    text = load(results, "text_latency")
+    out += targets_section(lat, load_r, acc, soak, text)
     out += latency_section(lat, acc, peer_ms) + fast_pick(lat, acc) if lat else []
+    out += text_section(text) if text else []
     out += load_section("Load", load_r) if load_r else []
     gradio_load = load(results, "load_gradio_client")
     out += load_section("Load through gradio_client", gradio_load) if gradio_load else []
