@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
+from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from fermm.data import IMAGE_EXTENSIONS
@@ -102,8 +103,6 @@ def bundle(args: argparse.Namespace) -> Path:
 
 def same_weights(a: Path, b: Path) -> bool:
     """Whether two saved folders hold the same model: config.json and every tensor equal."""
-    from safetensors import safe_open
-
     files = sorted(p.name for p in a.glob("*.safetensors"))
     if not (b / "config.json").exists() or files != sorted(p.name for p in b.glob("*.safetensors")) \
             or (a / "config.json").read_bytes() != (b / "config.json").read_bytes():

@@ -43,6 +43,7 @@ def mock_hub(monkeypatch, tmp_path):
         monkeypatch.setattr(constants, "ENDPOINT", hub.url)
         monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # the mock speaks LFS (as the Hub does too), not xet
         monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf_cache"))
         monkeypatch.setenv("HF_TOKEN", "hf_fake_test_token")
         hub.offline = lambda: monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)

@@ -124,6 +124,7 @@ def test_refresh_offers_a_model_that_became_available(browser, tmp_path):
         page = browser.new_page()
         try:
             page.goto(url, wait_until="domcontentloaded")
+            page.get_by_text("Models and options").first.click()  # folded by default, under Classify
             glove = page.get_by_role("checkbox", name="glove_cnn").first
             glove.wait_for(timeout=90_000)
             assert page.get_by_role("checkbox", name="resnet50").count() == 0
