@@ -188,3 +188,23 @@ def test_apostrophe_words_are_read():
     from fermm.models.text import TextMiniLM
 
     assert TextMiniLM(labels=FER7, mode="lora").read("Don't!").readable
+
+
+def test_text_card_names_its_data_and_puts_macro_f1_on_the_hub_page():
+    from huggingface_hub import ModelCard
+
+    from fermm.evaluation import cards
+
+    model = TextGRU(vocab=["a"], embed_dim=4, hidden=2, labels=FER7, multi_label=True)
+    model.calibrate(1.5, [0.3] * 7)
+    measured = {"dataset": "goemotions_ekman", "split": "test", "n": 4968, "accuracy": 0.7071, "macro_f1": 0.649,
+                "per_class": {}, "n_all_rows": 5427, "multilabel_macro_f1": 0.6403, "multilabel_macro_f1_at_0.3": 0.6419,
+                "dair_fer7": {"split": "test", "accuracy": 0.952}}
+    card = ModelCard(cards.text_model_card("text_gru", model, training={"data": "goemotions+dair"}, measured=measured))
+    got = [(e.metric_type, e.metric_name, e.metric_value) for e in card.data.eval_results]
+    assert got == [("accuracy", "accuracy", 0.7071), ("f1", "multi-label macro-F1", 0.6403)]
+    assert card.data.datasets == ["google-research-datasets/go_emotions", "dair-ai/emotion"]
+    assert "GoEmotions" in card.text and "partial labels" in card.text and "English only" in card.text
+    assert "0.6403 (validation thresholds)" in card.text and "DAIR-AI emotion `test` on FER labels: 0.9520" in card.text
+    dair = TextGRU(vocab=["a"], embed_dim=4, hidden=2)
+    assert ModelCard(cards.text_model_card("old", dair, training={"data": "dair"})).data.datasets == ["dair-ai/emotion"]
