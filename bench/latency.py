@@ -148,21 +148,21 @@ def app_latency(args: argparse.Namespace, folder: Path) -> dict:
             "memory_mb": {"after_first_answer": first, "after_all_requests": after}}
 
 
+def _latency_table(kind: str, unit: str, rows: dict, unavailable: dict) -> None:
+    print(f"{kind:<28} {'b1 p50':>8} {'b1 p95':>8} {'b32 p50':>8} {'b32 p95':>8}   (ms per {unit})")
+    for name, m in rows.items():
+        print(f"{name:<28} {m['batch1']['p50']:>8.2f} {m['batch1']['p95']:>8.2f} "
+              f"{m['batch32']['p50']:>8.3f} {m['batch32']['p95']:>8.3f}")
+    for name, why in unavailable.items():
+        print(f"{name:<28} unavailable: {common.short(why)}")
+
+
 def report(figures: dict) -> None:
     if "models" in figures:
-        print(f"{'model':<28} {'b1 p50':>8} {'b1 p95':>8} {'b32 p50':>8} {'b32 p95':>8}   (ms per face)")
-        for name, m in figures["models"].items():
-            print(f"{name:<28} {m['batch1']['p50']:>8.2f} {m['batch1']['p95']:>8.2f} "
-                  f"{m['batch32']['p50']:>8.3f} {m['batch32']['p95']:>8.3f}")
-        for name, why in figures["unavailable"].items():
-            print(f"{name:<28} unavailable: {common.short(why)}")
+        _latency_table("model", "face", figures["models"], figures["unavailable"])
     if "text_models" in figures:
-        print(f"\n{'text model':<28} {'b1 p50':>8} {'b1 p95':>8} {'b32 p50':>8} {'b32 p95':>8}   (ms per sentence)")
-        for name, m in figures["text_models"].items():
-            print(f"{name:<28} {m['batch1']['p50']:>8.2f} {m['batch1']['p95']:>8.2f} "
-                  f"{m['batch32']['p50']:>8.3f} {m['batch32']['p95']:>8.3f}")
-        for name, why in figures["text_unavailable"].items():
-            print(f"{name:<28} unavailable: {common.short(why)}")
+        print()
+        _latency_table("text model", "sentence", figures["text_models"], figures["text_unavailable"])
     if "detection" in figures:
         print(f"\n{'detection':<28} {'p50 ms':>8} {'p95 ms':>8} {'faces':>6}")
         for size, d in figures["detection"].items():
