@@ -1,5 +1,9 @@
 """fermm Gradio app (also the Hugging Face Space entry point): python app.py"""
-from fermm.serve.ui import build_demo, launch_options  # fermm.serve switches Gradio's analytics off first
+from fermm.serve import memory
+
+memory.configure_malloc()  # before torch and Gradio start their threads (python -m bench.session measures it)
+
+from fermm.serve.ui import build_demo, launch_options  # noqa: E402 - fermm.serve switches Gradio's analytics off first
 
 demo = build_demo()
 

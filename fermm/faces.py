@@ -8,6 +8,7 @@ scaled to at most ``max_side`` pixels; boxes are mapped back and crops are cut f
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
@@ -24,6 +25,11 @@ from fermm.framing import fer2013_framing
 log = logging.getLogger(__name__)
 YUNET_PATH = Path(__file__).parent / "assets" / "face_detection_yunet_2023mar.onnx"
 MAX_PIXELS = 64_000_000  # refuse larger images before decoding them (decompression bombs)
+# images are worked on at most this large (3072 x 3072; a phone's 12 MP photo is halved): detection sees at
+# most 1280 px and the models 48-224 px, so more only costs memory, ~1 GB for four 64 MP uploads at once
+WORK_PIXELS = 3072 * 3072
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+_ONE_BIG_IMAGE = threading.RLock()  # images over WORK_PIXELS decode one at a time: each briefly holds ~300 MB
 
 
 class ImageError(ValueError):
@@ -48,7 +54,8 @@ class Face:
 
 
 def load_image(source, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """An upright RGB PIL image from a path, bytes, file object, PIL image or array.
+    """An upright RGB PIL image from a path, bytes, file object, PIL image or array, at most
+    ``WORK_PIXELS`` large (bigger ones are reduced by a whole factor while they are decoded).
 
     Raises ImageError, with a message in plain words, for empty, damaged, non-image or over-large inputs:
     whatever Pillow raises while opening, decoding or converting a file (its decoders raise many types).
@@ -59,14 +66,38 @@ def load_image(source, max_pixels: int = MAX_PIXELS) -> Image.Image:
         im = Image.fromarray(_to_uint8(source))
     else:
         im = _open(source, max_pixels)
+    big = im.size[0] * im.size[1] > WORK_PIXELS
+    with _ONE_BIG_IMAGE if big else contextlib.nullcontext():
+        _decode(im)
+        try:
+            if getattr(im, "is_animated", False):
+                im.seek(0)  # animated GIF / WebP: the first frame
+            turn = _ORIENTATION.get(im.getexif().get(0x0112))  # read before shrinking, which drops the EXIF
+            small = _shrink(im)
+            if small is not im and im is not source:
+                im.close()  # free the full-size pixels now, before the RGB copy is made
+            rgb = to_rgb(small)
+            return rgb.transpose(turn) if turn is not None else rgb
+        except Exception as e:  # noqa: BLE001 - any decoder failure is a bad upload, never a crash
+            log.info("image could not be decoded: %s: %s", type(e).__name__, e)
+            raise ImageError("the image could not be decoded (the file is damaged or in an unusual format)") from None
+
+
+def one_at_a_time_if_big(source) -> contextlib.AbstractContextManager:
+    """Held while a request works on ``source`` (a path or bytes): requests for images over ``WORK_PIXELS`` take
+    turns from decoding to answer, so four 64 MP uploads at once cost one's memory. Reads the header only."""
     try:
-        if getattr(im, "is_animated", False):
-            im.seek(0)  # animated GIF / WebP: the first frame
-        im = ImageOps.exif_transpose(im) or im
-        return to_rgb(im)
-    except Exception as e:  # noqa: BLE001 - any decoder failure is a bad upload, never a crash
-        log.info("image could not be decoded: %s: %s", type(e).__name__, e)
-        raise ImageError("the image could not be decoded (the file is damaged or in an unusual format)") from None
+        with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as im:
+            big = im.size[0] * im.size[1] > WORK_PIXELS
+    except Exception:  # noqa: BLE001 - not an image: load_image says why
+        big = False
+    return _ONE_BIG_IMAGE if big else contextlib.nullcontext()
+
+
+# EXIF orientation -> the transpose that makes the picture upright (as PIL.ImageOps.exif_transpose)
+_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+                5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+                8: Image.Transpose.ROTATE_90}
 
 
 def _read(source) -> bytes:
@@ -81,6 +112,7 @@ def _read(source) -> bytes:
 
 
 def _open(source, max_pixels: int) -> Image.Image:
+    """The image's header, checked: size within ``max_pixels``; its pixels are not decoded yet."""
     data = _read(source)
     if not data:
         raise ImageError("the file is empty (0 bytes)")
@@ -97,12 +129,36 @@ def _open(source, max_pixels: int) -> Image.Image:
         raise ImageError(f"the image is too large ({w}x{h} is {w * h / 1e6:.0f} megapixels; {limit})")
     if w * h == 0:
         raise ImageError("the image is empty (it declares no pixels)")
+    return im
+
+
+def _decode(im: Image.Image) -> None:
+    """Decode the pixels (a big JPEG straight at a reduced scale: a fraction of the memory and time)."""
+    factor = _factor(im.size)
     try:
+        if factor > 1 and im.format == "JPEG":
+            im.draft(im.mode, (-(-im.size[0] // factor), -(-im.size[1] // factor)))
         im.load()
     except Exception as e:  # noqa: BLE001 - truncated or corrupt data raise many types
         log.info("damaged image: %s: %s", type(e).__name__, e)
         raise ImageError("the image file is damaged or truncated") from None
-    return im
+
+
+def _factor(size: tuple[int, int]) -> int:
+    """The whole factor that brings an image of this size within ``WORK_PIXELS``."""
+    return max(1, math.ceil(math.sqrt(size[0] * size[1] / WORK_PIXELS)))
+
+
+def _shrink(im: Image.Image) -> Image.Image:
+    """``im`` reduced (box filter) within ``WORK_PIXELS``; 16-bit images become 8-bit grey on the way."""
+    factor = _factor(im.size)
+    if factor == 1:
+        return im
+    if im.mode in WIDE_MODES:
+        return _rescale_to_uint8(im, factor)
+    if im.mode in ("P", "1"):
+        im = im.convert("RGBA" if im.mode == "P" else "L")
+    return im.reduce(factor)
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -115,17 +171,20 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return arr.clip(0, 255).astype(np.uint8)
 
 
-def _rescale_to_uint8(arr: np.ndarray, mode: str, rows: int = 1024) -> np.ndarray:
-    """16-bit, 32-bit or float pixels -> uint8, a band of rows at a time, so that a 64-megapixel image costs
-    its source and its 8-bit copy, not a float64 copy of it."""
-    hi = float(arr.max(initial=0))
-    scale = 255.0 / (65535.0 if mode.startswith("I;16") or hi > 255 else max(hi, 1.0))
-    if mode == "F" and hi <= 1.0:
+def _rescale_to_uint8(im: Image.Image, factor: int = 1, rows: int = 256) -> Image.Image:
+    """A 16-bit, 32-bit or float image -> 8-bit grey, reduced by ``factor``, a band of rows at a time, so that
+    a 64-megapixel image costs its decoded pixels and a band, not a float copy of it."""
+    hi = float(im.getextrema()[1])
+    scale = 255.0 / (65535.0 if im.mode.startswith("I;16") or hi > 255 else max(hi, 1.0))
+    if im.mode == "F" and hi <= 1.0:
         scale = 255.0
-    out = np.empty(arr.shape, dtype=np.uint8)
-    for top in range(0, arr.shape[0], rows):
-        band = arr[top:top + rows].astype(np.float32) * np.float32(scale)
-        out[top:top + rows] = np.clip(band, 0, 255, out=band)
+    w, h = im.size
+    out = Image.new("L", (-(-w // factor), -(-h // factor)))
+    step = rows - rows % factor  # bands start on a multiple of the factor: no seam between them
+    for top in range(0, h, step):
+        band = np.asarray(im.crop((0, top, w, min(h, top + step))), dtype=np.float32) * np.float32(scale)
+        small = Image.fromarray(np.clip(band, 0, 255, out=band).astype(np.uint8))
+        out.paste(small.reduce(factor) if factor > 1 else small, (0, top // factor))
     return out
 
 
@@ -133,8 +192,8 @@ def to_rgb(im: Image.Image) -> Image.Image:
     """RGB from any PIL mode: alpha is composited on white, 16-bit and float are rescaled to 8-bit."""
     if im.mode == "RGB":
         return im
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        return Image.fromarray(_rescale_to_uint8(np.asarray(im), im.mode)).convert("RGB")
+    if im.mode in WIDE_MODES:
+        return _rescale_to_uint8(im).convert("RGB")
     if im.mode == "P":
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA"):
@@ -302,13 +361,17 @@ def crop_faces(image: Image.Image, faces: Sequence[Face], whole_image: bool = Fa
     return [image if whole_image else crop_face(image, f, margin, align) for f in faces]
 
 
-def draw_boxes(image: Image.Image, faces: Sequence[Face], labels: Sequence[str] | None = None) -> Image.Image:
-    """A copy of ``image`` with each face boxed and numbered (1-based) with an optional label."""
-    out = image.copy()
+def draw_boxes(image: Image.Image, faces: Sequence[Face], labels: Sequence[str] | None = None,
+               fit: int | None = None) -> Image.Image:
+    """A copy of ``image`` (shrunk to fit ``fit`` x ``fit`` if given) with each face boxed and numbered
+    (1-based) with an optional label."""
+    scale = min(1.0, fit / max(image.size)) if fit else 1.0
+    out = image.resize((max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale))),
+                       Image.LANCZOS, reducing_gap=3.0) if scale < 1 else image.copy()
     draw = ImageDraw.Draw(out)
     width = max(2, round(max(out.size) / 300))
     for i, face in enumerate(faces):
-        x, y, w, h = face.box
+        x, y, w, h = (v * scale for v in face.box)
         draw.rectangle([x, y, x + w, y + h], outline=(255, 64, 64), width=width)
         text = f"{i + 1}" + (f" {labels[i]}" if labels and i < len(labels) else "")
         tb = draw.textbbox((x, y), text, font_size=max(12, width * 6))

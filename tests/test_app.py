@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -529,3 +530,19 @@ def test_confusion_tab_opens_on_the_best_served_model_with_its_accuracy():
     assert labels[:3] == ["glove_cnn · test · tencrop · 72.1%", "glove_cnn · test · 70.9%", "text_minilm · test · 68.0%"]
     assert labels[-1] == "base26_resnet18_s0 · test · 61.0%"  # research runs last
     assert confusion_choices(results)[1][1] == "glove_cnn"  # the value is the result's file stem
+
+
+def test_the_app_configures_glibc_malloc_before_anything_else(tmp_path):
+    """app.py's first statement limits malloc's arenas and maps big buffers apart (bench.session: the app's
+    high-water mark); on glibc both settings are accepted, and trimming is safe to call at any time."""
+    import ast
+    import subprocess
+    import sys
+
+    tree = ast.parse((Path(__file__).resolve().parent.parent / "app.py").read_text())
+    calls = [n for n in tree.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]
+    assert ast.unparse(calls[0]) == "memory.configure_malloc()"
+    assert tree.body.index(calls[0]) < min(i for i, n in enumerate(tree.body) if isinstance(n, ast.ImportFrom)
+                                           and n.module == "fermm.serve.ui")
+    code = "from fermm.serve import memory; print(memory.configure_malloc()); memory.trim()"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "True"

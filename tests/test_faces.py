@@ -1,8 +1,11 @@
 """fermm.faces: detection on a real photo, no-face, crops, and every awkward image input."""
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -205,12 +208,43 @@ def test_zero_byte_and_missing_files(tmp_path):
         faces.load_image(tmp_path / "nope.jpg")
 
 
-def test_large_photo_within_limit_loads(astronaut):
+def test_large_photo_within_limit_loads_reduced_to_the_working_size(astronaut):
     big = astronaut.resize((8000, 6000))
     rgb = faces.load_image(_encode(big, "JPEG", quality=70))
-    assert rgb.size == (8000, 6000)
+    w, h = rgb.size
+    assert w * h <= faces.WORK_PIXELS and 8000 % w == 0 and (w * 6000, h * 8000) == (8000 * h, 6000 * w)  # whole factor
     (face,) = faces.default_detector().detect(rgb)
-    assert _near(face, (FACE_CENTRE[0] * 8000 / 512, FACE_CENTRE[1] * 6000 / 512), tol=250)
+    assert _near(face, (FACE_CENTRE[0] * w / 512, FACE_CENTRE[1] * h / 512), tol=250 * w / 8000)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_big_image_keeps_its_exif_orientation(astronaut, fmt):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to view"
+    big = astronaut.resize((6000, 3000))
+    buf = io.BytesIO()
+    big.save(buf, format=fmt, exif=exif.tobytes(), **({"quality": 70} if fmt == "JPEG" else {"compress_level": 1}))
+    rgb = faces.load_image(buf.getvalue())
+    assert rgb.size == (1500, 3000)  # 18 MP -> halved, then turned upright (portrait)
+
+
+def test_a_64_megapixel_16_bit_image_costs_a_bounded_amount_of_memory(tmp_path):
+    """Decoding, rescaling to 8 bits and reducing such a file must stay far below a float copy of it (~512 MB)."""
+    side = int(faces.MAX_PIXELS ** 0.5) - 1
+    ramp = np.linspace(0, 65535, side, dtype=np.float32)
+    path = tmp_path / "big16.png"
+    Image.fromarray((ramp[None, :] * 0.5 + ramp[:, None] * 0.5).astype(np.uint16)).save(path, compress_level=1)
+    code = ("import resource, sys; from fermm import faces; import numpy as np; "
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+            f"im = faces.load_image({str(path)!r}); "
+            "grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024; "
+            "a = np.asarray(im); print(im.size[0], im.size[1], a[0, 0, 0], a[-1, -1, 0], round(grown))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    w, h, first, last, grown_mb = map(int, out)
+    factor = -(-side // int(faces.WORK_PIXELS ** 0.5))  # the whole factor that brings it within WORK_PIXELS
+    assert (w, h) == (-(-side // factor), -(-side // factor))
+    assert first < 5 and last > 250  # the ramp survives, dark to bright
+    assert grown_mb < 300, f"loading took {grown_mb} MB more at peak"
 
 
 def test_draw_boxes_marks_the_face(astronaut):
@@ -219,3 +253,30 @@ def test_draw_boxes_marks_the_face(astronaut):
     x, y, w, h = (round(v) for v in face.box)
     assert tuple(drawn[y + h // 2, x]) == (255, 64, 64)  # the box's left edge
     assert np.array_equal(drawn[5, 5], np.asarray(astronaut)[5, 5])  # elsewhere untouched
+
+
+def test_boxes_drawn_on_a_picture_shrunk_to_fit(astronaut):
+    (face,) = faces.default_detector().detect(astronaut)
+    drawn = faces.draw_boxes(astronaut, [face], ["happy"], fit=256)
+    assert drawn.size == (256, 256)
+    x, y, w, h = (round(v / 2) for v in face.box)  # 512 -> 256: the box is halved with the picture
+    assert np.abs(np.asarray(drawn).astype(int)[y + h // 2, x] - (255, 64, 64)).sum() < 30
+    assert faces.draw_boxes(astronaut, [face], fit=1024).size == (512, 512)  # never enlarged
+
+
+def test_big_images_take_turns_small_ones_do_not(tmp_path, astronaut):
+    import threading
+
+    big, small = tmp_path / "big.png", tmp_path / "small.png"
+    Image.new("L", (4000, 3000)).save(big)
+    astronaut.save(small)
+    assert isinstance(faces.one_at_a_time_if_big(small), contextlib.nullcontext)
+    assert isinstance(faces.one_at_a_time_if_big(b"not an image"), contextlib.nullcontext)  # load_image says why
+    assert isinstance(faces.one_at_a_time_if_big(None), contextlib.nullcontext)
+    waited = []
+    with faces.one_at_a_time_if_big(big):
+        other = threading.Thread(target=lambda: waited.append(faces.one_at_a_time_if_big(big.read_bytes())
+                                                              .acquire(timeout=0.2)))
+        other.start()
+        other.join()
+    assert waited == [False]  # a second big image waits while the first is worked on

@@ -32,16 +32,10 @@ SMALL_CFGS: dict[str, tuple] = {"mini": (32, 32, "M", 64, 64, "M", 128, 128, "M"
 def make_backbone(name: str, in_chans: int = 1, stem: str = "small") -> tuple[nn.Module, int]:
     """A feature extractor mapping (N, in_chans, 48, 48) -> (N, D) and its width D."""
     if name in SMALL_CFGS:
-        cfg = SMALL_CFGS[name]
-        features = torchvision.models.vgg.make_layers(list(cfg), batch_norm=True)
-        features[0] = nn.Conv2d(in_chans, cfg[0], kernel_size=3, padding=1)
-        return nn.Sequential(features, nn.AdaptiveAvgPool2d(1), nn.Flatten()), cfg[-1]
+        features = vgg_layers(SMALL_CFGS[name], in_chans)
+        return nn.Sequential(features, nn.AdaptiveAvgPool2d(1), nn.Flatten()), SMALL_CFGS[name][-1]
     if name in ("vgg11", "vgg16"):
-        vgg = getattr(torchvision.models, f"{name}_bn")(weights=None)
-        layers = list(vgg.features)
-        layers[0] = nn.Conv2d(in_chans, 64, kernel_size=3, padding=1)
-        features = nn.Sequential(*layers[:-1])  # drop the last max-pool: 48 -> 3x3 final map
-        return nn.Sequential(features, nn.AdaptiveAvgPool2d(1), nn.Flatten()), 512
+        return nn.Sequential(_vgg_features(name, in_chans), nn.AdaptiveAvgPool2d(1), nn.Flatten()), 512
     if name in ("resnet18", "resnet50"):
         net = getattr(torchvision.models, name)(weights=None, zero_init_residual=True)
         if stem == "small":
@@ -54,6 +48,27 @@ def make_backbone(name: str, in_chans: int = 1, stem: str = "small") -> tuple[nn
         net.fc = nn.Identity()
         return net, width
     raise ValueError(f"unknown backbone {name!r}; expected one of {', '.join(BACKBONES)}")
+
+
+def vgg_layers(cfg: Sequence, in_chans: int) -> nn.Sequential:
+    """torchvision's VGG layers with batch norm for ``cfg``, taking ``in_chans`` channels."""
+    features = torchvision.models.vgg.make_layers(list(cfg), batch_norm=True)
+    features[0] = nn.Conv2d(in_chans, cfg[0], kernel_size=3, padding=1)
+    return features
+
+
+def _vgg_features(name: str, in_chans: int) -> nn.Sequential:
+    """``vgg11_bn`` / ``vgg16_bn``'s features with torchvision's init, without its ImageNet classifier (that
+    head's 102M unused weights cost ~500 MB of peak memory at every load)."""
+    features = vgg_layers(torchvision.models.vgg.cfgs["A" if name == "vgg11" else "D"], in_chans)
+    for m in features.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return features[:-1]  # drop the last max-pool: 48 -> 3x3 final map
 
 
 def projection(d_in: int, hidden: int, d_out: int) -> nn.Sequential:

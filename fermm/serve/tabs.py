@@ -18,7 +18,7 @@ from fermm.evaluation import evaluator, metrics, plots, userset
 from fermm.evaluation.cards import INTENDED_USE, LIMITS, OUT_OF_SCOPE
 from fermm.labels import FER7
 from fermm.models import list_models
-from fermm.serve import end_to_end
+from fermm.serve import end_to_end, memory
 from fermm.serve.components import MAX_UPLOAD_MB, ModelBoxes, user_error
 from fermm.serve.predict import ModelPool
 
@@ -129,6 +129,8 @@ def evaluate_tab(pool: ModelPool, available: list[str]) -> ModelBoxes:
                 writer = csv.DictWriter(out, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
+        del labelled, rows
+        memory.trim()  # the zip's images are freed: hand their pages back
         return "\n".join(lines), table, plots.confusion_grid(scores) if scores else None, str(path)
 
     gr.Markdown(f"Upload a zip of face images with one folder per class ({', '.join(FER7)}), or with a "

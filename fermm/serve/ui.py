@@ -21,6 +21,7 @@ from fermm.labels import FER7
 from fermm.models import list_models
 from fermm.paths import ASSETS, CHECKPOINTS, RESULTS_DIR
 from fermm.serve.bodylimit import BodyLimit
+from fermm.serve import memory
 from fermm.serve.components import MAX_UPLOAD_MB, FileImage, ModelBoxes, ModelMenu, user_error
 from fermm.serve.explain import overlay, saliency
 from fermm.serve.fusion import load_weight
@@ -123,6 +124,11 @@ def make_predict_fn(pool: ModelPool, text_pool: ModelPool, text_weight: float):
                 text_model: str | None = None):
         if upload is None and not (text or "").strip():
             raise user_error("Please upload a photo (or paste one, or use the webcam), or type a sentence.")
+        with facelib.one_at_a_time_if_big(upload):
+            return answer(upload, text, models, whole_image, explain, text_model)
+
+    def answer(upload: str | bytes | None, text: str, models: list[str], whole_image: bool, explain: bool,
+               text_model: str | None):
         image = None
         if upload is not None:  # a path, or bytes from a data: URL
             try:
@@ -134,10 +140,12 @@ def make_predict_fn(pool: ModelPool, text_pool: ModelPool, text_weight: float):
         if image is None:
             return None, _rows(result), _figure(result), _status(result, len(models or []), False), _shown([])
         labels = [_top_label(f) for f in result.faces] if result.faces and result.faces[0].fused else None
-        boxed = facelib.draw_boxes(image, [facelib.Face(f.box, f.score) for f in result.faces], labels)
-        boxed.thumbnail((1024, 1024))
+        boxed = facelib.draw_boxes(image, [facelib.Face(f.box, f.score) for f in result.faces], labels, fit=1024)
+        rows, figure, status = _rows(result), _figure(result), _status(result, len(models or []))
         gallery = _explanations(result, pool) if explain else []
-        return boxed, _rows(result), _figure(result), _status(result, len(models or [])), _shown(gallery)
+        del image, result
+        memory.trim()  # a photo's pixels and the models' buffers are freed: hand their pages back
+        return boxed, rows, figure, status, _shown(gallery)
     return predict
 
 
