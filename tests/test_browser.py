@@ -92,6 +92,11 @@ def test_a_bad_file_is_flagged_when_it_is_chosen(browser, app_url, tmp_path):
         page.locator("input[type=file]").first.set_input_files(str(fake))
         page.locator("#fermm-answer").get_by_text("This file cannot be used").wait_for(timeout=30_000)
         assert "choose another photo" in page.locator("#fermm-answer").inner_text()
+        page.get_by_role("button", name="Classify").click()  # refused again, in words: no "Error" badge on the outputs
+        page.locator("#fermm-answer").get_by_text("Not classified").wait_for(timeout=30_000)
+        assert "not an image fermm can read" in page.locator("#fermm-answer").inner_text()
+        assert page.locator(".error:visible").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "refused.png"))
     finally:
         page.close()
 

@@ -149,6 +149,17 @@ def make_predict_fn(pool: ModelPool, text_pool: ModelPool, text_weight: float):
     return predict
 
 
+def refusals_in_words(predict):
+    """``predict`` for the page: a refused request clears the outputs and says why in the answer box (and a toast)."""
+    def classify(*args):
+        try:
+            return predict(*args)
+        except gr.Error as e:
+            gr.Warning(e.message, title="Not classified")
+            return None, None, None, f"**Not classified**: {html.escape(e.message)}", _shown([])
+    return classify
+
+
 # after Classify, bring the answer into view when it is not (on a phone the results column sits below the inputs)
 SCROLL_TO_ANSWER = """() => { const el = document.getElementById('fermm-answer');
   if (el) { const r = el.getBoundingClientRect();
@@ -285,9 +296,14 @@ def predict_tab(pool: ModelPool, available: list[str], unavailable: dict[str, st
         status_table = gr.Dataframe(headers=["model", "available", "from", "why not"], interactive=False)
         refresh = gr.Button("Refresh", size="sm")
     image.upload(upload_message, image, status, api_name=False, show_progress="hidden")
-    button.click(make_predict_fn(pool, text_pool, text_weight), [image, text, models, whole, explain, text_model],
-                 [boxed, table, chart, status, gallery],
-                 api_name="predict", concurrency_limit=4).then(None, js=SCROLL_TO_ANSWER)
+    predict = make_predict_fn(pool, text_pool, text_weight)
+    inputs, outputs = [image, text, models, whole, explain, text_model], [boxed, table, chart, status, gallery]
+    # the API's /predict raises on a refused request (clients get the error); the page's Classify says why in the
+    # answer box and a toast instead, so no "Error" badge covers the outputs
+    gr.Button(visible=False).click(predict, inputs, outputs, api_name="predict", concurrency_limit=4,
+                                   concurrency_id="predict")
+    button.click(refusals_in_words(predict), inputs, outputs, api_name=False, concurrency_limit=4,
+                 concurrency_id="predict").then(None, js=SCROLL_TO_ANSWER)
     return status_table, refresh, models, text_model
 
 
