@@ -1,6 +1,7 @@
 """Measure models on a FER split, the same way for every model, into results/<model>.json.
 
     python eval/evaluate.py --models glove_cnn base_cnn --dataset ../shared/data/fer2013 --split test --tta none
+    torchrun --nproc_per_node 2 eval/evaluate.py --models glove_cnn --split test   # shared by 2 processes, same result
 """
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     written, skipped = evaluator.evaluate_all(args.models, args.dataset, args.split, args.tta, args.output_dir,
                                               metrics.RunInfo(command, args.seed), args.text_dataset,
                                               args.name, args.goemotions)
+    if not evaluator.is_main_process():  # one of several processes: the first reports and writes
+        return 0 if written or not args.models else 1
     for path in written:
         print(f"wrote {path}")
     for name, reason in skipped.items():

@@ -2,6 +2,7 @@
 both end with identical weights, and only the main process writes the run folder."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -55,3 +56,25 @@ def test_batch_prediction_shared_by_two_processes_equals_one(tmp_path, fer_tiny,
     assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
     assert len((tmp_path / "one.csv").read_text().splitlines()) == 7  # a header and six faces
     assert "broken.jpg" in two.stderr and not list(tmp_path.glob("two.csv.part*"))
+
+
+def test_evaluation_shared_by_two_processes_equals_one(tmp_path):
+    """eval/evaluate.py under torchrun: each process scores a share, the first writes the one result file,
+    with the same scores as a single process."""
+    from tests.conftest import FER_TINY
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "FERMM_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    args = ["eval/evaluate.py", "--models", "fast_cnn", "--dataset", str(FER_TINY), "--split", "test", "--tta", "flip",
+            "--output_dir"]
+    one = subprocess.run([sys.executable, *args, str(tmp_path / "one")], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=600)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                          "127.0.0.1", "--master_port", str(_free_port()), *args, str(tmp_path / "two")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
+    (a,), (b,) = sorted((tmp_path / "one").glob("*.json")), sorted((tmp_path / "two").glob("*.json"))
+    assert a.name == b.name and two.stdout.count("wrote ") == 1  # one file, reported once
+    ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
+    for key in ("n", "accuracy", "accuracy_ci95", "confusion_matrix", "per_class", "macro_f1", "accuracy_not_in_train"):
+        assert ra.get(key) == rb.get(key), key
+    assert abs(ra["ece"] - rb["ece"]) < 1e-6

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -37,12 +38,37 @@ def load_split(dataset: str, split: str) -> dict:
 
 
 def predict_split(model, images: np.ndarray, tta: str, batch_size: int = 128) -> tuple[np.ndarray, float]:
-    """(N, K) probabilities and images per second (prediction time only, batch ``batch_size``)."""
-    faces = list(images)
+    """(N, K) probabilities and images per second (prediction time only, batch ``batch_size``).
+
+    Under ``torchrun`` or ``accelerate launch`` each process predicts a contiguous share and every process gets
+    all the rows back in order, so the scores are those of one process; the speed is then all processes'."""
+    state = _distributed()
     t0 = time.perf_counter()
-    probs = model.predict_proba(faces, tta=tta, batch_size=batch_size)
-    secs = time.perf_counter() - t0
-    return probs.numpy().astype(np.float64), len(faces) / secs
+    if state is None:
+        probs = model.predict_proba(list(images), tta=tta, batch_size=batch_size).numpy()
+    else:
+        from accelerate.utils import gather_object  # lazy: a heavy import, paid only when this runs
+
+        with state.split_between_processes(list(range(len(images)))) as mine:  # a list: arrays are not split
+            share = model.predict_proba([images[i] for i in mine], tta=tta, batch_size=batch_size).numpy() \
+                if mine else np.zeros((0, len(model.labels)), dtype=np.float32)
+        probs = np.concatenate(gather_object([share]))  # one share per process, in process order
+    return probs.astype(np.float64), len(images) / (time.perf_counter() - t0)
+
+
+def _distributed():
+    """accelerate's process state when this runs as one of several processes, else None (no set-up cost)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return None
+    from accelerate import PartialState  # lazy: a heavy import, paid only when this runs
+
+    return PartialState(cpu=not torch.cuda.is_available())  # without cpu=True, CPU processes stay unaware of each other
+
+
+def is_main_process() -> bool:
+    """True unless this is one of several processes and not the first (only the first writes files)."""
+    state = _distributed()
+    return state is None or state.is_main_process
 
 
 def evaluate_model(model, name: str, source: str, split_data: dict, dataset: str, split: str, tta: str,
@@ -156,7 +182,8 @@ def evaluate_all(names: Sequence[str], dataset: str, split: str, tta: str, outpu
         else:
             images = images or load_split(dataset, split)
             result = evaluate_model(model, name, source, images, dataset, split, tta, run)
-        written.append(metrics.write_result({**result, "model_sha256": sha256}, output_dir))
+        result = {**result, "model_sha256": sha256}
+        written.append(metrics.write_result(result, output_dir) if is_main_process() else path)
         log.info("%s: accuracy %.4f (95%% CI %.4f-%.4f), macro-F1 %.4f, %.0f img/s", name, result["accuracy"],
                  *result["accuracy_ci95"], result["macro_f1"], result["images_per_second"])
     return written, skipped
