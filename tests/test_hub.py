@@ -13,23 +13,46 @@ from fermm.models.cnn import CNNClassifier
 from tests.conftest import FER_TINY, FIXTURES
 
 
-def test_prepare_pushes_the_splits_and_card(mock_hub, tmp_path):
+def _data_cli(mock_hub, tmp_path, *args: str):
+    """``python -m fermm.data ARGS`` against the mock Hub (a subprocess: `datasets` reads HF_ENDPOINT at import;
+    LFS uploads, xet off, which the mock does not speak)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "HF_ENDPOINT": mock_hub.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "home"),
+           "HF_HUB_DISABLE_XET": "1"}
+    return subprocess.run([sys.executable, "-m", "fermm.data", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_prepare_pushes_the_splits_and_card_and_the_repo_is_a_source(mock_hub, tmp_path):
     out = tmp_path / "out"
-    assert data_cli(["prepare", "--source", str(FER_TINY), "--output_dir", str(out),
-                      "--push_to_hub", "me/fer-tiny"]) == 0
-    pushed = mock_hub.repos[("dataset", "me/fer-tiny")]
-    assert sorted(pushed) == ["README.md", "test.parquet", "train.parquet", "validation.parquet"]
-    for name, content in pushed.items():
-        assert (out / name).read_bytes() == content
+    run = _data_cli(mock_hub, tmp_path, "prepare", "--source", str(FER_TINY), "--output_dir", str(out),
+                    "--push_to_hub", "me/fer-tiny")
+    assert run.returncode == 0, run.stderr[-2000:]
+    pushed = mock_hub.repos[("dataset", "me/fer-tiny")]  # DatasetDict.push_to_hub's shards and the card
+    assert sorted(pushed) == ["README.md", *(f"data/{s}-00000-of-00001.parquet" for s in ("test", "train", "validation"))]
+    card = pushed["README.md"].decode()
+    assert "path: data/train-*" in card and "# FER2013 facial expressions" in card and "license: other" in card
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "test.parquet", "train.parquet", "validation.parquet"]
+    assert "path: train.parquet" in (out / "README.md").read_text()  # the local card points at the local files
+    run = _data_cli(mock_hub, tmp_path, "report", "--source", "me/fer-tiny")  # read back by repo id
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "train: 0 groups holding 0 images; 35 distinct" in run.stdout
+    assert "validation: 0 groups holding 0 images; 14 distinct" in run.stdout
 
 
-def test_failed_dataset_push_keeps_local_files_and_says_how_to_retry(mock_hub, tmp_path, capsys):
+def test_failed_dataset_push_keeps_local_files_and_says_how_to_retry(mock_hub, tmp_path):
     mock_hub.fail_commits = True
     out = tmp_path / "out"
-    assert data_cli(["prepare", "--source", str(FER_TINY), "--output_dir", str(out),
-                      "--push_to_hub", "me/fer-tiny"]) == 1
-    err = capsys.readouterr().err
-    assert "push to me/fer-tiny failed" in err and "Retry with" in err and "hf_fake_test_token" not in err
+    run = _data_cli(mock_hub, tmp_path, "prepare", "--source", str(FER_TINY), "--output_dir", str(out),
+                    "--push_to_hub", "me/fer-tiny")
+    assert run.returncode == 1
+    assert "push to me/fer-tiny failed" in run.stderr and "Retry with: python -m fermm.data prepare" in run.stderr
+    assert "hf_fake_test_token" not in run.stderr
     assert (out / "train.parquet").exists() and (out / "README.md").exists()
 
 
@@ -81,25 +104,6 @@ def test_failed_push_after_training_exits_with_status_1_and_keeps_the_run(mock_h
     assert e.value.code == 1
     assert (out / "model.safetensors").exists() and (out / "README.md").exists()
     assert 'load_model("me/tiny-cnn")' in (out / "README.md").read_text()  # the card shows where it is published
-
-
-def test_hub_dataset_id_is_a_source(mock_hub, tmp_path):
-    """Push the prepared fixture, then read it back by repo id through the real CLI (a subprocess with
-    HF_ENDPOINT pointing at the mock, since `datasets` reads it at import)."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-
-    assert data_cli(["prepare", "--source", str(FER_TINY), "--output_dir", str(tmp_path / "out"),
-                      "--push_to_hub", "me/fer-tiny"]) == 0
-    env = {**os.environ, "HF_ENDPOINT": mock_hub.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "home")}
-    run = subprocess.run([sys.executable, "-m", "fermm.data", "report", "--source", "me/fer-tiny"], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    assert "train: 0 groups holding 0 images; 35 distinct" in run.stdout
-    assert "validation: 0 groups holding 0 images; 14 distinct" in run.stdout
 
 
 def test_unreachable_hub_switches_to_offline(monkeypatch, mock_hub):

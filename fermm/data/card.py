@@ -1,13 +1,15 @@
-"""``prepare``: write the splits as parquet with a dataset card, and optionally push them to the Hub."""
+"""``prepare``: write the splits as parquet with a ``DatasetCard``, and push them with ``DatasetDict.push_to_hub``
+when asked."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from huggingface_hub import DatasetCard, DatasetCardData
+
 from fermm.data import report as datareport
+from fermm.data.publish import HUB_FILES, push_splits
 from fermm.data.sources import SPLITS, SkipLog, source_kind
-from fermm.hub import push_folder
 
 FER_TERMS = (
     "FER2013 was released by Kaggle for the ICML 2013 workshop \"Challenges in Representation Learning\" "
@@ -21,17 +23,17 @@ FERPLUS_TERMS = (
 )
 
 
-def card_text(ds, source: str, report: dict, notes: list[str]) -> str:
-    """A dataset card (YAML front matter + markdown) describing sources, counts and terms."""
+def fer_card(ds, source: str, report: dict, notes: list[str], files: str = "{split}.parquet") -> DatasetCard:
+    """A dataset card describing sources, counts and terms; ``files``: where each split's parquet is (the local
+    folder's ``train.parquet`` or, on the Hub, ``push_to_hub``'s shards)."""
     names = report["labels"]
     has_fp = "ferplus_votes" in ds["train"].column_names
     rows = "\n".join(
         f"| {s} | {r['n']:,} | " + " | ".join(f"{r['per_class'][n]:,}" for n in names) + " |"
         for s, r in report["splits"].items())
-    front = "\n".join([
-        "---", "license: other", "task_categories:", "- image-classification", "pretty_name: FER2013 (fermm)",
-        "configs:", "- config_name: default", "  data_files:",
-        *[f"  - split: {s}\n    path: {s}.parquet" for s in SPLITS], "---", ""])
+    data = DatasetCardData(license="other", task_categories=["image-classification"], pretty_name="FER2013 (fermm)",
+                           configs=[{"config_name": "default",
+                                     "data_files": [{"split": s, "path": files.format(split=s)} for s in SPLITS]}])
     body = [
         "# FER2013 facial expressions (prepared by fermm)", "",
         f"Built by `python -m fermm.data prepare` from `{source}`.", "",
@@ -49,7 +51,7 @@ def card_text(ds, source: str, report: dict, notes: list[str]) -> str:
         "Research and teaching on facial expression recognition. Not for surveillance, hiring, or inferring "
         "a person's inner state: a facial expression is not an emotion, and FER2013 labels are noisy.", "",
     ]
-    return front + "\n".join(body)
+    return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
 
 
 def prepare(ds, args: argparse.Namespace, skips: SkipLog) -> int:
@@ -70,25 +72,16 @@ def prepare(ds, args: argparse.Namespace, skips: SkipLog) -> int:
     report = datareport.build_report(ds, hashes)
     for s in SPLITS:
         ds[s].to_parquet(str(out / f"{s}.parquet"))
-    (out / "README.md").write_text(card_text(ds, str(args.source), report, notes))
+    fer_card(ds, str(args.source), report, notes).save(str(out / "README.md"))
     print(f"wrote {out}: " + ", ".join(f"{s} {len(ds[s]):,}" for s in SPLITS))
-    if args.push_to_hub:
-        return push_dataset_folder(out, args.push_to_hub)
-    return 0
+    if not args.push_to_hub:
+        return 0
+    retry = (f"python -m fermm.data prepare --source {args.source} --output_dir {out} --push_to_hub {args.push_to_hub}"
+             + (f" --ferplus {args.ferplus}" if args.ferplus else "")
+             + (" --drop_cross_split_duplicates" if args.drop_cross_split_duplicates else ""))
+    return push_splits(ds, fer_card(ds, str(args.source), report, notes, HUB_FILES), args.push_to_hub, out, retry)
 
 
 def _has_publictest(source: str) -> bool:
     test = Path(source) / "test"
     return any(p.name.startswith("PublicTest_") for p in test.rglob("*"))
-
-
-def push_dataset_folder(folder: Path, repo_id: str) -> int:
-    """Push a prepared folder as a Hub dataset; on failure keep the folder and say how to retry."""
-    try:
-        url = push_folder(folder, repo_id, repo_type="dataset", message="Add FER2013 splits (fermm)")
-    except Exception as e:  # network, auth, permissions: the local output stays
-        print(f"error: push to {repo_id} failed: {e}\nThe local files in {folder} are intact. Retry with: "
-              f"hf upload --repo-type dataset {repo_id} {folder} .", file=sys.stderr)
-        return 1
-    print(f"pushed to {url}")
-    return 0
