@@ -15,13 +15,13 @@ import numpy as np
 
 from fermm import data
 from fermm.evaluation import cards
-from fermm.hub import push_trained
 from fermm.labels import FER7
 from fermm.models.clip import DEFAULT_CLIP, ClipClassifier, ClipFinetune, ClipLinear
 from fermm.models.clip_features import DEFAULT_CACHE, cached_features, clip_input
 from fermm.models.coop import POSITIONS, CoOp
 from fermm.training.image import DEFAULT_DATASET, _save_best
-from fermm.training.loop import TrainConfig, Trainer, main_process
+from fermm.training import loop
+from fermm.training.loop import TrainConfig, Trainer
 from fermm.training.tasks import FeatureTask, ImageTask
 from fermm.transforms import AugmentConfig
 
@@ -142,14 +142,8 @@ def _record(args: argparse.Namespace, timing: dict) -> None:
 
 def finish(model: ClipClassifier, args: argparse.Namespace, name: str, history_stage: str | None) -> Path:
     """Save the learned part + config + card in ``output_dir``; push if asked."""
-    out = Path(args.output_dir)
-    if not main_process():
-        return out
-    history = json.loads((out / history_stage / "history.json").read_text()) if history_stage else None
-    card = cards.model_card(name, model, training=vars(args), history=history, source=args.push_to_hub or str(out),
-                            description=f"`{type(model).__name__}` on `{model.base_model}`: only what was learned "
-                                        f"is stored here; the base CLIP loads from its own repo.")
-    model.save_with_card(out, card=card, training_args=vars(args))
-    if args.push_to_hub:
-        push_trained(out, args.push_to_hub)
-    return out
+    about = (f"`{type(model).__name__}` on `{model.base_model}`: only what was learned is stored here; the base CLIP "
+             f"loads from its own repo.")
+    return loop.finish(model, args.output_dir, args.push_to_hub, vars(args), history_stage,
+                       lambda history: cards.model_card(name, model, training=vars(args), history=history,
+                                                        source=args.push_to_hub or args.output_dir, description=about))

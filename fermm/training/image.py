@@ -19,13 +19,13 @@ import torch
 from fermm import data, framing
 from fermm.data.report import drop_cross_split_duplicates
 from fermm.evaluation import cards
-from fermm.hub import push_trained
 from fermm.labels import FER7, to_fer7
 from fermm.models import load_model
 from fermm.models.cnn import BACKBONES, CNNClassifier
 from fermm.models.wordvec import WordVectors, default_vectors, label_vectors
 from fermm.paths import SHARED_DATA
-from fermm.training.loop import TrainConfig, Trainer, main_process
+from fermm.training import loop
+from fermm.training.loop import TrainConfig, Trainer
 from fermm.training.tasks import (
     ContrastiveTask,
     DistillTask,
@@ -210,16 +210,10 @@ def train_glove(args: argparse.Namespace, arrays=None) -> CNNClassifier:
 
 def finish(model: CNNClassifier, args: argparse.Namespace, name: str) -> Path:
     """Save the final model (fp32 + card + training args) to ``output_dir`` and push if asked."""
-    out = Path(args.output_dir)
-    if not main_process():
-        return out
-    history = json.loads((out / _last_stage(out) / "history.json").read_text())
     training = training_record(args)
-    card = cards.model_card(name, model, training=training, history=history, source=args.push_to_hub or str(out))
-    model.save_with_card(out, card=card, training_args=training)
-    if args.push_to_hub:
-        push_trained(out, args.push_to_hub)
-    return out
+    return loop.finish(model, args.output_dir, args.push_to_hub, training, _last_stage(Path(args.output_dir)),
+                       lambda history: cards.model_card(name, model, training=training, history=history,
+                                                        source=args.push_to_hub or args.output_dir))
 
 
 def training_record(args: argparse.Namespace) -> dict:

@@ -26,6 +26,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from fermm.hub import push_trained
+
 log = logging.getLogger(__name__)
 
 
@@ -272,6 +274,20 @@ def swap_in(new: Path, dest: Path) -> None:
         dest.rename(old)
     new.rename(dest)
     _rmtree(old)
+
+
+def finish(model, output_dir: str | Path, push_to_hub: str | None, training: dict, history_stage: str | None,
+           make_card: Callable[[list[dict] | None], str]) -> Path:
+    """Every training script's last step: on the main process only, save the model with its card (built by
+    ``make_card`` from the named stage's history) and training arguments in ``output_dir``, then push if asked."""
+    out = Path(output_dir)
+    if not main_process():
+        return out
+    history = json.loads((out / history_stage / "history.json").read_text()) if history_stage else None
+    model.save_with_card(out, card=make_card(history), training_args=training)
+    if push_to_hub:
+        push_trained(out, push_to_hub)
+    return out
 
 
 def main_process() -> bool:

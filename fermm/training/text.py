@@ -3,7 +3,6 @@ labels, multi-label), GoEmotions + DAIR-AI (DAIR's rows as partial labels), or D
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -18,14 +17,14 @@ from fermm.data.goemotions import dair_as_fer7, load_goemotions, multi_hot
 from fermm.evaluation import cards
 from fermm.evaluation.calibration import fit_temperature, fit_thresholds, multilabel_macro_f1
 from fermm.evaluation.text_scores import PAPER_THRESHOLD  # the best epoch: macro-F1 at the paper's threshold
-from fermm.hub import push_trained
 from fermm.labels import FER7, TEXT6
 from fermm.models.text import TextCLIP, TextGRU, TextMiniLM
 from fermm.models.textprep import words
 from fermm.models.wordvec import WordVectors
 from fermm.paths import SHARED_DATA
 from fermm.training.image import _save_best
-from fermm.training.loop import TrainConfig, Trainer, main_process
+from fermm.training import loop
+from fermm.training.loop import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 DEFAULT_TEXT = SHARED_DATA / "emotion_text"
@@ -225,12 +224,6 @@ def calibrate(model, val_split: tuple, multi: bool) -> dict:
 
 
 def finish(model, args: argparse.Namespace, name: str, extra: dict) -> Path:
-    out = Path(args.output_dir)
-    if not main_process():
-        return out
-    history = json.loads((out / "stage_text" / "history.json").read_text())
-    card = cards.text_model_card(name, model, training={**vars(args), **extra}, history=history)
-    model.save_with_card(out, card=card, training_args={**vars(args), **extra})
-    if args.push_to_hub:
-        push_trained(out, args.push_to_hub)
-    return out
+    training = {**vars(args), **extra}
+    return loop.finish(model, args.output_dir, args.push_to_hub, training, "stage_text",
+                       lambda history: cards.text_model_card(name, model, training=training, history=history))
