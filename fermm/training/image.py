@@ -45,7 +45,8 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output_dir", required=True)
     p.add_argument("--push_to_hub", metavar="REPO_ID", help="push the final model and card to this Hub repo")
     p.add_argument("--backbone", default="vgg11", choices=BACKBONES)
-    p.add_argument("--stem", default="small", choices=("small", "imagenet"), help="ResNet stem (see fermm.models.cnn)")
+    p.add_argument("--stem", default="small", choices=("small", "imagenet"),
+                   help="ResNet stem (fermm.models.cnn; the study: train/recipes/studies/resnet18_stem_imagenet.yaml)")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam", "adamw"))
