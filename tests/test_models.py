@@ -431,3 +431,16 @@ def test_no_pickle_is_ever_read(monkeypatch, astronaut):
         assert torch.isfinite(out).all()
 
 
+
+
+@pytest.mark.parametrize("backbone", ["wrn16_4", "xception"])
+def test_new_families_save_and_load_to_the_same_outputs(backbone, tmp_path):
+    from fermm.models import load_model
+
+    torch.manual_seed(0)
+    model = CNNClassifier(backbone=backbone).eval()
+    model.save_with_card(tmp_path / backbone, card="# test", training_args={"backbone": backbone})
+    again = load_model(str(tmp_path / backbone)).eval()
+    x = torch.rand(3, 1, 48, 48)
+    with torch.inference_mode():
+        assert torch.allclose(model(x), again(x), atol=1e-6)

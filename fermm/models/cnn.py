@@ -7,6 +7,7 @@ Adaptations for 48 px (torchvision's are for 224 px):
 - ResNet: ``stem="small"`` uses a 3x3 stride-1 conv and keeps the max-pool (layer1 at 24x24), rather
   than torchvision's 7x7 stride-2 conv + max-pool (layer1 at 12x12, layer4 at 2x2). ``stem="imagenet"``
   keeps torchvision's stem; ``bench/throughput.py`` measures both.
+- ``wrn16_4`` and ``xception``: :mod:`fermm.models.nets`.
 """
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ import torchvision
 from torch import nn
 
 from fermm.labels import FER7
+from fermm.models import nets
 from fermm.models.base import EmotionClassifier
 from fermm.models.runtime import try_onnx
 from fermm.transforms import FER_MEAN, FER_STD
 
-BACKBONES: tuple[str, ...] = ("vgg11", "vgg16", "resnet18", "resnet50", "mini", "fast")
+BACKBONES: tuple[str, ...] = ("vgg11", "vgg16", "resnet18", "resnet50", "mini", "fast", "wrn16_4", "xception")
 # small VGGs for distilled students: "mini" (~1.2M params, 116M multiply-adds) and "fast" (~1.1M, 50M: one
 # conv at 48x48 and one at 24x24; its bare graph runs in 0.7 ms here in ONNX Runtime, bench/latency.py times it)
 SMALL_CFGS: dict[str, tuple] = {"mini": (32, 32, "M", 64, 64, "M", 128, 128, "M", 256, 256),
@@ -47,6 +49,10 @@ def make_backbone(name: str, in_chans: int = 1, stem: str = "small") -> tuple[nn
         width = net.fc.in_features
         net.fc = nn.Identity()
         return net, width
+    if name == "wrn16_4":
+        return nets.wide_resnet(in_chans, depth=16, width=4)
+    if name == "xception":
+        return nets.mini_xception(in_chans)
     raise ValueError(f"unknown backbone {name!r}; expected one of {', '.join(BACKBONES)}")
 
 
