@@ -34,22 +34,10 @@ SEED000_PRESET = {"optimizer": "adamw", "lr": 1e-5, "weight_decay": 1e-5, "batch
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model_name_or_path", default=DEFAULT_CLIP, help="base CLIP: Hub id or local folder")
     p.add_argument("--dataset", default=str(DEFAULT_DATASET), help="FER source: folder, fer2013.csv or Hub id")
-    p.add_argument("--output_dir", required=True)
-    p.add_argument("--push_to_hub", metavar="REPO_ID")
+    loop.add_run_args(p)  # epochs, batch size, optimiser, lr, weight decay: the method's preset unless given
     p.add_argument("--shots", type=int, default=0, help="K training images per class (0 = all)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch_size", type=int, default=None)
-    p.add_argument("--optimizer", default=None, choices=("sgd", "adam", "adamw"))
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--weight_decay", type=float, default=None)
-    p.add_argument("--warmup_epochs", type=float, default=1.0)
-    p.add_argument("--label_smoothing", type=float, default=0.0)
     p.add_argument("--precision", default="no", choices=("bf16", "no"))
     p.add_argument("--feature_cache", default=None, help="folder for cached image features")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--log_with", default="tensorboard", choices=("tensorboard", "wandb", "none"))
-    p.add_argument("--max_steps_per_epoch", type=int, default=0, help=argparse.SUPPRESS)
 
 
 def add_coop_args(p: argparse.ArgumentParser) -> None:
@@ -75,14 +63,8 @@ def load_arrays(args: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndar
     return arrays
 
 
-def config(args: argparse.Namespace, defaults: dict, out: Path) -> TrainConfig:
-    pick = lambda k: getattr(args, k) if getattr(args, k) is not None else defaults[k]  # noqa: E731
-    return TrainConfig(output_dir=str(out), epochs=pick("epochs"), batch_size=pick("batch_size"),
-                       optimizer=pick("optimizer"), lr=pick("lr"), weight_decay=pick("weight_decay"),
-                       warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
-                       mixed_precision=args.precision, channels_last=False, seed=args.seed, threads=args.threads,
-                       log_with=args.log_with, max_steps_per_epoch=args.max_steps_per_epoch,
-                       extra={k: v for k, v in vars(args).items()})
+def config(args: argparse.Namespace, presets: dict, out: Path) -> TrainConfig:
+    return loop.run_config(args, out, presets, mixed_precision=args.precision, channels_last=False)
 
 
 def feature_task(model: ClipClassifier, arrays, args: argparse.Namespace) -> tuple[FeatureTask, dict]:

@@ -42,18 +42,10 @@ DEFAULT_DATASET = SHARED_DATA / "fer2013"
 def add_common_args(p: argparse.ArgumentParser) -> None:
     """Arguments every CNN script shares (data, optimisation, augmentation, output)."""
     p.add_argument("--dataset", default=str(DEFAULT_DATASET), help="FER source: folder, fer2013.csv or Hub id")
-    p.add_argument("--output_dir", required=True)
-    p.add_argument("--push_to_hub", metavar="REPO_ID", help="push the final model and card to this Hub repo")
+    loop.add_run_args(p, epochs=40, batch_size=64, optimizer="sgd", lr=0.01, weight_decay=5e-4)
     p.add_argument("--backbone", default="vgg11", choices=BACKBONES)
     p.add_argument("--stem", default="small", choices=("small", "imagenet"),
                    help="ResNet stem (fermm.models.cnn; the study: train/recipes/studies/resnet18_stem_imagenet.yaml)")
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam", "adamw"))
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--weight_decay", type=float, default=5e-4)
-    p.add_argument("--warmup_epochs", type=float, default=1.0)
-    p.add_argument("--label_smoothing", type=float, default=0.0)
     p.add_argument("--class_weighted", action="store_true", help="inverse-frequency class weights in the loss")
     p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 = off)")
@@ -70,14 +62,9 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drop_cross_split_duplicates", action="store_true")
     p.add_argument("--precision", default="bf16", choices=("bf16", "no"))
     p.add_argument("--no_channels_last", action="store_true")
-    p.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights, e.g. 0.999 (0 = off)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--log_with", default="tensorboard", choices=("tensorboard", "wandb", "none"))
     p.add_argument("--init_from", metavar="FOLDER", default=None,
                    help="start from this saved model's weights (a further training cycle); the GloVe recipe then "
                         "skips its contrastive stage, which that model already had")
-    p.add_argument("--max_steps_per_epoch", type=int, default=0, help=argparse.SUPPRESS)
 
 
 def add_glove_args(p: argparse.ArgumentParser) -> None:
@@ -108,12 +95,8 @@ def load_arrays(args: argparse.Namespace) -> dict[str, tuple[np.ndarray, np.ndar
 
 
 def train_config(args: argparse.Namespace, output_dir: Path, epochs: int, lr: float) -> TrainConfig:
-    return TrainConfig(
-        output_dir=str(output_dir), epochs=epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=lr,
-        weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
-        class_weighted=args.class_weighted, mixed_precision=args.precision,
-        channels_last=not args.no_channels_last, seed=args.seed, threads=args.threads, log_with=args.log_with,
-        max_steps_per_epoch=args.max_steps_per_epoch, ema_decay=args.ema, extra={k: v for k, v in vars(args).items()})
+    return loop.run_config(args, output_dir, epochs=epochs, lr=lr, class_weighted=args.class_weighted,
+                           mixed_precision=args.precision, channels_last=not args.no_channels_last)
 
 
 def augment_config(args: argparse.Namespace) -> AugmentConfig:

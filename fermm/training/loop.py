@@ -10,6 +10,7 @@ so a run killed at any point and resumed ends in the same state as one that was 
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -57,6 +58,41 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def add_run_args(p: argparse.ArgumentParser, **defaults) -> None:
+    """The flags every training script shares (output, optimisation, schedule, reproducibility, logging), with
+    the script's own ``defaults``; ``None`` leaves a value to the recipe's preset (:func:`run_config`)."""
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--push_to_hub", metavar="REPO_ID", help="push the final model and card to this Hub repo")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch_size", type=int)
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight_decay", type=float)
+    p.add_argument("--warmup_epochs", type=float, default=1.0)
+    p.add_argument("--label_smoothing", type=float, default=0.0)
+    p.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights, e.g. 0.999 (0 = off); the "
+                   "average is what is validated and saved when it scores better")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--log_with", default="tensorboard", choices=("tensorboard", "wandb", "none"))
+    p.add_argument("--max_steps_per_epoch", type=int, default=0, help=argparse.SUPPRESS)
+    p.set_defaults(**defaults)
+
+
+def run_config(args: argparse.Namespace, output_dir: str | Path, presets: dict | None = None, **fixed) -> TrainConfig:
+    """The one mapping from a script's arguments to a stage's :class:`TrainConfig`: a shared flag left unset takes
+    ``presets[flag]``; ``fixed`` sets what the stage decides itself (its epochs and lr, precision, ...)."""
+    def pick(key: str):
+        value = getattr(args, key)
+        return value if value is not None else (presets or {})[key]
+
+    cfg = {"output_dir": str(output_dir), "warmup_epochs": args.warmup_epochs, "label_smoothing": args.label_smoothing,
+           "ema_decay": args.ema, "seed": args.seed, "threads": args.threads, "log_with": args.log_with,
+           "max_steps_per_epoch": args.max_steps_per_epoch, "extra": dict(vars(args)),
+           **{k: pick(k) for k in ("epochs", "batch_size", "optimizer", "lr", "weight_decay") if k not in fixed}}
+    return TrainConfig(**{**cfg, **fixed})
 
 
 class Task(Protocol):

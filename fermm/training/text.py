@@ -24,7 +24,7 @@ from fermm.models.wordvec import WordVectors
 from fermm.paths import SHARED_DATA
 from fermm.training.image import _save_best
 from fermm.training import loop
-from fermm.training.loop import TrainConfig, Trainer
+from fermm.training.loop import Trainer
 
 log = logging.getLogger(__name__)
 DEFAULT_TEXT = SHARED_DATA / "emotion_text"
@@ -122,19 +122,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vocab_size", type=int, default=20000)
     p.add_argument("--lora_r", type=int, default=8, help="MiniLM LoRA rank (alpha = 2 x rank)")
     p.add_argument("--mixed_precision", default="no", choices=("no", "bf16"), help="bf16 autocast (~1.6x on this CPU)")
-    p.add_argument("--output_dir", required=True)
-    p.add_argument("--push_to_hub", metavar="REPO_ID")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--weight_decay", type=float, default=0.01)
-    p.add_argument("--label_smoothing", type=float, default=0.0)
-    p.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights, e.g. 0.999 (0 = off); "
-                   "the average is what is validated and saved")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--log_with", default="tensorboard", choices=("tensorboard", "wandb", "none"))
-    p.add_argument("--max_steps_per_epoch", type=int, default=0, help=argparse.SUPPRESS)
+    # epochs and lr: the model's preset unless given (new_text_model)
+    loop.add_run_args(p, batch_size=32, optimizer="adamw", weight_decay=0.01, warmup_epochs=0.5)
 
 
 def build_vocab(texts: Sequence[str], size: int, min_count: int = 2) -> list[str]:
@@ -193,12 +182,9 @@ def train(args: argparse.Namespace):
     train_split, val_split, labels = text_splits(args)
     model, defaults, extra = new_text_model(args, train_split[0], labels)
     multi = len(train_split) == 3
-    cfg = TrainConfig(output_dir=str(Path(args.output_dir) / "stage_text"), epochs=args.epochs or defaults["epochs"],
-                      batch_size=args.batch_size, optimizer="adamw", lr=args.lr or defaults["lr"],
-                      weight_decay=args.weight_decay, warmup_epochs=0.5, label_smoothing=args.label_smoothing,
-                      ema_decay=args.ema, mixed_precision=args.mixed_precision, channels_last=False, seed=args.seed,
-                      threads=args.threads, log_with=args.log_with, max_steps_per_epoch=args.max_steps_per_epoch,
-                      select_metric="macro_f1" if multi else "accuracy", extra={**vars(args), **extra})
+    cfg = loop.run_config(args, Path(args.output_dir) / "stage_text", defaults, mixed_precision=args.mixed_precision,
+                          channels_last=False, select_metric="macro_f1" if multi else "accuracy",
+                          extra={**vars(args), **extra})
     task = (MultiLabelTextTask(model, train_split, val_split) if multi
             else TextTask(model, train_split, val_split, args.label_smoothing))
     trainer = Trainer(model, task, cfg, task.steps_per_epoch(cfg.batch_size), save_best=_save_best)
