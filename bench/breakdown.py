@@ -115,9 +115,7 @@ def report(figures: dict) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    info = common.provenance("-m bench.breakdown", argv)
-    common.print_header(info)
+    info = common.start("-m bench.breakdown", argv, args.threads)
     _, crops = find_and_crop(load_image(common.EXAMPLE))
     figures: dict = {"models": {}, "unavailable": {}}
     for name in args.models:

@@ -38,6 +38,17 @@ def provenance(script: str, argv: Sequence[str] | None) -> dict:
             "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
+def start(script: str, argv: Sequence[str] | None, threads: int | None = None) -> dict:
+    """A bench's opening: torch on ``threads`` threads (if given), then its provenance, printed and returned."""
+    if threads is not None:
+        import torch  # lazy: the app-only benches never need it here
+
+        torch.set_num_threads(threads)
+    info = provenance(script, argv)
+    print_header(info)
+    return info
+
+
 def print_header(info: dict) -> None:
     for key in ("command", "commit", "date", "hardware", "load_average_1min"):
         print(f"# {key}: {info[key]}")

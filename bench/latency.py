@@ -185,12 +185,8 @@ def report(figures: dict) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import torch
-
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    info = common.provenance("-m bench.latency", argv)
-    common.print_header(info)
+    info = common.start("-m bench.latency", argv, args.threads)
     figures: dict = {}
     if not args.skip_models:
         figures["models"], figures["unavailable"] = model_latency(args.models, args.repeats, args.warmup)

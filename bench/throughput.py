@@ -127,12 +127,8 @@ def report(figures: dict) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import torch
-
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    info = common.provenance("-m bench.throughput", argv)
-    common.print_header(info)
+    info = common.start("-m bench.throughput", argv, args.threads)
     figures: dict = {}
     if not args.skip_eval:
         figures["eval_batch_size"] = args.eval_batch_size

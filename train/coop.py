@@ -15,10 +15,7 @@ from fermm.training import clip as clip_training, recipes
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    clip_training.add_args(p)
-    clip_training.add_coop_args(p)
-    return recipes.parse(p, argv)
+    return recipes.parse_script(__doc__, argv, clip_training.add_args, clip_training.add_coop_args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

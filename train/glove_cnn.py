@@ -17,10 +17,7 @@ from fermm.training import image as image_training, recipes
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    image_training.add_common_args(p)
-    image_training.add_glove_args(p)
-    return recipes.parse(p, argv)
+    return recipes.parse_script(__doc__, argv, image_training.add_common_args, image_training.add_glove_args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

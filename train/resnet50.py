@@ -14,11 +14,9 @@ from fermm.training import image as image_training, recipes
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    image_training.add_common_args(p)
     # AdamW: SGD (nesterov, lr 0.02 and 0.05, one warm-up epoch) left ResNet50 at chance for its first epoch here
-    p.set_defaults(backbone="resnet50", optimizer="adamw", lr=1e-3, weight_decay=0.01)
-    return recipes.parse(p, argv)
+    return recipes.parse_script(__doc__, argv, image_training.add_common_args, backbone="resnet50", optimizer="adamw",
+                                lr=1e-3, weight_decay=0.01)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,9 +17,7 @@ from fermm.training import recipes, text as text_training
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    text_training.add_args(p)
-    return recipes.parse(p, argv)
+    return recipes.parse_script(__doc__, argv, text_training.add_args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,8 +19,8 @@ import torchvision
 from torch import nn
 
 from fermm.labels import FER7
-from fermm.models import nets
 from fermm.models.base import EmotionClassifier
+from fermm.models.nets import mini_xception, wide_resnet
 from fermm.models.runtime import try_onnx
 from fermm.transforms import FER_MEAN, FER_STD
 
@@ -50,9 +50,9 @@ def make_backbone(name: str, in_chans: int = 1, stem: str = "small") -> tuple[nn
         net.fc = nn.Identity()
         return net, width
     if name == "wrn16_4":
-        return nets.wide_resnet(in_chans, depth=16, width=4)
+        return wide_resnet(in_chans, depth=16, width=4)
     if name == "xception":
-        return nets.mini_xception(in_chans)
+        return mini_xception(in_chans)
     raise ValueError(f"unknown backbone {name!r}; expected one of {', '.join(BACKBONES)}")
 
 

@@ -7,9 +7,20 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import yaml
+
+
+def parse_script(doc: str, argv: Sequence[str] | None, *adders: Callable[[argparse.ArgumentParser], None],
+                 **defaults) -> argparse.Namespace:
+    """A training script's arguments: its docstring as the help, the flags ``adders`` declare, the script's own
+    ``defaults``, then :func:`parse`."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for add in adders:
+        add(p)
+    p.set_defaults(**defaults)
+    return parse(p, argv)
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
