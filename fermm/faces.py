@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageOps, JpegImagePlugin
 
 from fermm.framing import fer2013_framing
 
@@ -29,7 +29,9 @@ MAX_PIXELS = 64_000_000  # refuse larger images before decoding them (decompress
 # most 1280 px and the models 48-224 px, so more only costs memory, ~1 GB for four 64 MP uploads at once
 WORK_PIXELS = 3072 * 3072
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
-_ONE_BIG_IMAGE = threading.RLock()  # images over WORK_PIXELS decode one at a time: each briefly holds ~300 MB
+# images reduced to WORK_PIXELS take turns (each briefly holds its decoded pixels: 128 MB for a 64 MP 16-bit PNG,
+# 256 MB for a 64 MP RGB(A) one); the app holds it for the whole request (fermm.serve.ui)
+_ONE_BIG_IMAGE = threading.RLock()
 
 
 class ImageError(ValueError):
@@ -53,9 +55,10 @@ class Face:
 # --------------------------------------------------------------------------- loading
 
 
-def load_image(source, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """An upright RGB PIL image from a path, bytes, file object, PIL image or array, at most
-    ``WORK_PIXELS`` large (bigger ones are reduced by a whole factor while they are decoded).
+def load_image(source, max_pixels: int = MAX_PIXELS, work_pixels: int | None = None) -> Image.Image:
+    """An upright RGB PIL image from a path, bytes, file object, PIL image or array; with ``work_pixels`` (the
+    app: ``WORK_PIXELS``) a bigger one is reduced by a whole factor while it is decoded, so face boxes are then
+    in the reduced image's pixels.
 
     Raises ImageError, with a message in plain words, for empty, damaged, non-image or over-large inputs:
     whatever Pillow raises while opening, decoding or converting a file (its decoders raise many types).
@@ -66,14 +69,14 @@ def load_image(source, max_pixels: int = MAX_PIXELS) -> Image.Image:
         im = Image.fromarray(_to_uint8(source))
     else:
         im = _open(source, max_pixels)
-    big = im.size[0] * im.size[1] > WORK_PIXELS
-    with _ONE_BIG_IMAGE if big else contextlib.nullcontext():
-        _decode(im)
+    factor = _factor(im.size, work_pixels) if work_pixels else 1
+    with _ONE_BIG_IMAGE if factor > 1 else contextlib.nullcontext():
+        _decode(im, factor if im is not source else 1)  # never shrink a caller's own image in place
         try:
             if getattr(im, "is_animated", False):
                 im.seek(0)  # animated GIF / WebP: the first frame
             turn = _ORIENTATION.get(im.getexif().get(0x0112))  # read before shrinking, which drops the EXIF
-            small = _shrink(im)
+            small = _shrink(im, _factor(im.size, work_pixels) if work_pixels else 1)
             if small is not im and im is not source:
                 im.close()  # free the full-size pixels now, before the RGB copy is made
             rgb = to_rgb(small)
@@ -88,7 +91,7 @@ def one_at_a_time_if_big(source) -> contextlib.AbstractContextManager:
     turns from decoding to answer, so four 64 MP uploads at once cost one's memory. Reads the header only."""
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as im:
-            big = im.size[0] * im.size[1] > WORK_PIXELS
+            big = _factor(im.size, WORK_PIXELS) > 1
     except Exception:  # noqa: BLE001 - not an image: load_image says why
         big = False
     return _ONE_BIG_IMAGE if big else contextlib.nullcontext()
@@ -132,33 +135,43 @@ def _open(source, max_pixels: int) -> Image.Image:
     return im
 
 
-def _decode(im: Image.Image) -> None:
-    """Decode the pixels (a big JPEG straight at a reduced scale: a fraction of the memory and time)."""
-    factor = _factor(im.size)
+def _decode(im: Image.Image, factor: int) -> None:
+    """Decode the pixels; a JPEG to be reduced by ``factor`` straight at a reduced DCT scale (a fraction of the
+    memory and time)."""
     try:
-        if factor > 1 and im.format == "JPEG":
-            im.draft(im.mode, (-(-im.size[0] // factor), -(-im.size[1] // factor)))
+        if factor > 1 and isinstance(im, JpegImagePlugin.JpegImageFile):  # MPO files are JPEGs too
+            im.draft(im.mode, (im.size[0] // factor, im.size[1] // factor))
         im.load()
     except Exception as e:  # noqa: BLE001 - truncated or corrupt data raise many types
         log.info("damaged image: %s: %s", type(e).__name__, e)
         raise ImageError("the image file is damaged or truncated") from None
 
 
-def _factor(size: tuple[int, int]) -> int:
-    """The whole factor that brings an image of this size within ``WORK_PIXELS``."""
-    return max(1, math.ceil(math.sqrt(size[0] * size[1] / WORK_PIXELS)))
+def _factor(size: tuple[int, int], work_pixels: int) -> int:
+    """The whole factor that brings an image of this size within ``work_pixels``."""
+    return max(1, math.ceil(math.sqrt(size[0] * size[1] / work_pixels)))
 
 
-def _shrink(im: Image.Image) -> Image.Image:
-    """``im`` reduced (box filter) within ``WORK_PIXELS``; 16-bit images become 8-bit grey on the way."""
-    factor = _factor(im.size)
+def _shrink(im: Image.Image, factor: int) -> Image.Image:
+    """``im`` reduced by ``factor`` (box filter), a band of rows at a time so that no full-size copy is made;
+    16-bit images become 8-bit grey on the way, palette images RGB (RGBA if they have transparency)."""
     if factor == 1:
         return im
     if im.mode in WIDE_MODES:
         return _rescale_to_uint8(im, factor)
-    if im.mode in ("P", "1"):
-        im = im.convert("RGBA" if im.mode == "P" else "L")
-    return im.reduce(factor)
+    mode = {"P": "RGBA" if "transparency" in im.info else "RGB", "PA": "RGBA", "1": "L"}.get(im.mode, im.mode)
+    return _in_bands(im, factor, mode, lambda band: band.convert(mode))
+
+
+def _in_bands(im: Image.Image, factor: int, mode: str, to_mode, rows: int = 256) -> Image.Image:
+    """``to_mode(band)`` over bands of ``im``, each reduced by ``factor``, pasted into one ``mode`` image."""
+    w, h = im.size
+    out = Image.new(mode, (-(-w // factor), -(-h // factor)))
+    step = max(factor, rows - rows % factor)  # bands start on a multiple of the factor: no seam between them
+    for top in range(0, h, step):
+        band = to_mode(im.crop((0, top, w, min(h, top + step))))
+        out.paste(band.reduce(factor) if factor > 1 else band, (0, top // factor))
+    return out
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -171,21 +184,18 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return arr.clip(0, 255).astype(np.uint8)
 
 
-def _rescale_to_uint8(im: Image.Image, factor: int = 1, rows: int = 256) -> Image.Image:
-    """A 16-bit, 32-bit or float image -> 8-bit grey, reduced by ``factor``, a band of rows at a time, so that
-    a 64-megapixel image costs its decoded pixels and a band, not a float copy of it."""
-    hi = float(im.getextrema()[1])
+def _rescale_to_uint8(im: Image.Image, factor: int = 1) -> Image.Image:
+    """A 16-bit, 32-bit or float image -> 8-bit grey, reduced by ``factor``, a band at a time (no float copy of it).
+    16-bit images map 0-65535 to 0-255; 32-bit and float ones their range up to 255 (or 0-1 for float)."""
+    hi = 65535.0 if im.mode.startswith("I;16") else float(im.getextrema()[1])  # getextrema refuses I;16B
     scale = 255.0 / (65535.0 if im.mode.startswith("I;16") or hi > 255 else max(hi, 1.0))
     if im.mode == "F" and hi <= 1.0:
         scale = 255.0
-    w, h = im.size
-    out = Image.new("L", (-(-w // factor), -(-h // factor)))
-    step = rows - rows % factor  # bands start on a multiple of the factor: no seam between them
-    for top in range(0, h, step):
-        band = np.asarray(im.crop((0, top, w, min(h, top + step))), dtype=np.float32) * np.float32(scale)
-        small = Image.fromarray(np.clip(band, 0, 255, out=band).astype(np.uint8))
-        out.paste(small.reduce(factor) if factor > 1 else small, (0, top // factor))
-    return out
+
+    def to_grey(band: Image.Image) -> Image.Image:
+        pixels = np.asarray(band, dtype=np.float32) * np.float32(scale)
+        return Image.fromarray(np.clip(pixels, 0, 255, out=pixels).astype(np.uint8))
+    return _in_bands(im, factor, "L", to_grey)
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

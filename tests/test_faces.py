@@ -209,8 +209,9 @@ def test_zero_byte_and_missing_files(tmp_path):
 
 
 def test_large_photo_within_limit_loads_reduced_to_the_working_size(astronaut):
-    big = astronaut.resize((8000, 6000))
-    rgb = faces.load_image(_encode(big, "JPEG", quality=70))
+    big = _encode(astronaut.resize((8000, 6000)), "JPEG", quality=70)
+    assert faces.load_image(big).size == (8000, 6000)  # the library's default: boxes in the original's pixels
+    rgb = faces.load_image(big, work_pixels=faces.WORK_PIXELS)  # the app's
     w, h = rgb.size
     assert w * h <= faces.WORK_PIXELS and 8000 % w == 0 and (w * 6000, h * 8000) == (8000 * h, 6000 * w)  # whole factor
     (face,) = faces.default_detector().detect(rgb)
@@ -224,8 +225,9 @@ def test_a_big_image_keeps_its_exif_orientation(astronaut, fmt):
     big = astronaut.resize((6000, 3000))
     buf = io.BytesIO()
     big.save(buf, format=fmt, exif=exif.tobytes(), **({"quality": 70} if fmt == "JPEG" else {"compress_level": 1}))
-    rgb = faces.load_image(buf.getvalue())
+    rgb = faces.load_image(buf.getvalue(), work_pixels=faces.WORK_PIXELS)
     assert rgb.size == (1500, 3000)  # 18 MP -> halved, then turned upright (portrait)
+    assert faces.load_image(buf.getvalue()).size == (3000, 6000)
 
 
 def test_a_64_megapixel_16_bit_image_costs_a_bounded_amount_of_memory(tmp_path):
@@ -236,7 +238,7 @@ def test_a_64_megapixel_16_bit_image_costs_a_bounded_amount_of_memory(tmp_path):
     Image.fromarray((ramp[None, :] * 0.5 + ramp[:, None] * 0.5).astype(np.uint16)).save(path, compress_level=1)
     code = ("import resource, sys; from fermm import faces; import numpy as np; "
             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-            f"im = faces.load_image({str(path)!r}); "
+            f"im = faces.load_image({str(path)!r}, work_pixels=faces.WORK_PIXELS); "
             "grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024; "
             "a = np.asarray(im); print(im.size[0], im.size[1], a[0, 0, 0], a[-1, -1, 0], round(grown))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
@@ -280,3 +282,22 @@ def test_big_images_take_turns_small_ones_do_not(tmp_path, astronaut):
         other.start()
         other.join()
     assert waited == [False]  # a second big image waits while the first is worked on
+
+
+def test_big_endian_16_bit_tiff_loads(tmp_path):
+    arr = np.linspace(0, 65535, 64 * 48, dtype=np.uint16).reshape(48, 64)
+    path = tmp_path / "be16.tif"
+    Image.frombytes("I;16B", (64, 48), arr.astype(">u2").tobytes()).save(path)
+    assert Image.open(path).mode == "I;16B"
+    grey = np.asarray(faces.load_image(path))[..., 0]
+    assert grey[0, 0] == 0 and grey[-1, -1] == 255 and grey.shape == (48, 64)
+
+
+@pytest.mark.parametrize("mode", ["P", "RGBA", "LA", "1", "CMYK"])
+def test_every_mode_reduces_in_bands_to_the_same_picture(mode, astronaut):
+    """A big image of any mode is reduced band by band; the result matches reducing it whole (box filter)."""
+    big = astronaut.resize((2048, 2048)).convert(mode)
+    small = faces.load_image(big, work_pixels=512 * 512)
+    whole = faces.to_rgb(big.convert("RGBA" if mode in ("P", "LA") else ("L" if mode == "1" else mode)).reduce(4))
+    assert small.size == (512, 512)
+    assert np.abs(np.asarray(small, dtype=int) - np.asarray(whole, dtype=int)).max() <= 2

@@ -51,7 +51,7 @@ def test_failed_dataset_push_keeps_local_files_and_says_how_to_retry(mock_hub, t
     run = _data_cli(mock_hub, tmp_path, "prepare", "--source", str(FER_TINY), "--output_dir", str(out),
                     "--push_to_hub", "me/fer-tiny")
     assert run.returncode == 1
-    assert "push to me/fer-tiny failed" in run.stderr and "Retry with: python -m fermm.data prepare" in run.stderr
+    assert "push to me/fer-tiny failed" in run.stderr and f"Retry with: hf upload --repo-type dataset me/fer-tiny {out} ." in run.stderr
     assert "hf_fake_test_token" not in run.stderr
     assert (out / "train.parquet").exists() and (out / "README.md").exists()
 
@@ -151,6 +151,6 @@ def test_text_dataset_failed_push_keeps_the_files(tmp_path, capsys):
     assert data_cli(["prepare-text", "--which", "goemotions", "--source", str(FIXTURES / "goemotions_tiny"),
                      "--output_dir", str(tmp_path / "out"), "--push_to_hub", "me/go-tiny"]) == 1  # offline
     err = capsys.readouterr().err
-    assert "push to me/go-tiny failed" in err and "intact" in err and "--push_to_hub me/go-tiny" in err
+    assert "push to me/go-tiny failed" in err and "intact" in err and "hf upload --repo-type dataset me/go-tiny" in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["README.md", "test.parquet", "train.parquet",
                                                                    "validation.parquet"]

@@ -444,3 +444,13 @@ def test_new_families_save_and_load_to_the_same_outputs(backbone, tmp_path):
     x = torch.rand(3, 1, 48, 48)
     with torch.inference_mode():
         assert torch.allclose(model(x), again(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("backbone", [b for b in BACKBONES if not b.startswith("resnet")])
+def test_grad_cam_hooks_the_last_feature_map_not_the_first_conv(backbone):
+    model = CNNClassifier(backbone=backbone).eval()
+    seen = []
+    handle = model.cam_layer().register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    model(torch.rand(1, 1, 48, 48))
+    handle.remove()
+    assert len(seen) == 1 and seen[0][-1] <= 6  # a coarse map (3x3 or 6x6), not the 48x48 stem

@@ -76,10 +76,7 @@ def prepare(ds, args: argparse.Namespace, skips: SkipLog) -> int:
     print(f"wrote {out}: " + ", ".join(f"{s} {len(ds[s]):,}" for s in SPLITS))
     if not args.push_to_hub:
         return 0
-    retry = (f"python -m fermm.data prepare --source {args.source} --output_dir {out} --push_to_hub {args.push_to_hub}"
-             + (f" --ferplus {args.ferplus}" if args.ferplus else "")
-             + (" --drop_cross_split_duplicates" if args.drop_cross_split_duplicates else ""))
-    return push_splits(ds, fer_card(ds, str(args.source), report, notes, HUB_FILES), args.push_to_hub, out, retry)
+    return push_splits(ds, fer_card(ds, str(args.source), report, notes, HUB_FILES), args.push_to_hub, out)
 
 
 def _has_publictest(source: str) -> bool:

@@ -70,23 +70,21 @@ def prepare_text(which: str, source: str, output_dir: str | Path, push_to_hub: s
     print(f"wrote {out}: " + ", ".join(f"{s} {len(ds[s]):,}" for s in SPLITS))
     if not push_to_hub:
         return 0
-    return push_splits(ds, text_card(which, ds, source, HUB_FILES), push_to_hub, out,
-                       f"python -m fermm.data prepare-text --which {which} --source {source} --output_dir {out} "
-                       f"--push_to_hub {push_to_hub}")
+    return push_splits(ds, text_card(which, ds, source, HUB_FILES), push_to_hub, out)
 
 
 HUB_FILES = "data/{split}-*"  # where DatasetDict.push_to_hub puts each split's parquet shards
 
 
-def push_splits(ds, card: DatasetCard, repo_id: str, out: Path, retry: str) -> int:
+def push_splits(ds, card: DatasetCard, repo_id: str, out: Path) -> int:
     """Push the splits (``DatasetDict.push_to_hub``) and their card; on failure keep the local folder ``out`` and
-    say how to retry. Returns the exit status."""
+    say how to upload it as it is (its card points at its own parquet files). Returns the exit status."""
     try:
         ds.push_to_hub(repo_id, commit_message="Add splits (fermm)")
         card.push_to_hub(repo_id, repo_type="dataset", commit_message="Add dataset card (fermm)")
     except Exception as e:  # network, auth, permissions: the local output stays
-        print(f"error: push to {repo_id} failed: {e}\nThe local files in {out} are intact. Retry with: {retry}",
-              file=sys.stderr)
+        print(f"error: push to {repo_id} failed: {e}\nThe local files in {out} are intact. Retry with: "
+              f"hf upload --repo-type dataset {repo_id} {out} .", file=sys.stderr)
         return 1
     print(f"pushed to https://huggingface.co/datasets/{repo_id}")
     return 0

@@ -65,6 +65,12 @@ def _distributed():
     return PartialState(cpu=not torch.cuda.is_available())  # without cpu=True, CPU processes stay unaware of each other
 
 
+def _barrier() -> None:
+    state = _distributed()
+    if state is not None:
+        state.wait_for_everyone()
+
+
 def is_main_process() -> bool:
     """True unless this is one of several processes and not the first (only the first writes files)."""
     state = _distributed()
@@ -163,6 +169,7 @@ def evaluate_all(names: Sequence[str], dataset: str, split: str, tta: str, outpu
     images: dict = {}
     written, skipped = [], {}
     for name_or_path in names:
+        _barrier()  # every process decides on this model after the first has written the one before
         known = name_or_path in MODELS or name_or_path in TEXT_MODELS
         name = result_name or (name_or_path if known else Path(name_or_path.rstrip("/")).name)
         source = resolve(name_or_path) if known else name_or_path

@@ -17,7 +17,7 @@ from pathlib import PurePosixPath
 from PIL import Image
 
 from fermm.data import IMAGE_EXTENSIONS
-from fermm.faces import ImageError, load_image
+from fermm.faces import WORK_PIXELS, ImageError, load_image
 from fermm.labels import FER7
 
 
@@ -114,7 +114,7 @@ def _add_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, mapping, limits: Limi
     if label not in FER7:
         return out.skip("no FER label (folder or labels.csv)", name)
     try:
-        image = load_image(z.read(info))
+        image = load_image(z.read(info), work_pixels=WORK_PIXELS)
     except (ImageError, zipfile.BadZipFile, OSError):
         return out.skip("unreadable image", name)
     image.thumbnail((limits.max_side, limits.max_side))

@@ -64,8 +64,9 @@ def vgg_layers(cfg: Sequence, in_chans: int) -> nn.Sequential:
 
 
 def _vgg_features(name: str, in_chans: int) -> nn.Sequential:
-    """``vgg11_bn`` / ``vgg16_bn``'s features with torchvision's init, without its ImageNet classifier (that
-    head's 102M unused weights cost ~500 MB of peak memory at every load)."""
+    """``vgg11_bn`` / ``vgg16_bn``'s features (same layers and state-dict keys) with torchvision's init, built
+    without its ImageNet classifier: that head's 124M unused weights cost ~500 MB of peak memory at every load.
+    (Runs from scratch since 2026-12-06 draw other initial weights than before for the same seed.)"""
     features = vgg_layers(torchvision.models.vgg.cfgs["A" if name == "vgg11" else "D"], in_chans)
     for m in features.modules():
         if isinstance(m, nn.Conv2d):

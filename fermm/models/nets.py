@@ -40,8 +40,7 @@ def wide_resnet(in_chans: int, depth: int = 16, width: int = 4) -> tuple[nn.Modu
     for w in widths:
         layers += [WideBlock(c if i == 0 else w, w, 2 if i == 0 else 1) for i in range(n)]
         c = w
-    layers += [_bn_relu(c), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    return nn.Sequential(*layers), c
+    return _pooled(nn.Sequential(*layers, _bn_relu(c))), c
 
 
 def separable(c_in: int, c_out: int) -> nn.Sequential:
@@ -66,4 +65,9 @@ def mini_xception(in_chans: int, widths: tuple[int, ...] = (64, 128, 256, 512)) 
     stem = [nn.Conv2d(in_chans, 32, 3, 1, 1, bias=False), _bn_relu(32), nn.Conv2d(32, 32, 3, 1, 1, bias=False),
             _bn_relu(32)]
     blocks = [XceptionBlock(c_in, c_out) for c_in, c_out in zip((32, *widths[:-1]), widths)]  # 48 -> 3 px
-    return nn.Sequential(*stem, *blocks, nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten()), widths[-1]
+    return _pooled(nn.Sequential(*stem, *blocks, nn.ReLU(inplace=True))), widths[-1]
+
+
+def _pooled(convs: nn.Sequential) -> nn.Sequential:
+    """The conv stack first (index 0: what Grad-CAM hooks, as for the VGGs), then global average pooling."""
+    return nn.Sequential(convs, nn.AdaptiveAvgPool2d(1), nn.Flatten())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # mallopt parameters (malloc.h)
 
@@ -27,12 +28,14 @@ _LIBC = _libc()
 
 
 def configure_malloc(arenas: int = 2, mmap_threshold: int = 4 << 20) -> bool:
-    """At most ``arenas`` heaps, and blocks of ``mmap_threshold`` bytes or more (image-sized: 4 MB is a 1-MP RGB
-    photo; smaller thresholds cost the 16 x 25 load ~10 ms of CPU per request in page faults) mapped apart (returned to the
-    system when freed). Call it before threads start. True if glibc took both."""
+    """At most ``arenas`` heaps, and blocks of ``mmap_threshold`` bytes or more (image-sized: 4 MB is a 1-MP RGBA
+    buffer; 1 MB cost the 16 x 25 load ~10 ms of CPU per request in page faults) mapped apart, so they return to
+    the system when freed. Call it before threads start. ``MALLOC_ARENA_MAX`` or ``MALLOC_MMAP_THRESHOLD_`` in the
+    environment win over these. True if glibc took the settings."""
     if _LIBC is None:
         return False
-    return _LIBC.mallopt(M_ARENA_MAX, arenas) == 1 and _LIBC.mallopt(M_MMAP_THRESHOLD, mmap_threshold) == 1
+    wanted = [(M_ARENA_MAX, arenas, "MALLOC_ARENA_MAX"), (M_MMAP_THRESHOLD, mmap_threshold, "MALLOC_MMAP_THRESHOLD_")]
+    return all(_LIBC.mallopt(param, value) == 1 for param, value, env in wanted if env not in os.environ)
 
 
 def trim() -> None:

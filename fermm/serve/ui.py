@@ -132,7 +132,7 @@ def make_predict_fn(pool: ModelPool, text_pool: ModelPool, text_weight: float):
         image = None
         if upload is not None:  # a path, or bytes from a data: URL
             try:
-                image = facelib.load_image(upload)
+                image = facelib.load_image(upload, work_pixels=facelib.WORK_PIXELS)
             except facelib.ImageError as e:
                 raise user_error(f"This file cannot be used: {e}.") from None
         result = predict_image(image, pool, models or [], whole_image=bool(whole_image), text=text,
@@ -171,7 +171,7 @@ def upload_message(upload: str | bytes | None) -> str:
     if upload is None:
         return ""
     try:
-        facelib.load_image(upload)
+        facelib.load_image(upload, work_pixels=facelib.WORK_PIXELS)
     except facelib.ImageError as e:
         return f"**This file cannot be used**: {html.escape(str(e))}. Please choose another photo."
     return ""

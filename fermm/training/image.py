@@ -195,7 +195,7 @@ def train_glove(args: argparse.Namespace, arrays=None) -> CNNClassifier:
 def finish(model: CNNClassifier, args: argparse.Namespace, name: str) -> Path:
     """Save the final model (fp32 + card + training args) to ``output_dir`` and push if asked."""
     training = training_record(args)
-    return loop.finish(model, args.output_dir, args.push_to_hub, training, _last_stage(Path(args.output_dir)),
+    return loop.finish(model, args.output_dir, args.push_to_hub, training, _last_stage,
                        lambda history: cards.model_card(name, model, training=training, history=history,
                                                         source=args.push_to_hub or args.output_dir))
 

@@ -312,14 +312,16 @@ def swap_in(new: Path, dest: Path) -> None:
     _rmtree(old)
 
 
-def finish(model, output_dir: str | Path, push_to_hub: str | None, training: dict, history_stage: str | None,
-           make_card: Callable[[list[dict] | None], str]) -> Path:
+def finish(model, output_dir: str | Path, push_to_hub: str | None, training: dict,
+           history_stage: str | Callable[[Path], str] | None, make_card: Callable[[list[dict] | None], str]) -> Path:
     """Every training script's last step: on the main process only, save the model with its card (built by
-    ``make_card`` from the named stage's history) and training arguments in ``output_dir``, then push if asked."""
+    ``make_card`` from the history of ``history_stage``, a stage folder or a function of ``output_dir`` naming
+    one) and training arguments in ``output_dir``, then push if asked."""
     out = Path(output_dir)
     if not main_process():
         return out
-    history = json.loads((out / history_stage / "history.json").read_text()) if history_stage else None
+    stage = history_stage(out) if callable(history_stage) else history_stage
+    history = json.loads((out / stage / "history.json").read_text()) if stage else None
     model.save_with_card(out, card=make_card(history), training_args=training)
     if push_to_hub:
         push_trained(out, push_to_hub)
