@@ -73,7 +73,6 @@ def add_glove_args(p: argparse.ArgumentParser) -> None:
                    help="GloVe/word2vec .txt or .npz (default: the 300-d label-word vectors fermm ships)")
     p.add_argument("--lambda", dest="lam", type=float, default=0.75, help="weight of image->label loss")
     p.add_argument("--tau", type=float, default=0.1, help="contrastive temperature")
-    p.add_argument("--positives", default="paper", choices=("paper", "class"))
     p.add_argument("--pretrain_epochs", type=int, default=30, help="contrastive stage epochs")
     p.add_argument("--freeze_backbone", action="store_true", help="stage 2 trains only the classifier")
     p.add_argument("--finetune_lr", type=float, default=None, help="stage 2 lr (default: --lr / 10)")
@@ -170,7 +169,7 @@ def pretrain_contrastive(args: argparse.Namespace, arrays) -> CNNClassifier:
     table = WordVectors.load(args.word_vectors) if args.word_vectors else default_vectors()
     model = new_model(args, word_dim=table.dim, tau=args.tau)
     model.label_vectors.copy_(torch.from_numpy(label_vectors(FER7, table)))
-    task = image_task(ContrastiveTask, arrays, args, lam=args.lam, positives=args.positives)
+    task = image_task(ContrastiveTask, arrays, args, lam=args.lam)  # the paper's positives (eq. 4.1)
     return run_stage(model, task, train_config(args, Path(args.output_dir) / "stage_contrastive",
                                                args.pretrain_epochs, args.lr))
 
