@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 YUNET_PATH = Path(__file__).parent / "assets" / "face_detection_yunet_2023mar.onnx"
 MAX_PIXELS = 64_000_000  # refuse larger images before decoding them (decompression bombs)
 # images are worked on at most this large (3072 x 3072; a phone's 12 MP photo is halved): detection sees at
-# most 1280 px and the models 48-224 px, so more only costs memory, ~1 GB for four 64 MP uploads at once
+# most 1280 px and the models 48-224 px, so more only costs memory
 WORK_PIXELS = 3072 * 3072
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 # images reduced to WORK_PIXELS take turns (each briefly holds its decoded pixels: 128 MB for a 64 MP 16-bit PNG,
@@ -69,14 +69,14 @@ def load_image(source, max_pixels: int = MAX_PIXELS, work_pixels: int | None = N
         im = Image.fromarray(_to_uint8(source))
     else:
         im = _open(source, max_pixels)
-    factor = _factor(im.size, work_pixels) if work_pixels else 1
+    factor = _factor(im.size, work_pixels)
     with _ONE_BIG_IMAGE if factor > 1 else contextlib.nullcontext():
         _decode(im, factor if im is not source else 1)  # never shrink a caller's own image in place
         try:
             if getattr(im, "is_animated", False):
                 im.seek(0)  # animated GIF / WebP: the first frame
             turn = _ORIENTATION.get(im.getexif().get(0x0112))  # read before shrinking, which drops the EXIF
-            small = _shrink(im, _factor(im.size, work_pixels) if work_pixels else 1)
+            small = _shrink(im, _factor(im.size, work_pixels))  # what the JPEG draft left to do
             if small is not im and im is not source:
                 im.close()  # free the full-size pixels now, before the RGB copy is made
             rgb = to_rgb(small)
@@ -147,9 +147,9 @@ def _decode(im: Image.Image, factor: int) -> None:
         raise ImageError("the image file is damaged or truncated") from None
 
 
-def _factor(size: tuple[int, int], work_pixels: int) -> int:
-    """The whole factor that brings an image of this size within ``work_pixels``."""
-    return max(1, math.ceil(math.sqrt(size[0] * size[1] / work_pixels)))
+def _factor(size: tuple[int, int], work_pixels: int | None) -> int:
+    """The whole factor that brings an image of this size within ``work_pixels`` (1 without a limit)."""
+    return max(1, math.ceil(math.sqrt(size[0] * size[1] / work_pixels))) if work_pixels else 1
 
 
 def _shrink(im: Image.Image, factor: int) -> Image.Image:
