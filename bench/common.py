@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 import urllib.error
 import urllib.request
 from datetime import datetime, timezone
@@ -220,11 +221,11 @@ def cpu_seconds(pid: int | None = None) -> float:
 # --------------------------------------------------------------------------- clients
 
 
-def client(url: str, kind: str = "gradio"):
+def client(url: str, kind: str = "gradio", session: bool = False):
     """A quiet gradio_client (no telemetry, output files not downloaded: latency is the answer's), or with
-    ``kind="http"`` the lighter :class:`HttpClient`."""
+    ``kind="http"`` the lighter :class:`HttpClient` (``session``: see there; gradio_client always keeps one)."""
     if kind == "http":
-        return HttpClient(url)
+        return HttpClient(url, session=session)
     from gradio_client import Client
 
     return Client(url, verbose=False, analytics_enabled=False, download_files=False)
@@ -258,14 +259,17 @@ def predict(c, path: str | Path, models: Sequence[str]) -> float:
 class HttpClient:
     """Gradio's plain HTTP API (upload, ``POST /gradio_api/call/predict``, then its event stream), as curl
     would use it: the server does the same work as for gradio_client, the client far less, which matters
-    when the load generator shares the app's two cores. Every call is a new Gradio session (no session
-    hash is sent): the worst case for the app's session store, which ``fermm.serve.ui.launch_options`` caps."""
+    when the load generator shares the app's two cores. By default every call is a new Gradio session (no
+    session hash is sent): the worst case for the app's session store, which ``fermm.serve.ui.launch_options``
+    caps, and ~10 ms of the app's CPU per call to set the session up. With ``session=True`` the calls share one
+    session, as a browser tab's do."""
 
-    def __init__(self, url: str, timeout: float = 120.0):
+    def __init__(self, url: str, timeout: float = 120.0, session: bool = False):
         import httpx
 
         self.api = url.rstrip("/") + "/gradio_api"
         self.http = httpx.Client(timeout=timeout)
+        self.session_hash = uuid.uuid4().hex[:11] if session else None
 
     def predict(self, path: str | Path, models: Sequence[str]) -> float:
         t0 = time.perf_counter()
@@ -281,7 +285,8 @@ class HttpClient:
 
     def call(self, data: list, api_name: str = "predict") -> list:
         """One API call with these inputs; its answer (see :meth:`_result`)."""
-        r = self.http.post(f"{self.api}/call/{api_name}", json={"data": data})
+        body = {"data": data} if self.session_hash is None else {"data": data, "session_hash": self.session_hash}
+        r = self.http.post(f"{self.api}/call/{api_name}", json=body)
         r.raise_for_status()
         return self._result(r.json()["event_id"], api_name)
 

@@ -1,6 +1,5 @@
-"""Latency: per face for every model, face detection by image size, and the app end to end through
-gradio_client (a photo with one face, and with five) against `python app.py` started here on a free
-port of 127.0.0.1; with the app's peak memory and its cold start (launch to first answer).
+"""Latency: per face for every model, face detection by image size, and the app end to end (a photo with
+one face, and with five) against `python app.py` started here on a free port of 127.0.0.1; with the app's peak memory and its cold start (launch to first answer).
 
     python -m bench.latency --repeats 50 --json results/bench/latency.json
 
@@ -8,7 +7,9 @@ Models: every registry model that loads (FERMM_MODEL_<NAME>, checkpoints/<name>,
 and any folders given with --models; the others are reported as unavailable. The app serves the
 registry models; --app_model NAME=PATH makes it serve a folder under a registry name (e.g. before a
 checkpoint exists). Each figure is p50/p95 over --repeats timed runs after warm-up, torch on 2 threads.
-End-to-end latency includes the upload, the queue and detection, not fetching the boxed image back.
+End-to-end latency includes the upload, the queue and detection, not fetching the boxed image back. The
+requests go through Gradio's plain HTTP API in one session, as a browser tab's do (--client gradio: through
+gradio_client, which spends about as much CPU per request as the app on the same two cores).
 """
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--sizes", nargs="*", default=list(SIZES), help="photo sizes WxH for face detection")
     p.add_argument("--app_model", nargs="*", default=[], metavar="NAME=PATH", help="serve a folder as a registry model")
+    p.add_argument("--client", choices=("http", "gradio"), default="http",
+                   help="http: Gradio's plain HTTP API in one session, light on the shared cores; gradio: gradio_client")
     p.add_argument("--cold_starts", type=int, default=1, help="app launches timed to their first answer")
     p.add_argument("--skip_models", action="store_true")
     p.add_argument("--skip_detection", action="store_true")
@@ -106,11 +109,11 @@ def detection_latency(sizes: Sequence[str], repeats: int, warmup: int) -> dict:
     return out
 
 
-def cold_start(env: dict[str, str], photo: Path) -> tuple[common.App, dict]:
+def cold_start(env: dict[str, str], photo: Path, kind: str) -> tuple[common.App, dict]:
     """A fresh app and the seconds from launch to its page answering and to its first /predict answer."""
     app = common.App(env)
     try:
-        c = common.client(app.url)
+        c = common.client(app.url, kind, session=True)
         common.predict(c, photo, common.served_models(app.url)[0])
         c.close()
     except BaseException:
@@ -124,14 +127,14 @@ def app_latency(args: argparse.Namespace, folder: Path) -> dict:
     photos = {n: common.save_photo(n, folder) for n in (1, 5)}
     starts = []
     for i in range(args.cold_starts):
-        app, start = cold_start(env, photos[1])
+        app, start = cold_start(env, photos[1], args.client)
         starts.append(start)
         if i < args.cold_starts - 1:
             app.stop()
     with app:
         first = common.memory_mb(app.pid)  # every served model is loaded before the page answers
         models, unavailable = common.served_models(app.url)
-        c = common.client(app.url)
+        c = common.client(app.url, args.client, session=True)
         e2e = {}
         try:
             for n, path in photos.items():
@@ -144,8 +147,8 @@ def app_latency(args: argparse.Namespace, folder: Path) -> dict:
         finally:
             c.close()
         after = common.memory_mb(app.pid)
-    return {"models": models, "unavailable": unavailable, "cold_start": starts, "request_ms": e2e,
-            "memory_mb": {"after_first_answer": first, "after_all_requests": after}}
+    return {"models": models, "unavailable": unavailable, "client": args.client, "cold_start": starts,
+            "request_ms": e2e, "memory_mb": {"after_first_answer": first, "after_all_requests": after}}
 
 
 def _latency_table(kind: str, unit: str, rows: dict, unavailable: dict) -> None:

@@ -82,7 +82,8 @@ def latency_section(r: dict, acc: dict[str, float], peer_ms: float | None) -> li
         lines += [f"| {size} | {d['p50']:.1f} | {d['p95']:.1f} |" for size, d in r["detection"].items()] + [""]
     if r.get("app"):
         a = r["app"]
-        lines += [f"App end to end through gradio_client, serving {', '.join(f'`{m}`' for m in a['models'])}:", "",
+        session = ", one session" if a.get("client") == "http" else ""
+        lines += [f"App end to end through {_client(a)}{session}, serving {', '.join(f'`{m}`' for m in a['models'])}:", "",
                   "| 640x480 request | p50 ms | p95 ms | app CPU ms | client CPU ms |", "|---|---|---|---|---|"]
         lines += [f"| {k.replace('_', ' ')} | {d['p50']:.0f} | {d['p95']:.0f} | {_ms(d.get('server_cpu_ms'))} | "
                   f"{_ms(d.get('client_cpu_ms'))} |" for k, d in a["request_ms"].items()]

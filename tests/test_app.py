@@ -423,6 +423,26 @@ def test_sessions_kept_in_memory_are_capped(app_demo, astronaut, tmp_path):
     assert len(app_demo.state_holder.session_data) <= 3
 
 
+def test_a_client_that_keeps_its_session_adds_one_and_the_queue_keeps_no_summary(app_demo, astronaut, tmp_path):
+    """A browser tab's calls share one session (bench.latency's client does the same), and Gradio's per-request
+    pandas summary for its monitoring page, which this app does not enable, is never computed."""
+    from bench.common import HttpClient
+
+    photo = tmp_path / "face.jpg"
+    astronaut.save(photo)
+    before = set(app_demo.state_holder.session_data)
+    c = HttpClient(app_demo.app_url, session=True)
+    try:
+        for _ in range(3):
+            c.predict(photo, ["glove_cnn"])
+    finally:
+        c.close()
+    assert set(app_demo.state_holder.session_data) - before == {c.session_hash}
+    queue = app_demo._queue
+    assert queue.ANALYTICS_MAX_EVENTS <= 1000 and queue.events_recorded >= 3
+    assert queue.cached_event_analytics_summary == {"functions": {}}
+
+
 def test_inline_data_url_images_are_decoded_in_memory_and_capped(app_demo):
     """API clients may send an image inline as a data: URL, which skips the upload cap; it is decoded in
     memory, capped, and leaves no copy in Gradio's cache (only the boxed result image is written)."""
