@@ -221,6 +221,10 @@ def cpu_seconds(pid: int | None = None) -> float:
 # --------------------------------------------------------------------------- clients
 
 
+# how bench.load's clients hold Gradio sessions, in words for its reports
+SESSIONS = {"tab": ", one session each", "request": ", a new session per request"}
+
+
 def client(url: str, kind: str = "gradio", session: bool = False):
     """A quiet gradio_client (no telemetry, output files not downloaded: latency is the answer's), or with
     ``kind="http"`` the lighter :class:`HttpClient` (``session``: see there; gradio_client always keeps one)."""

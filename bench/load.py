@@ -7,7 +7,10 @@ sampled, and the report says whether memory grew (mean of the last third of samp
     python -m bench.load --clients 8 --soak 900 --json results/bench/soak.json
 
 Each client is a thread with its own HTTP session (Gradio's plain HTTP API, as curl uses it; --client gradio
-uses gradio_client, which costs the shared cores about as much CPU per request as the app does), sending a 640x480 photo with --faces faces to every model the app serves, after one untimed request.
+uses gradio_client, which costs the shared cores about as much CPU per request as the app does), sending a
+640x480 photo with --faces faces to every model the app serves, after one untimed request. Each client keeps
+one Gradio session, as a browser tab does (--sessions request: a new session per request, as API calls
+without a session hash make; the worst case for the app's session store, and ~10 ms more CPU per request).
 Load only ever goes to 127.0.0.1. Memory is read from /proc/<pid>/status (--pid with --url).
 """
 from __future__ import annotations
@@ -43,19 +46,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--app_model", nargs="*", default=[], metavar="NAME=PATH", help="serve a folder as a registry model")
     p.add_argument("--client", choices=("http", "gradio"), default="http",
                    help="http: Gradio's plain HTTP API, light on the shared cores; gradio: gradio_client")
+    p.add_argument("--sessions", choices=("tab", "request"), default="tab",
+                   help="tab: one Gradio session per client; request: a new one per request (http client only)")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args(argv)
+    if args.sessions == "request" and args.client != "http":
+        p.error("--sessions request needs --client http (gradio_client always keeps its session)")
     if args.repeats < 1 or (args.soak and args.repeats > 1):
         p.error("--repeats must be at least 1, and 1 with --soak (a soak is one long round)")
     return args
 
 
 def client_run(url: str, photo: Path, models: list[str], n: int, soak: float,
-               start: threading.Barrier, kind: str = "http") -> tuple[list[float], list[str]]:
+               start: threading.Barrier, kind: str = "http", session: bool = True) -> tuple[list[float], list[str]]:
     """One client's latencies (ms) and errors: ``n`` requests, or with ``soak`` requests for that many seconds."""
     latencies, errors = [], []
     try:
-        c = common.client(url, kind)
+        c = common.client(url, kind, session=session)
     except Exception as e:
         c = None
         errors.append(f"connect: {type(e).__name__}: {str(e)[:200]}")
@@ -118,8 +125,8 @@ def timed_round(args: argparse.Namespace, url: str, pid: int | None, photo: Path
     sampler = MemorySampler(pid, args.sample_every) if pid and args.soak else None
     start = threading.Barrier(args.clients + 1, timeout=600)  # never hang on a client that died early
     with ThreadPoolExecutor(args.clients) as pool:
-        futures = [pool.submit(client_run, url, photo, models, args.requests, args.soak, start, args.client)
-                   for _ in range(args.clients)]
+        futures = [pool.submit(client_run, url, photo, models, args.requests, args.soak, start, args.client,
+                               args.sessions == "tab") for _ in range(args.clients)]
         start.wait()  # timing starts once every client is connected
         t0, cpu0, client0 = time.perf_counter(), common.cpu_seconds(pid) if pid else 0.0, common.cpu_seconds()
         if sampler:
@@ -169,7 +176,7 @@ def run_load(args: argparse.Namespace, url: str, pid: int | None, photo: Path) -
     memory_before = common.memory_mb(pid) if pid else None
     rounds = [timed_round(args, url, pid, photo, models) for _ in range(args.repeats)]
     out = {"models": models, "unavailable": unavailable, "clients": args.clients, "client": args.client,
-           "faces": args.faces, **median_round(rounds)}
+           "sessions": args.sessions, "faces": args.faces, **median_round(rounds)}
     if pid:
         out["memory_mb"] = {"before": memory_before, "after": common.memory_mb(pid)}
     return out
@@ -180,7 +187,8 @@ def report(r: dict) -> None:
     for name, why in r["unavailable"].items():
         print(f"  {name} unavailable in the app: {common.short(why)}")
     lat = r["latency_ms"]
-    print(f"{r['clients']} clients ({r.get('client', 'gradio')}), {r['faces']}-face 640x480 photo: {r['requests']} requests in {r['seconds']:.1f} s, "
+    sessions = common.SESSIONS.get(r.get("sessions"), "")
+    print(f"{r['clients']} clients ({r.get('client', 'gradio')}{sessions}), {r['faces']}-face 640x480 photo: {r['requests']} requests in {r['seconds']:.1f} s, "
           f"{r['ok']} ok, {r['errors']} errors")
     for message, count in r["error_messages"].items():
         print(f"  {count} x {message}")
