@@ -30,6 +30,7 @@ COMMANDS = {
                     "--repeats 200 --json results/bench/text_latency.json",
     "throughput": "python -m bench.throughput --steps 20 --json results/bench/throughput.json",
     "clip_cost": "python -m bench.clip_cost --json results/bench/clip_cost.json",
+    "precision": "python -m bench.precision --models fast_cnn glove_cnn --json results/bench/precision.json",
     "breakdown": "python -m bench.breakdown --models fast_cnn glove_cnn --json results/bench/breakdown.json",
     "train_cost": "python -m bench.train_cost --runs runs/glove_vgg11_r2_s0 runs/glove_vgg11_r2c2_s0 "
                   "runs/glove_vgg11_r2c3_s0 runs/fast_distill_s0 runs/resnet50_s0 runs/resnet50_c2_s0 "
@@ -222,6 +223,19 @@ def breakdown_section(r: dict) -> list[str]:
     return lines + [""]
 
 
+def precision_section(r: dict) -> list[str]:
+    lines = ["## Precision", "", *provenance(r),
+             f"Each model in every precision it could be served in, accuracy in that precision (int8: ONNX Runtime, "
+             f"static QDQ quantisation, activations calibrated on {r['calibration_images']} train images). Validation "
+             "chooses; test reports.", "",
+             "| model | precision | validation | test | test, not in train | batch 1 p50 ms per face |",
+             "|---|---|---|---|---|---|"]
+    for name, by in r["models"].items():
+        lines += [f"| `{name}` | {p} | {m['validation']:.2%} | {m['test']:.2%} | {m['test_not_in_train']:.2%} | "
+                  f"{m['batch1_ms']['p50']:.2f} |" for p, m in by.items()]
+    return lines + [""]
+
+
 def train_cost_section(reports: Sequence[dict]) -> list[str]:
     """One table per ``results/bench/train_cost*.json`` (runs of different sessions are measured apart)."""
     lines = ["## Training cost of the runs", "",
@@ -286,6 +300,8 @@ def render(results: Path) -> str:
     tp, clip = load(results, "throughput"), load(results, "clip_cost")
     out += throughput_section(tp) if tp else []
     out += clip_section(clip) if clip else []
+    precision = load(results, "precision")
+    out += precision_section(precision) if precision else []
     breakdown = load(results, "breakdown")
     out += breakdown_section(breakdown) if breakdown else []
     costs = [json.loads(f.read_text()) for f in sorted((results / "bench").glob("train_cost*.json"))]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 
 def _write(folder, name, figures):
     (folder / "bench").mkdir(parents=True, exist_ok=True)
@@ -222,3 +224,29 @@ def test_train_cost_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
         with pytest.raises(SystemExit):
             train_cost.main(["--runs", str(folder)])
         assert why in capsys.readouterr().err
+
+
+def test_precision_variants_serve_the_same_model_closely_and_int8_shrinks_it():
+    """bench.precision's int8 graph (calibrated on faces) and bf16 forward stand in for the model's own forward,
+    through the same predict_proba, and stay close to fp32; the int8 graph holds int8 weights."""
+    import onnx
+    import torch
+
+    from bench.precision import Bf16Forward, forwards, int8_graph
+    from fermm.models.cnn import CNNClassifier
+
+    torch.manual_seed(0)
+    model = CNNClassifier(backbone="fast").eval()
+    faces = np.random.default_rng(0).integers(0, 256, (40, 48, 48), dtype=np.uint8)
+    reference = model.predict_proba(list(faces))
+    graph = int8_graph(model, faces[:32])
+    assert any(t.data_type == onnx.TensorProto.INT8 for t in onnx.load_from_string(graph).graph.initializer)
+    built = forwards(model, faces[:32])
+    assert list(built) == ["torch fp32", "torch bf16", "onnx fp32", "onnx int8"] and built["torch fp32"]() is None
+    for precision in ("torch bf16", "onnx fp32", "onnx int8"):
+        model.fast_forward = built[precision]()
+        assert model.fast_forward.serves(model, torch.zeros(1, 1, 48, 48))
+        probs = model.predict_proba(list(faces))
+        assert probs.shape == reference.shape and torch.allclose(probs.sum(1), torch.ones(len(faces)), atol=1e-4)
+        assert (probs - reference).abs().max() < (1e-4 if precision == "onnx fp32" else 0.05), precision
+    assert not Bf16Forward(model).serves(CNNClassifier(backbone="fast"), torch.zeros(1, 1, 48, 48))

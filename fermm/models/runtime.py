@@ -33,7 +33,8 @@ def _fingerprint(module: nn.Module) -> tuple:
     return tuple((t.data_ptr(), t._version, t.dtype) for t in (*module.parameters(), *module.buffers()))
 
 
-def _export(module: nn.Module, example: torch.Tensor) -> bytes:
+def export(module: nn.Module, example: torch.Tensor) -> bytes:
+    """``module``'s forward as an ONNX model (batch, height and width left free)."""
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice
@@ -51,7 +52,9 @@ class OnnxForward:
     Copies and pickles of a model do not carry it (``None``): they may change their weights.
     """
 
-    def __init__(self, module: nn.Module, example: torch.Tensor):
+    def __init__(self, module: nn.Module, example: torch.Tensor, graph: bytes | None = None):
+        """``graph``: an ONNX model of ``module`` made elsewhere (e.g. quantised, bench/precision.py); by default
+        ``module`` is exported here."""
         import onnxruntime as ort  # lazy: a heavy import, paid only when this runs
 
         if module.training:
@@ -63,7 +66,7 @@ class OnnxForward:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # no memory arena: it keeps the peak of every concurrent request's buffers (bench/load.py: +240 MB RSS)
         opts.enable_cpu_mem_arena = False
-        self.session = ort.InferenceSession(_export(module, example), opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(graph or export(module, example), opts, providers=["CPUExecutionProvider"])
         self.fingerprint = _fingerprint(module)
 
     def serves(self, module: nn.Module, x: torch.Tensor) -> bool:
