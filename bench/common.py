@@ -8,9 +8,9 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 import urllib.error
 import urllib.request
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
@@ -221,8 +221,20 @@ def cpu_seconds(pid: int | None = None) -> float:
 # --------------------------------------------------------------------------- clients
 
 
-# how bench.load's clients hold Gradio sessions, in words for its reports
-SESSIONS = {"tab": ", one session each", "request": ", a new session per request"}
+def client_words(r: dict, tab: str = "one session each") -> str:
+    """Which client a bench's record used and how it held Gradio sessions, in words (HTTP runs recorded before
+    the "sessions" field opened a new session per request)."""
+    if r.get("client") != "http":
+        return "gradio_client"
+    sessions = r.get("sessions", "request")
+    return f"plain HTTP API, {tab if sessions == 'tab' else 'a new session per request'}"
+
+
+def add_client_arg(p, how: str = "") -> None:
+    """The benches' --client flag (latency and load)."""
+    p.add_argument("--client", choices=("http", "gradio"), default="http",
+                   help=f"http: Gradio's plain HTTP API{' ' + how if how else ''}, light on the shared cores; "
+                        "gradio: gradio_client")
 
 
 def client(url: str, kind: str = "gradio", session: bool = False):

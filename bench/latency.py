@@ -1,5 +1,6 @@
 """Latency: per face for every model, face detection by image size, and the app end to end (a photo with
-one face, and with five) against `python app.py` started here on a free port of 127.0.0.1; with the app's peak memory and its cold start (launch to first answer).
+one face, and with five) against `python app.py` started here on a free port of 127.0.0.1; with the app's
+peak memory and its cold start (launch to first answer).
 
     python -m bench.latency --repeats 50 --json results/bench/latency.json
 
@@ -41,8 +42,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--sizes", nargs="*", default=list(SIZES), help="photo sizes WxH for face detection")
     p.add_argument("--app_model", nargs="*", default=[], metavar="NAME=PATH", help="serve a folder as a registry model")
-    p.add_argument("--client", choices=("http", "gradio"), default="http",
-                   help="http: Gradio's plain HTTP API in one session, light on the shared cores; gradio: gradio_client")
+    common.add_client_arg(p, "in one session")
     p.add_argument("--cold_starts", type=int, default=1, help="app launches timed to their first answer")
     p.add_argument("--skip_models", action="store_true")
     p.add_argument("--skip_detection", action="store_true")
@@ -147,8 +147,9 @@ def app_latency(args: argparse.Namespace, folder: Path) -> dict:
         finally:
             c.close()
         after = common.memory_mb(app.pid)
-    return {"models": models, "unavailable": unavailable, "client": args.client, "cold_start": starts,
-            "request_ms": e2e, "memory_mb": {"after_first_answer": first, "after_all_requests": after}}
+    return {"models": models, "unavailable": unavailable, "client": args.client, "sessions": "tab",
+            "cold_start": starts, "request_ms": e2e,
+            "memory_mb": {"after_first_answer": first, "after_all_requests": after}}
 
 
 def _latency_table(kind: str, unit: str, rows: dict, unavailable: dict) -> None:

@@ -4,7 +4,7 @@ requests per second; with --soak SECONDS, the clients run until the time is up w
 sampled, and the report says whether memory grew (mean of the last third of samples vs the first).
 
     python -m bench.load --clients 16 --requests 25 --repeats 5 --json results/bench/load.json
-    python -m bench.load --clients 8 --soak 900 --json results/bench/soak.json
+    python -m bench.load --clients 8 --soak 300 --sessions request --json results/bench/soak.json
 
 Each client is a thread with its own HTTP session (Gradio's plain HTTP API, as curl uses it; --client gradio
 uses gradio_client, which costs the shared cores about as much CPU per request as the app does), sending a
@@ -44,8 +44,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--url", help="a running app on 127.0.0.1 (default: start python app.py here)")
     p.add_argument("--pid", type=int, help="process id of the --url app, to read its memory")
     p.add_argument("--app_model", nargs="*", default=[], metavar="NAME=PATH", help="serve a folder as a registry model")
-    p.add_argument("--client", choices=("http", "gradio"), default="http",
-                   help="http: Gradio's plain HTTP API, light on the shared cores; gradio: gradio_client")
+    common.add_client_arg(p)
     p.add_argument("--sessions", choices=("tab", "request"), default="tab",
                    help="tab: one Gradio session per client; request: a new one per request (http client only)")
     p.add_argument("--json", help="also write the figures here")
@@ -58,7 +57,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def client_run(url: str, photo: Path, models: list[str], n: int, soak: float,
-               start: threading.Barrier, kind: str = "http", session: bool = True) -> tuple[list[float], list[str]]:
+               start: threading.Barrier, kind: str = "http", session: bool = False) -> tuple[list[float], list[str]]:
     """One client's latencies (ms) and errors: ``n`` requests, or with ``soak`` requests for that many seconds."""
     latencies, errors = [], []
     try:
@@ -187,8 +186,8 @@ def report(r: dict) -> None:
     for name, why in r["unavailable"].items():
         print(f"  {name} unavailable in the app: {common.short(why)}")
     lat = r["latency_ms"]
-    sessions = common.SESSIONS.get(r.get("sessions"), "")
-    print(f"{r['clients']} clients ({r.get('client', 'gradio')}{sessions}), {r['faces']}-face 640x480 photo: {r['requests']} requests in {r['seconds']:.1f} s, "
+    print(f"{r['clients']} clients ({common.client_words(r)}), {r['faces']}-face 640x480 photo: "
+          f"{r['requests']} requests in {r['seconds']:.1f} s, "
           f"{r['ok']} ok, {r['errors']} errors")
     for message, count in r["error_messages"].items():
         print(f"  {count} x {message}")

@@ -25,8 +25,6 @@ import torch
 
 from bench import common
 
-PRECISIONS = ("torch fp32", "torch bf16", "onnx fp32", "onnx int8")
-
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,22 +102,21 @@ def measure(name: str, splits: dict, calibration: np.ndarray, repeats: int) -> d
     from fermm.faces import find_and_crop, load_image
     from fermm.models import load_model
 
-    model = load_model(name)
-    model.fast_forward = None  # each precision below sets its own
-    model.eval().to(memory_format=torch.channels_last)
+    model = load_model(name)  # eval mode, channels_last weights (for_inference); each precision sets fast_forward
     crop = find_and_crop(load_image(common.EXAMPLE))[1][:1]
+    (val_x, val_y), (test_x, test_y, seen) = splits["validation"], splits["test"]
     out = {}
     for precision, build in forwards(model, calibration).items():
         model.fast_forward = build()
-        (val_x, val_y), (test_x, test_y, seen) = splits["validation"], splits["test"]
         right_test = accuracy(model, test_x, test_y)
         ms = common.timed(lambda: model.predict_proba(crop, batch_size=1), repeats, 10)
         out[precision] = {"validation": round(float(accuracy(model, val_x, val_y).mean()), 4),
                           "test": round(float(right_test.mean()), 4),
                           "test_not_in_train": round(float(right_test[~seen].mean()), 4),
                           "batch1_ms": common.percentiles(ms)}
-        print(f"{name:<12} {precision:<11} val {out[precision]['validation']:.2%}  test {out[precision]['test']:.2%} "
-              f"(not in train {out[precision]['test_not_in_train']:.2%})  b1 p50 {out[precision]['batch1_ms']['p50']:.2f} ms")
+        m = out[precision]
+        print(f"{name:<12} {precision:<11} val {m['validation']:.2%}  test {m['test']:.2%} "
+              f"(not in train {m['test_not_in_train']:.2%})  b1 p50 {m['batch1_ms']['p50']:.2f} ms")
     return out
 
 
