@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = {
     "latency": "python -m bench.latency --repeats 30 --json results/bench/latency.json",
     "load": "python -m bench.load --clients 16 --requests 25 --repeats 5 --json results/bench/load.json",
+    "latency_gradio_client": "python -m bench.latency --repeats 30 --client gradio --skip_models --skip_detection "
+                             "--json results/bench/latency_gradio_client.json",
     "load_gradio_client": "python -m bench.load --clients 16 --requests 25 --client gradio "
                           "--json results/bench/load_gradio_client.json",
     "load_request_sessions": "python -m bench.load --clients 16 --requests 25 --repeats 3 --sessions request "
@@ -230,6 +232,15 @@ def breakdown_section(r: dict) -> list[str]:
     return lines + [""]
 
 
+def gradio_client_lines(r: dict | None) -> list[str]:
+    """The same app's requests through gradio_client, which spends CPU on the app's two cores too."""
+    if not r or not r.get("app"):
+        return []
+    rows = ", ".join(f"{k.replace('_', ' ')} p50 {d['p50']:.0f} ms (app CPU {_ms(d.get('server_cpu_ms'))} ms, "
+                     f"client CPU {_ms(d.get('client_cpu_ms'))} ms)" for k, d in r["app"]["request_ms"].items())
+    return [f"Through gradio_client instead, {provenance(r)[0]}: {rows}.", ""]
+
+
 def precision_section(r: dict) -> list[str]:
     lines = ["## Precision", "", *provenance(r),
              f"Each model in every precision it could be served in, accuracy in that precision (int8: ONNX Runtime, "
@@ -297,6 +308,7 @@ def render(results: Path) -> str:
     fresh, precision = load(results, "load_request_sessions"), load(results, "precision")
     out += targets_section(lat, load_r, acc, soak, text, session, fresh, precision)
     out += latency_section(lat, acc, peer_ms) + fast_pick(lat, acc) if lat else []
+    out += gradio_client_lines(load(results, "latency_gradio_client"))
     out += text_section(text) if text else []
     out += load_section("Load", load_r) if load_r else []
     gradio_load = load(results, "load_gradio_client")
