@@ -62,12 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"cannot load {missing}")
     trace = end_to_end.run_scenes(pool, args.models, images, args.seed, args.scales, args.margin, args.align)
     direct = end_to_end.direct_predictions(pool, args.models, images)
+    mirror = end_to_end.mirror_agreement(pool, args.models, images, direct)
     info = metrics.RunInfo(metrics.command_line("eval/end_to_end.py", argv), args.seed).as_dict()
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = [*args.models, end_to_end.FUSED] if len(args.models) > 1 else list(args.models)
     for name in names:
-        record = {**end_to_end.summary(trace, direct, labels, in_train, name), "split": args.split,
+        record = {**end_to_end.summary(trace, direct, labels, in_train, name, mirror), "split": args.split,
                   "dataset": args.dataset, "crop": "fer2013" if args.margin is None else f"margin {args.margin:g}",
                   "align": args.align, "models": list(args.models), **info}
         stem = Path(name).name if name != end_to_end.FUSED else "fused_" + "+".join(Path(m).name for m in args.models)
@@ -75,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path.write_text(json.dumps(record, indent=2) + "\n")
         print(f"wrote {path}: found {record['detected']}/{record['n']}, pipeline {record['accuracy_pipeline']} "
               f"vs direct {record['accuracy_direct']} (agreement {record['agreement_with_direct']}); "
-              f"framing agreement {record.get('framing_agreement')}")
+              f"framing agreement {record.get('framing_agreement')}, mirrored {record.get('mirror_agreement_direct')}")
     return 0
 
 

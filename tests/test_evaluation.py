@@ -300,3 +300,55 @@ def test_model_cards_carry_eval_results_the_hub_reads():
     assert got == [("accuracy", 0.7086, "test"), ("accuracy on the images not also in train", 0.6898, "test")]
     assert card.data.library_name == "fermm" and "surveillance" in card.text
     assert card.text.index("Accuracy 70.9%") < card.text.index("## Training") < card.text.index("<details>")
+
+
+def test_end_to_end_script_scores_the_served_path_and_the_models_consistency(tmp_path, capsys):
+    """eval/end_to_end.py on the fixture's faces: each record holds the issue's fields, its counts add up, and the
+    framing and mirror agreements are fractions; the fusion of two models gets its own record."""
+    import eval.end_to_end as script
+
+    torch.manual_seed(0)
+    for name, backbone in (("tiny_a", "vgg11"), ("tiny_b", "mini")):
+        CNNClassifier(backbone=backbone).save_pretrained(tmp_path / name)
+    out = tmp_path / "e2e"
+    argv = ["--models", str(tmp_path / "tiny_a"), str(tmp_path / "tiny_b"), "--dataset", str(FER_TINY),
+            "--split", "validation", "--scales", "0.9", "1.0", "1.2", "--output_dir", str(out), "--threads", "1"]
+    assert script.main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["fused_tiny_a+tiny_b.json", "tiny_a.json", "tiny_b.json"]
+    record = json.loads((out / "tiny_a.json").read_text())
+    for key in ("model", "n", "detected", "detection_rate", "accuracy_direct", "accuracy_pipeline", "command",
+                "commit", "seed", "date"):
+        assert key in record, key
+    assert record["n"] == 14 and 0 < record["detected"] <= 14 and record["detection_rate"] == round(record["detected"] / 14, 4)
+    assert set(record["framing_agreement"]) == {"0.9", "1.2"} and 0 <= record["mirror_agreement_direct"] <= 1
+    assert record["command"].startswith("python eval/end_to_end.py --models")
+    fused = json.loads((out / "fused_tiny_a+tiny_b.json").read_text())
+    assert fused["model"] == "fused" and "mirror_agreement_direct" not in fused and fused["detected"] == record["detected"]
+    assert "mirrored" in capsys.readouterr().out
+
+
+def test_mirror_agreement_is_whole_on_symmetric_faces_and_counts_changed_answers():
+    from fermm.serve import end_to_end
+    from fermm.serve.predict import ModelPool
+
+    class Sided:
+        """Says 'happy' when the left half is brighter, else 'sad' (so mirroring flips its answer)."""
+        labels = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+        def predict_proba(self, faces, batch_size=256):
+            out = torch.zeros(len(faces), 7)
+            for i, f in enumerate(faces):
+                out[i, 3 if f[:, :24].mean() > f[:, 24:].mean() else 4] = 1.0
+            return out
+
+    pool = ModelPool(["sided"])
+    pool._models["sided"] = Sided()
+    rng = np.random.default_rng(0)
+    half = rng.integers(0, 256, (6, 48, 24), dtype=np.uint8)
+    symmetric = np.concatenate([half, half[:, :, ::-1]], axis=2)
+    sided = rng.integers(0, 256, (4, 48, 48), dtype=np.uint8)
+    sided[:, :, :24] //= 4  # darker left half: mirroring makes it the brighter one
+    images = np.concatenate([symmetric, sided])
+    direct = end_to_end.direct_predictions(pool, ["sided"], images)
+    assert end_to_end.mirror_agreement(pool, ["sided"], symmetric, {"sided": direct["sided"][:6]}) == {"sided": 1.0}
+    assert end_to_end.mirror_agreement(pool, ["sided"], images, direct) == {"sided": 0.6}

@@ -92,20 +92,30 @@ def _rescale(trace: Trace, pool: ModelPool, models: Sequence[str], scene: scenes
             trace.scale_preds[m][s].append(int(p))
 
 
+def _fer7_probs(pool: ModelPool, name: str, images: np.ndarray) -> np.ndarray:
+    model = pool.get(name)
+    return to_fer7(model.predict_proba(list(images), batch_size=256).numpy(), model.labels)
+
+
 def direct_predictions(pool: ModelPool, models: Sequence[str], images: np.ndarray) -> dict[str, np.ndarray]:
     """Each model's FER-7 prediction on the original 48x48 images (and their fusion)."""
-    probs = {}
-    for m in models:
-        model = pool.get(m)
-        probs[m] = to_fer7(model.predict_proba(list(images), batch_size=256).numpy(), model.labels)
+    probs = {m: _fer7_probs(pool, m, images) for m in models}
     out = {m: p.argmax(1) for m, p in probs.items()}
     out[FUSED] = np.mean(list(probs.values()), axis=0).argmax(1)
     return out
 
 
+def mirror_agreement(pool: ModelPool, models: Sequence[str], images: np.ndarray,
+                     direct: dict[str, np.ndarray]) -> dict[str, float]:
+    """How often each model's top label on the original 48x48 image survives mirroring it left to right, which
+    tells nothing new about the expression: the model's own consistency, to read the framing agreement against."""
+    mirrored = np.ascontiguousarray(images[:, :, ::-1])
+    return {m: _acc(_fer7_probs(pool, m, mirrored).argmax(1), direct[m]) for m in models}
+
+
 def summary(trace: Trace, direct: dict[str, np.ndarray], labels: np.ndarray, in_train: np.ndarray | None,
-            name: str) -> dict:
-    """One model's (or the fusion's) end-to-end figures."""
+            name: str, mirror: dict[str, float] | None = None) -> dict:
+    """One model's (or the fusion's) end-to-end figures (``mirror``: :func:`mirror_agreement`'s)."""
     found = np.asarray(trace.detected)
     pipe, dire = np.asarray(trace.pipeline[name]), np.asarray(direct[name])
     iou = np.asarray(trace.iou)[found]
@@ -124,6 +134,8 @@ def summary(trace: Trace, direct: dict[str, np.ndarray], labels: np.ndarray, in_
         out["accuracy_pipeline_not_in_train"] = _acc(pipe[keep], labels[keep])
     if name in trace.scale_preds and trace.scale_preds[name]:
         out["framing_agreement"] = framing_agreement(trace.scale_preds[name])
+    if mirror and name in mirror:
+        out["mirror_agreement_direct"] = mirror[name]
     return out
 
 
@@ -165,7 +177,7 @@ def served_models_table(results: Sequence[dict], records: Sequence[dict]) -> str
     the accuracy a user gets against the model's own on the same faces, and its stability across framings."""
     e2e = {r["model"]: r for r in records}
     rows = ["| model | test accuracy | not in train | served, end to end | direct, same faces | faces found | "
-            "same answer, framing 0.85-1.3x (worst) |", "|---|---|---|---|---|---|---|"]
+            "same answer, framing 0.85-1.3x (worst) | same answer, mirrored |", "|---|---|---|---|---|---|---|---|"]
     for r in sorted(results, key=lambda r: -r["accuracy"]):
         if r["split"] != "test" or r["tta"] != "none" or r["model"] not in e2e:
             continue
@@ -173,9 +185,9 @@ def served_models_table(results: Sequence[dict], records: Sequence[dict]) -> str
         agreement = min(e["framing_agreement"].values()) if e.get("framing_agreement") else None
         rows.append(f"| `{r['model']}` | {r['accuracy']:.2%} | {metrics.pct(r.get('accuracy_not_in_train'), 1)} | "
                     f"{e['accuracy_pipeline']:.1%} | {e['accuracy_direct']:.1%} | {e['detection_rate']:.1%} | "
-                    f"{metrics.pct(agreement, 1)} |")
+                    f"{metrics.pct(agreement, 1)} | {metrics.pct(e.get('mirror_agreement_direct'), 1)} |")
     fused = [e for e in records if e["model"] == FUSED]
     for e in fused:
         rows.append(f"| {' + '.join(f'`{m}`' for m in e.get('models', []))} (fused) | | | "
-                    f"{e['accuracy_pipeline']:.1%} | {e['accuracy_direct']:.1%} | {e['detection_rate']:.1%} | |")
+                    f"{e['accuracy_pipeline']:.1%} | {e['accuracy_direct']:.1%} | {e['detection_rate']:.1%} | | |")
     return "\n".join(rows)
