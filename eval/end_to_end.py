@@ -19,7 +19,7 @@ from fermm.data import load_fer, seen_in, to_arrays
 from fermm.evaluation import metrics
 from fermm.paths import RESULTS_DIR
 from fermm.serve import end_to_end
-from fermm.serve.predict import ModelPool
+from fermm.serve.predict import SERVED_TTA, ModelPool
 from fermm.training.image import DEFAULT_DATASET
 
 SCALES = (0.85, 0.9, 1.0, 1.1, 1.2, 1.3)
@@ -39,6 +39,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--align", action="store_true", help="level the eyes before cropping")
     p.add_argument("--scales", type=float, nargs="*", default=list(SCALES),
                    help="framing scales for the robustness figure (1.0 must be among them; none to skip)")
+    p.add_argument("--tta", default=SERVED_TTA, choices=("none", "flip", "tencrop"),
+                   help="the views each model averages, served and direct alike (default: as the app serves)")
     p.add_argument("--output_dir", default=str(RESULTS_DIR / "end_to_end"))
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
@@ -60,9 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = {m: pool.error(m) for m in args.models if pool.get(m) is None}
     if missing:
         raise SystemExit(f"cannot load {missing}")
-    trace = end_to_end.run_scenes(pool, args.models, images, args.seed, args.scales, args.margin, args.align)
-    direct = end_to_end.direct_predictions(pool, args.models, images)
-    mirror = end_to_end.mirror_agreement(pool, args.models, images, direct)
+    trace = end_to_end.run_scenes(pool, args.models, images, args.seed, args.scales, args.margin, args.align,
+                                  tta=args.tta)
+    direct = end_to_end.direct_predictions(pool, args.models, images, args.tta)
+    bare = direct if args.tta == "none" else end_to_end.direct_predictions(pool, args.models, images, "none")
+    mirror = end_to_end.mirror_agreement(pool, args.models, images, bare)
     info = metrics.RunInfo(metrics.command_line("eval/end_to_end.py", argv), args.seed).as_dict()
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -70,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in names:
         record = {**end_to_end.summary(trace, direct, labels, in_train, name, mirror), "split": args.split,
                   "dataset": args.dataset, "crop": "fer2013" if args.margin is None else f"margin {args.margin:g}",
-                  "align": args.align, "models": list(args.models), **info}
+                  "align": args.align, "tta": args.tta, "models": list(args.models), **info}
         stem = Path(name).name if name != end_to_end.FUSED else "fused_" + "+".join(Path(m).name for m in args.models)
         path = out / f"{stem}.json"
         path.write_text(json.dumps(record, indent=2) + "\n")

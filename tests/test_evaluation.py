@@ -335,7 +335,8 @@ def test_mirror_agreement_is_whole_on_symmetric_faces_and_counts_changed_answers
         """Says 'happy' when the left half is brighter, else 'sad' (so mirroring flips its answer)."""
         labels = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
-        def predict_proba(self, faces, batch_size=256):
+        def predict_proba(self, faces, tta="none", batch_size=256):
+            assert tta == "none"  # the bare model's consistency
             out = torch.zeros(len(faces), 7)
             for i, f in enumerate(faces):
                 out[i, 3 if f[:, :24].mean() > f[:, 24:].mean() else 4] = 1.0
@@ -349,6 +350,6 @@ def test_mirror_agreement_is_whole_on_symmetric_faces_and_counts_changed_answers
     sided = rng.integers(0, 256, (4, 48, 48), dtype=np.uint8)
     sided[:, :, :24] //= 4  # darker left half: mirroring makes it the brighter one
     images = np.concatenate([symmetric, sided])
-    direct = end_to_end.direct_predictions(pool, ["sided"], images)
+    direct = end_to_end.direct_predictions(pool, ["sided"], images, "none")
     assert end_to_end.mirror_agreement(pool, ["sided"], symmetric, {"sided": direct["sided"][:6]}) == {"sided": 1.0}
     assert end_to_end.mirror_agreement(pool, ["sided"], images, direct) == {"sided": 0.6}

@@ -110,6 +110,29 @@ def test_a_crowd_is_cut_to_max_faces_before_cropping(monkeypatch, astronaut):
     assert "500 faces found; showing the 20 most confident" in result.notes
 
 
+def test_served_answers_do_not_change_when_the_photo_is_mirrored(tmp_path, astronaut):
+    """The app averages each face with its mirror (fermm.serve.predict.SERVED_TTA): a mirrored photo (as many
+    webcams send) gets the same answer; without those views the same model's answer changes."""
+    import torch
+
+    from fermm.models.cnn import CNNClassifier
+    from fermm.serve import predict
+    from PIL import ImageOps
+
+    torch.manual_seed(0)
+    CNNClassifier(backbone="mini").save_pretrained(tmp_path / "tiny")
+    pool = predict.ModelPool(["glove_cnn"], sources={"glove_cnn": str(tmp_path / "tiny")})
+    assert predict.SERVED_TTA == "flip"
+
+    def probs(image, **kw):
+        face = predict.predict_image(image, pool, ["glove_cnn"], whole_image=True, **kw).faces[0]
+        return np.array(list(face.probs["glove_cnn"].values()))
+
+    mirrored = ImageOps.mirror(astronaut)
+    assert np.allclose(probs(astronaut), probs(mirrored), rtol=0, atol=1e-7)
+    assert np.abs(probs(astronaut, tta="none") - probs(mirrored, tta="none")).max() > 1e-5  # an untrained model: small
+
+
 def test_exif_orientation_is_applied(astronaut):
     buf = io.BytesIO()
     exif = Image.Exif()

@@ -164,9 +164,11 @@ class EmotionClassifier(FermmModel, tags=["facial-expression-recognition", "imag
 
     @torch.inference_mode()
     def proba_from_tensor(self, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
-        """Mean softmax over the TTA views of a preprocessed batch."""
+        """Mean softmax over the TTA views of a preprocessed batch, all views in one call (a call's fixed cost
+        dominates small batches: at batch 1 a flip costs ~1 ms more, not a second call's 6)."""
         self.eval()
         views = tta_views(x, tta)
         fast = self.fast_forward
         run = fast if fast is not None and fast.serves(self, x) else self
-        return torch.stack([run(v).float().softmax(-1) for v in views]).mean(0)
+        probs = run(torch.cat(views) if len(views) > 1 else x).float().softmax(-1)
+        return probs.view(len(views), len(x), -1).mean(0)

@@ -19,7 +19,7 @@ from fermm import faces as facelib
 from fermm.evaluation import metrics
 from fermm.labels import FER7, to_fer7
 from fermm.serve import scenes
-from fermm.serve.predict import ModelPool, predict_image
+from fermm.serve.predict import SERVED_TTA, ModelPool, predict_image
 
 log = logging.getLogger(__name__)
 FUSED = "fused"
@@ -58,14 +58,14 @@ def _top(probs: dict[str, float]) -> int:
 
 def run_scenes(pool: ModelPool, models: Sequence[str], images: np.ndarray, seed: int,
                scales: Sequence[float] = (), margin: float | None = None, align: bool = False,
-               progress_every: int = 500) -> Trace:
+               progress_every: int = 500, tta: str = SERVED_TTA) -> Trace:
     """Serve every image inside its own seeded scene and trace what came out (``margin``/``align``:
-    the crop, as in :func:`fermm.faces.crop_face`)."""
+    the crop, as in :func:`fermm.faces.crop_face`; ``tta``: the views each model averages)."""
     trace = Trace(pipeline={m: [] for m in [*models, FUSED]})
     trace.scale_preds = {m: {s: [] for s in scales} for m in models}
     for i, face48 in enumerate(images):
         scene = scenes.make_scene(face48, np.random.default_rng([seed, i]))
-        result = predict_image(scene.image, pool, models, margin=margin, align=align)
+        result = predict_image(scene.image, pool, models, margin=margin, align=align, tta=tta)
         face, iou = served_face(result, scene.frame)
         trace.detected.append(face is not None)
         trace.iou.append(iou)
@@ -73,33 +73,35 @@ def run_scenes(pool: ModelPool, models: Sequence[str], images: np.ndarray, seed:
             trace.pipeline[m].append(_top(face.probs[m]) if face is not None else -1)
         trace.pipeline[FUSED].append(_top(face.fused) if face is not None else -1)
         if scales and face is not None:
-            _rescale(trace, pool, models, scene, scales, margin, align)
+            _rescale(trace, pool, models, scene, scales, margin, align, tta)
         if progress_every and (i + 1) % progress_every == 0:
             log.info("%d/%d scenes, %d faces found", i + 1, len(images), sum(trace.detected))
     return trace
 
 
 def _rescale(trace: Trace, pool: ModelPool, models: Sequence[str], scene: scenes.Scene,
-             scales: Sequence[float], margin: float | None, align: bool) -> None:
+             scales: Sequence[float], margin: float | None, align: bool, tta: str) -> None:
     """The same detected face cropped at each framing scale, through each model."""
     found = facelib.detect_faces(scene.image)
     face = min(found, key=lambda f: _offset(f.box, scene.frame))  # the face served_face chose
     crops = [facelib.crop_face(scene.image, face, margin, align, scale=s) for s in scales]
     for m in models:
         model = pool.get(m)
-        preds = to_fer7(model.predict_proba(crops).numpy(), model.labels).argmax(1)
+        preds = to_fer7(model.predict_proba(crops, tta=tta).numpy(), model.labels).argmax(1)
         for s, p in zip(scales, preds):
             trace.scale_preds[m][s].append(int(p))
 
 
-def _fer7_probs(pool: ModelPool, name: str, images: np.ndarray) -> np.ndarray:
+def _fer7_probs(pool: ModelPool, name: str, images: np.ndarray, tta: str = "none") -> np.ndarray:
     model = pool.get(name)
-    return to_fer7(model.predict_proba(list(images), batch_size=256).numpy(), model.labels)
+    return to_fer7(model.predict_proba(list(images), tta=tta, batch_size=256).numpy(), model.labels)
 
 
-def direct_predictions(pool: ModelPool, models: Sequence[str], images: np.ndarray) -> dict[str, np.ndarray]:
-    """Each model's FER-7 prediction on the original 48x48 images (and their fusion)."""
-    probs = {m: _fer7_probs(pool, m, images) for m in models}
+def direct_predictions(pool: ModelPool, models: Sequence[str], images: np.ndarray,
+                       tta: str = SERVED_TTA) -> dict[str, np.ndarray]:
+    """Each model's FER-7 prediction on the original 48x48 images, with the same views as served (and their
+    fusion)."""
+    probs = {m: _fer7_probs(pool, m, images, tta) for m in models}
     out = {m: p.argmax(1) for m, p in probs.items()}
     out[FUSED] = np.mean(list(probs.values()), axis=0).argmax(1)
     return out
@@ -107,8 +109,9 @@ def direct_predictions(pool: ModelPool, models: Sequence[str], images: np.ndarra
 
 def mirror_agreement(pool: ModelPool, models: Sequence[str], images: np.ndarray,
                      direct: dict[str, np.ndarray]) -> dict[str, float]:
-    """How often each model's top label on the original 48x48 image survives mirroring it left to right, which
-    tells nothing new about the expression: the model's own consistency, to read the framing agreement against."""
+    """How often each bare model's top label on the original 48x48 image (``direct``, without test-time views)
+    survives mirroring it left to right, which tells nothing new about the expression: the model's own
+    consistency, to read the framing agreement against (served with flip views, the answer is mirror-proof)."""
     mirrored = np.ascontiguousarray(images[:, :, ::-1])
     return {m: _acc(_fer7_probs(pool, m, mirrored).argmax(1), direct[m]) for m in models}
 
@@ -161,6 +164,7 @@ def markdown_table(records: Sequence[dict]) -> str:
             "commit, date |", "|---|---|---|---|---|---|"]
     for r in records:
         name = " + ".join(r.get("models", [])) + " (fused)" if r["model"] == FUSED else r["model"]
+        name += "" if r.get("tta", "none") == "none" else f", {r['tta']}"  # the views it averaged
         nit = (f"{r['accuracy_pipeline_not_in_train']:.1%} / {r['accuracy_direct_not_in_train']:.1%}"
                if r.get("accuracy_pipeline_not_in_train") is not None else "n/a")
         rows.append(f"| `{name}` | {r['detected']:,} of {r['n']:,} ({r['detection_rate']:.1%}) | "
@@ -179,8 +183,8 @@ def served_models_table(results: Sequence[dict], records: Sequence[dict]) -> str
     rows = ["| model | test accuracy | not in train | served, end to end | direct, same faces | faces found | "
             "same answer, framing 0.85-1.3x (worst) | same answer, mirrored |", "|---|---|---|---|---|---|---|---|"]
     for r in sorted(results, key=lambda r: -r["accuracy"]):
-        if r["split"] != "test" or r["tta"] != "none" or r["model"] not in e2e:
-            continue
+        if r["split"] != "test" or r["model"] not in e2e or r["tta"] != e2e[r["model"]].get("tta", "none"):
+            continue  # the test row of the views the end-to-end record served
         e = e2e[r["model"]]
         agreement = min(e["framing_agreement"].values()) if e.get("framing_agreement") else None
         rows.append(f"| `{r['model']}` | {r['accuracy']:.2%} | {metrics.pct(r.get('accuracy_not_in_train'), 1)} | "

@@ -22,6 +22,10 @@ from fermm.serve.fusion import fuse as fuse_text
 from fermm.serve.fusion import as_fer7, text_evidence
 
 log = logging.getLogger(__name__)
+# Each face is classified as it is and mirrored, and the two answers averaged: a mirrored photo (many webcams
+# mirror) gets the same answer, which the bare models give on only 87% of validation faces, and end to end on
+# 1,000 validation scenes the fused answer rose from 67.0% to 68.6% (results/README.md "The served crop").
+SERVED_TTA = "flip"
 
 
 @dataclass
@@ -161,10 +165,11 @@ def fuse(per_model: Sequence[np.ndarray], weights: Sequence[float] | None = None
 def predict_image(image: Image.Image | None, pool: ModelPool, models: Sequence[str], whole_image: bool = False,
                   max_faces: int = 20, text: str | None = None, text_pool: ModelPool | None = None,
                   text_model: str | None = None, text_weight: float = 0.5, margin: float | None = None,
-                  align: bool = False) -> ImageResult:
+                  align: bool = False, tta: str = SERVED_TTA) -> ImageResult:
     """Detect faces (or take the whole image), run each chosen model on all faces in one batch, and fuse
     with the text's reading when there is text. With no image, the result is the text's alone.
-    ``margin`` and ``align`` choose the crop (:func:`fermm.faces.crop_face`; default: FER2013's framing)."""
+    ``margin`` and ``align`` choose the crop (:func:`fermm.faces.crop_face`; default: FER2013's framing);
+    ``tta`` the test-time views each model averages (:func:`fermm.transforms.tta_views`)."""
     text_result, notes, text_unavailable = predict_text(text, text_pool, text_model, text_weight)
     if image is None:
         return ImageResult([], text_unavailable, whole_image, notes, text_result)
@@ -183,7 +188,7 @@ def predict_image(image: Image.Image | None, pool: ModelPool, models: Sequence[s
             continue
         if not results:
             continue
-        p = model.predict_proba(crops).numpy()
+        p = model.predict_proba(crops, tta=tta).numpy()
         for r, row in zip(results, p):
             r.probs[name] = {lab: float(v) for lab, v in zip(model.labels, row)}
         fer7.append(to_fer7(p, model.labels))
