@@ -13,7 +13,7 @@ import ctypes
 import ctypes.util
 import os
 
-M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8  # mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # mallopt parameters (malloc.h)
 
 
 def _libc():
@@ -27,14 +27,18 @@ def _libc():
 _LIBC = _libc()
 
 
-def configure_malloc(arenas: int = 2, mmap_threshold: int = 4 << 20) -> bool:
-    """At most ``arenas`` heaps, and blocks of ``mmap_threshold`` bytes or more (image-sized: 4 MB is a 1-MP RGBA
-    buffer; 1 MB cost the 16 x 25 load ~10 ms of CPU per request in page faults) mapped apart, so they return to
-    the system when freed. Call it before threads start. ``MALLOC_ARENA_MAX`` or ``MALLOC_MMAP_THRESHOLD_`` in the
-    environment win over these. True if glibc took the settings."""
+def configure_malloc(arenas: int = 2, mmap_threshold: int = 16 << 20, trim_threshold: int = 64 << 20) -> bool:
+    """At most ``arenas`` heaps, and blocks of ``mmap_threshold`` bytes or more (a 64 MP image's buffers) mapped
+    apart, so they return to the system when freed. Smaller ones stay on the heap: the models' per-call buffers
+    reach ~11 MB (VGG11's im2col for a face and its mirror), and mapping those afresh on every call doubled
+    ``glove_cnn``'s time (14 -> 26 ms at batch 2). A fixed mmap threshold also fixes glibc's trim threshold,
+    which would hand the heap's top back after every call, so it is raised too; :func:`trim` after each request
+    returns freed pages instead. Call it before threads start. ``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_THRESHOLD_``
+    or ``MALLOC_TRIM_THRESHOLD_`` in the environment win over these. True if glibc took the settings."""
     if _LIBC is None:
         return False
-    wanted = [(M_ARENA_MAX, arenas, "MALLOC_ARENA_MAX"), (M_MMAP_THRESHOLD, mmap_threshold, "MALLOC_MMAP_THRESHOLD_")]
+    wanted = [(M_ARENA_MAX, arenas, "MALLOC_ARENA_MAX"), (M_MMAP_THRESHOLD, mmap_threshold, "MALLOC_MMAP_THRESHOLD_"),
+              (M_TRIM_THRESHOLD, trim_threshold, "MALLOC_TRIM_THRESHOLD_")]
     return all(_LIBC.mallopt(param, value) == 1 for param, value, env in wanted if env not in os.environ)
 
 
