@@ -22,10 +22,11 @@ from fermm.serve.fusion import fuse as fuse_text
 from fermm.serve.fusion import as_fer7, text_evidence
 
 log = logging.getLogger(__name__)
-# Each face is classified as it is and mirrored, and the two answers averaged: a mirrored photo (many webcams
-# mirror) gets the same answer, which the bare models give on only 87% of validation faces, and end to end on
-# 1,000 validation scenes the fused answer rose from 67.0% to 68.6% (results/README.md "The served crop").
-SERVED_TTA = "flip"
+# The views each model averages per face. "flip" (the face and its mirror) makes answers mirror-proof and raised
+# the fused answer end to end on 1,000 validation scenes from 67.0% to 68.6%, but costs the app ~40 ms of CPU per
+# request in PyTorch, which takes the 16-client load test's p95 from 0.85 to 1.25 s (results/README.md "The served
+# crop"); served once it is cheaper (e.g. the int8 graphs of bench/precision.py).
+SERVED_TTA = "none"
 
 
 @dataclass
