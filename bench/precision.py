@@ -5,7 +5,8 @@ accuracy counted is the one of the precision timed (issue 39):
 - ``torch bf16``: PyTorch under CPU autocast to bfloat16 (native on CPUs with AVX512-BF16 / AMX);
 - ``onnx fp32``: ONNX Runtime on the exported graph (``FERMM_RUNTIME=onnx``);
 - ``onnx int8``: ONNX Runtime on the graph quantised statically (QDQ, per-channel int8 weights, activations
-  calibrated on --calibration FER2013 train images, never on validation or test).
+  calibrated on --calibration FER2013 train images, never on validation or test), as ``train/quantize.py``
+  stores it beside the weights for the app (fermm.models.quantize).
 
     python -m bench.precision --models fast_cnn glove_cnn --json results/bench/precision.json
 
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -55,38 +54,15 @@ class Bf16Forward:
             return self.module(x)
 
 
-def int8_graph(model, calibration: np.ndarray) -> bytes:
-    """The model's ONNX graph with int8 weights and activations, calibrated on ``calibration`` (N, 48, 48) faces."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    from fermm.models.runtime import export
-
-    batches = [model.preprocess(list(calibration[i:i + 64])).numpy() for i in range(0, len(calibration), 64)]
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(batches)
-
-        def get_next(self):
-            batch = next(self.it, None)
-            return None if batch is None else {"x": np.ascontiguousarray(batch, dtype=np.float32)}
-
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        fp32.write_bytes(export(model, torch.zeros(1, model.channels, model.input_size, model.input_size)))
-        quantize_static(str(fp32), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-        return int8.read_bytes()
-
-
 def forwards(model, calibration: np.ndarray) -> dict[str, Callable[[], object]]:
     """{precision: a builder of the ``fast_forward`` that serves it (None: PyTorch fp32 itself)}."""
+    from fermm.models.quantize import int8_graph
     from fermm.models.runtime import OnnxForward
 
     example = torch.zeros(1, model.channels, model.input_size, model.input_size)
     return {"torch fp32": lambda: None, "torch bf16": lambda: Bf16Forward(model),
             "onnx fp32": lambda: OnnxForward(model, example),
-            "onnx int8": lambda: OnnxForward(model, example, int8_graph(model, calibration))}
+            "onnx int8": lambda: OnnxForward(model, example, int8_graph(model, calibration), "int8")}
 
 
 def accuracy(model, images: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -59,7 +59,8 @@ def split_revision(source: str) -> tuple[str, str | None]:
 
 def fetch_folder(path_or_repo: str) -> Path:
     """A local folder for a model: the path itself, or a Hub snapshot of ``USER/REPO[@REVISION]`` (cache first;
-    works offline with ``HF_HUB_OFFLINE=1`` when it is cached). Only safetensors weights are fetched."""
+    works offline with ``HF_HUB_OFFLINE=1`` when it is cached). Weights come as safetensors (and int8 ONNX graphs),
+    never as pickles."""
     path = Path(path_or_repo)
     if path.is_dir():
         return path
@@ -68,7 +69,7 @@ def fetch_folder(path_or_repo: str) -> Path:
         raise FileNotFoundError(f"{path_or_repo}: no such model folder")
     try:
         return Path(snapshot_download(repo, revision=revision,
-                                      allow_patterns=["*.json", "*.safetensors", "*.md", "*.npz"]))
+                                      allow_patterns=["*.json", "*.safetensors", "*.md", "*.npz", "*.onnx"]))
     except Exception as e:
         if constants.is_offline_mode():
             why = "the Hub is offline (HF_HUB_OFFLINE=1) and no copy is cached"

@@ -241,7 +241,8 @@ def test_precision_variants_serve_the_same_model_closely_and_int8_shrinks_it():
     import onnx
     import torch
 
-    from bench.precision import Bf16Forward, forwards, int8_graph
+    from bench.precision import Bf16Forward, forwards
+    from fermm.models.quantize import int8_graph
     from fermm.models.cnn import CNNClassifier
     from fermm.models.runtime import export
 

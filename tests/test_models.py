@@ -92,7 +92,7 @@ def test_onnx_runtime_matches_pytorch_and_can_be_turned_off(tmp_path, monkeypatc
         assert torch.allclose(fast.proba_from_tensor(x, tta), plain.proba_from_tensor(x, tta), atol=1e-5)
     assert torch.allclose(fast.predict_proba([astronaut]), plain.predict_proba([astronaut]), atol=1e-5)
     monkeypatch.setenv("FERMM_RUNTIME", "tensorrt")
-    with pytest.raises(ValueError, match="expected 'onnx' or 'torch'"):
+    with pytest.raises(ValueError, match="expected 'auto', 'torch' or 'onnx'"):
         load_model(str(tmp_path / "m"))
 
 

@@ -40,6 +40,6 @@ def load_model(name_or_path: str, source: str | None = None) -> EmotionClassifie
 
 def load_folder(folder: str | Path) -> EmotionClassifier:
     model = model_class(folder, CLASSES).from_pretrained(str(folder), strict=True)
-    return model.for_inference()
+    return model.for_inference(folder)
 
 

@@ -29,8 +29,9 @@ class FermmModel(nn.Module, PyTorchModelHubMixin, library_name="fermm", repo_url
         config = {**(self._hub_mixin_config or {}), "fermm_class": type(self).__name__}
         return super().save_pretrained(save_directory, config=config, **kwargs)
 
-    def for_inference(self) -> "FermmModel":
-        """Eval mode, laid out for fast CPU inference (subclasses may do more); what :func:`load_model` returns."""
+    def for_inference(self, folder: str | Path | None = None) -> "FermmModel":
+        """Eval mode, laid out for fast CPU inference (subclasses may do more, e.g. use a graph stored in
+        ``folder``, the folder the model was loaded from); what :func:`load_model` returns."""
         return self.eval()
 
     def save_with_card(self, folder: str | Path, card: str | None = None, training_args: dict | None = None,

@@ -11,6 +11,7 @@ Adaptations for 48 px (torchvision's are for 224 px):
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -21,7 +22,7 @@ from torch import nn
 from fermm.labels import FER7
 from fermm.models.base import EmotionClassifier
 from fermm.models.nets import mini_xception, wide_resnet
-from fermm.models.runtime import try_onnx
+from fermm.models.runtime import stored_int8, try_onnx
 from fermm.transforms import FER_MEAN, FER_STD
 
 BACKBONES: tuple[str, ...] = ("vgg11", "vgg16", "resnet18", "resnet50", "mini", "fast", "wrn16_4", "xception")
@@ -126,12 +127,14 @@ class CNNClassifier(EmotionClassifier):
             self.backbone.eval()
         return self
 
-    def for_inference(self) -> "CNNClassifier":
+    def for_inference(self, folder: str | Path | None = None) -> "CNNClassifier":
         """Eval mode with channels_last weights (oneDNN's convolutions run faster in that layout on CPU), and
-        predictions through ONNX Runtime when ``FERMM_RUNTIME=onnx`` (fermm.models.runtime: ~1.7x faster per face
-        here, ~215 MB more memory). Outputs are the same up to float rounding."""
+        predictions through ONNX Runtime where fermm.models.runtime says so: ``folder``'s validated int8 graph
+        (3x faster per face than PyTorch here, bench/precision.py), or with ``FERMM_RUNTIME=onnx`` an fp32 graph
+        exported now (same outputs up to float rounding)."""
         self.eval().to(memory_format=torch.channels_last)
-        self.fast_forward = try_onnx(self, torch.zeros(1, self.channels, self.input_size, self.input_size))
+        stored = stored_int8(self, folder) if folder is not None else None
+        self.fast_forward = stored or try_onnx(self, torch.zeros(1, self.channels, self.input_size, self.input_size))
         return self
 
     def cam_layer(self) -> nn.Module:

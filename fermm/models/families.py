@@ -35,4 +35,4 @@ def model_class(folder_or_config: str | Path | dict,
 
 def load_member(folder: str | Path) -> EmotionClassifier:
     """A saved model of one family (an ensemble member), ready for inference."""
-    return model_class(folder).from_pretrained(str(folder), strict=True).for_inference()
+    return model_class(folder).from_pretrained(str(folder), strict=True).for_inference(folder)

@@ -2,9 +2,13 @@
 
 At batch 1 a CNN's time in PyTorch eager is mostly per-operator dispatch; ONNX Runtime runs the same
 graph with fused conv + batch-norm + ReLU kernels (``bench/latency.py`` records which runtime it timed).
-The graph is exported in memory when a model is loaded for inference; training and Grad-CAM keep using
-PyTorch, and so does any model whose weights changed after the export. Opt in with ``FERMM_RUNTIME=onnx``:
-it costs ~215 MB more app memory (the exporter's imports and the sessions), which would break the 1.5 GB target.
+Training and Grad-CAM keep using PyTorch, and so does any model whose weights changed after the graph was made.
+``FERMM_RUNTIME`` chooses, when a model is loaded for inference:
+
+- ``auto`` (the default): the int8 graph stored beside the weights (``model.int8.onnx``, fermm.models.quantize)
+  when it was made from these weights and still gives its recorded outputs; otherwise PyTorch;
+- ``torch``: always PyTorch fp32;
+- ``onnx``: the fp32 graph, exported in memory at load (~215 MB more app memory: the exporter's imports).
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import io
 import logging
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,12 +25,20 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 
+CHOICES = ("auto", "torch", "onnx")
+
+
+def choice() -> str:
+    """``FERMM_RUNTIME``: one of :data:`CHOICES` (default ``auto``)."""
+    chosen = os.environ.get("FERMM_RUNTIME", "auto").lower()
+    if chosen not in CHOICES:
+        raise ValueError(f"FERMM_RUNTIME={chosen!r}: expected 'auto', 'torch' or 'onnx'")
+    return chosen
+
+
 def wanted() -> bool:
-    """True when ``FERMM_RUNTIME=onnx``; ``torch`` (the default) keeps PyTorch."""
-    choice = os.environ.get("FERMM_RUNTIME", "torch").lower()
-    if choice not in ("onnx", "torch"):
-        raise ValueError(f"FERMM_RUNTIME={choice!r}: expected 'onnx' or 'torch'")
-    return choice == "onnx"
+    """True when ``FERMM_RUNTIME=onnx``: export the fp32 graph at load."""
+    return choice() == "onnx"
 
 
 def _fingerprint(module: nn.Module) -> tuple:
@@ -52,9 +65,10 @@ class OnnxForward:
     Copies and pickles of a model do not carry it (``None``): they may change their weights.
     """
 
-    def __init__(self, module: nn.Module, example: torch.Tensor, graph: bytes | None = None):
-        """``graph``: an ONNX model of ``module`` made elsewhere (e.g. quantised, bench/precision.py); by default
-        ``module`` is exported here."""
+    def __init__(self, module: nn.Module, example: torch.Tensor, graph: bytes | None = None,
+                 precision: str = "fp32"):
+        """``graph``: an ONNX model of ``module`` made elsewhere (e.g. int8, fermm.models.quantize) in ``precision``;
+        by default ``module`` is exported here."""
         import onnxruntime as ort  # lazy: a heavy import, paid only when this runs
 
         if module.training:
@@ -68,6 +82,7 @@ class OnnxForward:
         opts.enable_cpu_mem_arena = False
         self.session = ort.InferenceSession(graph or export(module, example), opts, providers=["CPUExecutionProvider"])
         self.fingerprint = _fingerprint(module)
+        self.precision = precision
 
     def serves(self, module: nn.Module, x: torch.Tensor) -> bool:
         return x.device.type == "cpu" and not module.training and _fingerprint(module) == self.fingerprint
@@ -93,3 +108,34 @@ def try_onnx(module: nn.Module, example: torch.Tensor) -> OnnxForward | None:
         log.warning("ONNX Runtime not used for %s (%s: %s); running in PyTorch", type(module).__name__,
                     type(e).__name__, e)
         return None
+
+
+def stored_int8(module: nn.Module, folder: str | Path) -> OnnxForward | None:
+    """The int8 graph saved in ``folder`` for ``module``, validated; None (PyTorch then runs) when there is none,
+    ``FERMM_RUNTIME`` is not ``auto``, or it fails a check (one log line says which)."""
+    from fermm.models import quantize
+    from fermm.models.registry import fingerprint
+
+    if choice() != "auto" or (meta := quantize.read_meta(folder)) is None:
+        return None
+    name = Path(folder).name
+    try:
+        if meta.get("format") != quantize.FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}, expected {quantize.FORMAT!r}")
+        if meta.get("source_fingerprint") != fingerprint(folder):
+            raise ValueError("it was made from other weights or config than the folder holds")
+        graph = (Path(folder) / quantize.GRAPH).read_bytes()
+        fast = OnnxForward(module, quantize.probe(module.channels, module.input_size)[:1], graph, "int8")
+        got, want = np.array(quantize.probe_probs(fast, module)), np.array(meta["probe"]["probs"])
+        if got.shape != want.shape or np.abs(got - want).max() > quantize.PROBE_ATOL:
+            raise ValueError("its outputs on the probe batch differ from the recorded ones")
+    except Exception as e:  # a stale, damaged or foreign graph: slower, never wrong
+        log.warning("int8 graph of %s not used (%s: %s); running in PyTorch", name, type(e).__name__, e)
+        return None
+    return fast
+
+
+def precision_of(model: nn.Module) -> str:
+    """What computes ``model``'s predictions: ``onnx int8``, ``onnx fp32`` or ``torch fp32``."""
+    fast = getattr(model, "fast_forward", None)
+    return f"onnx {fast.precision}" if fast is not None else "torch fp32"
