@@ -24,6 +24,7 @@ from bench import common
 from fermm.faces import find_and_crop, load_image
 from fermm.models import load_model
 from fermm.models.base import EmotionClassifier
+from fermm.models.runtime import precision_of
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -85,7 +86,7 @@ def profile_model(model: EmotionClassifier, crop, batch: int, args: argparse.Nam
     faces = [crop] * batch
     x = model.preprocess(faces)
     fast = model.fast_forward
-    runtime = "onnxruntime" if fast is not None and fast.serves(model, x) else "pytorch"
+    runtime = precision_of(model) if fast is not None and fast.serves(model, x) else "torch fp32"
     total = {"preprocess": median_ms(lambda: model.preprocess(faces), args.repeats, args.warmup),
              "network": median_ms(lambda: model.proba_from_tensor(x), args.repeats, args.warmup),
              "predict_proba": median_ms(lambda: model.predict_proba(faces, batch_size=batch), args.repeats,

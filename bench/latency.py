@@ -70,6 +70,7 @@ def loaded(names: Sequence[str]) -> tuple[dict, dict]:
 def model_latency(names: Sequence[str], repeats: int, warmup: int) -> tuple[dict, dict]:
     """ms per face at batch 1 (one call per face) and batch 32 (call time / 32), on the example's face crop."""
     from fermm.faces import find_and_crop, load_image
+    from fermm.models.runtime import precision_of
 
     _, crops = find_and_crop(load_image(common.EXAMPLE))
     models, unavailable = loaded(names)
@@ -79,7 +80,7 @@ def model_latency(names: Sequence[str], repeats: int, warmup: int) -> tuple[dict
         b32 = common.timed(lambda: model.predict_proba(crops[:1] * 32, batch_size=32), repeats, warmup)
         out[name] = {"batch1": common.percentiles(b1),
                      "batch32": common.percentiles([t / 32 for t in b32]),
-                     "runtime": "onnxruntime" if getattr(model, "fast_forward", None) else "pytorch"}
+                     "runtime": precision_of(model)}
     return out, unavailable
 
 

@@ -17,6 +17,7 @@ import torch
 from fermm import cli
 from fermm.data import load_fer, seen_in, to_arrays
 from fermm.evaluation import metrics
+from fermm.models.runtime import precision_of
 from fermm.paths import RESULTS_DIR
 from fermm.serve import end_to_end
 from fermm.serve.predict import SERVED_TTA, ModelPool
@@ -74,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in names:
         record = {**end_to_end.summary(trace, direct, labels, in_train, name, mirror), "split": args.split,
                   "dataset": args.dataset, "crop": "fer2013" if args.margin is None else f"margin {args.margin:g}",
-                  "align": args.align, "tta": args.tta, "models": list(args.models), **info}
+                  "align": args.align, "tta": args.tta, "models": list(args.models),
+                  "precision": {m: precision_of(pool.get(m)) for m in args.models}, **info}
         stem = Path(name).name if name != end_to_end.FUSED else "fused_" + "+".join(Path(m).name for m in args.models)
         path = out / f"{stem}.json"
         path.write_text(json.dumps(record, indent=2) + "\n")

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import json
-
+import os
 import re
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -566,3 +567,23 @@ def test_the_app_configures_glibc_malloc_before_anything_else(tmp_path):
                                            and n.module == "fermm.serve.ui")
     code = "from fermm.serve import memory; print(memory.configure_malloc()); memory.trim()"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "True"
+
+
+def test_the_app_sets_one_thread_per_request_before_models_load_and_says_what_a_bad_setting_is():
+    """app.py sets the thread count (FERMM_THREADS, default 1) before fermm.serve.ui builds anything; PyTorch and
+    OpenCV both take it; a value that is not a positive whole number is refused in words."""
+    import ast
+    import subprocess
+    import sys
+
+    tree = ast.parse((Path(__file__).resolve().parent.parent / "app.py").read_text())
+    calls = [ast.unparse(n) for n in tree.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]
+    assert calls[:2] == ["memory.configure_malloc()", "threads.configure_threads()"]
+    code = ("import cv2, torch; from fermm.serve import threads; n = threads.configure_threads(); "
+            "print(n, torch.get_num_threads(), cv2.getNumThreads())")
+    run = partial(subprocess.run, [sys.executable, "-c", code], capture_output=True, text=True)
+    assert run(env={**os.environ, "FERMM_THREADS": "1"}).stdout.split() == ["1", "1", "1"]
+    assert run(env={k: v for k, v in os.environ.items() if k != "FERMM_THREADS"}).stdout.split() == ["1", "1", "1"]
+    assert run(env={**os.environ, "FERMM_THREADS": "2"}).stdout.split() == ["2", "2", "2"]
+    bad = run(env={**os.environ, "FERMM_THREADS": "many"})
+    assert bad.returncode != 0 and "FERMM_THREADS='many': expected a whole number of threads" in bad.stderr

@@ -18,6 +18,7 @@ from fermm.faces import find_and_crop
 from fermm.labels import FER7
 from fermm.models import MODELS, TEXT_MODELS, fingerprint, load_folder, model_folder
 from fermm.models.registry import resolve
+from fermm.models.runtime import precision_of
 
 if TYPE_CHECKING:
     from fermm.models.base import EmotionClassifier
@@ -83,6 +84,7 @@ def evaluate_model(model, name: str, source: str, split_data: dict, dataset: str
     probs, ips = predict_split(model, split_data["images"], tta)
     y = labels_for(model, split_data["labels"])
     result = {"model": name, "source": source, "dataset": dataset, "split": split, "tta": tta,
+              "precision": precision_of(model),
               **metrics.score(probs, y, model.labels, run.seed, split_data["ferplus"], split_data.get("in_train")),
               "images_per_second": ips, **run.as_dict(), "schema_version": metrics.SCHEMA_VERSION}
     return result

@@ -255,16 +255,17 @@ def markdown_table(results: Sequence[dict], published: Sequence[dict] = ()) -> s
     published figures listed (and labelled) below."""
     faces = [r for r in results if r.get("task", "image") == "image"]
     texts = [r for r in results if r.get("task") == "text"]
-    rows = ["| model | split | TTA | accuracy (95% CI) | not in train | macro-F1 | FER+ acc. | ECE | img/s | commit, date |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| model | split | TTA | runs in | accuracy (95% CI) | not in train | macro-F1 | FER+ acc. | ECE | img/s | "
+            "commit, date |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(faces, key=lambda r: -r["accuracy"]):
         lo, hi = r["accuracy_ci95"]
         fp = f"{r['ferplus']['accuracy']:.1%}" if r.get("ferplus") else "n/a"
-        rows.append(f"| `{r['model']}` | {r['split']} | {r['tta']} | {r['accuracy']:.2%} ({lo:.1%}-{hi:.1%}) | "
+        rows.append(f"| `{r['model']}` | {r['split']} | {r['tta']} | {precision_label(r)} | "
+                    f"{r['accuracy']:.2%} ({lo:.1%}-{hi:.1%}) | "
                     f"{pct(r.get('accuracy_not_in_train'))} | {macro_f1_of(r):.3f} | {fp} | {r['ece']:.3f} | "
                     f"{r['images_per_second']:.0f} | {r['commit']}, {r['date'][:10]} |")
     if not faces:
-        rows.append("| *(no model measured yet)* | | | | | | | | | |")
+        rows.append("| *(no model measured yet)* | | | | | | | | | | |")
     if texts:
         rows += ["", "| text model | measured on | split | accuracy (95% CI) | macro-F1 | multi-label macro-F1 | "
                      "DAIR-AI on FER labels | sentences/s | commit, date |", "|---|---|---|---|---|---|---|---|---|"]
@@ -279,6 +280,13 @@ def markdown_table(results: Sequence[dict], published: Sequence[dict] = ()) -> s
         f"{p['model']} {p['accuracy']:.1%}" + (f" ({p['note']})" if p.get("note") else "") for p in published)
            ] if published else []
     return "\n".join(rows + pub)
+
+
+def precision_label(r: dict) -> str:
+    """What computed a result's predictions: "int8 (ONNX)" or "fp32" (results older than stored int8 graphs carry no
+    ``precision``: they were all computed in fp32, by PyTorch or ONNX Runtime)."""
+    precision = r.get("precision", "torch fp32")
+    return "int8 (ONNX)" if precision == "onnx int8" else "fp32"
 
 
 def _f3(x: float | None) -> str:

@@ -22,11 +22,11 @@ from fermm.serve.fusion import fuse as fuse_text
 from fermm.serve.fusion import as_fer7, text_evidence
 
 log = logging.getLogger(__name__)
-# The views each model averages per face. "flip" (the face and its mirror) makes answers mirror-proof and raised
-# the fused answer end to end on 1,000 validation scenes from 67.0% to 68.6%, but costs the app ~40 ms of CPU per
-# request in PyTorch, which takes the 16-client load test's p95 from 0.85 to 1.25 s (results/README.md "The served
-# crop"); served once it is cheaper (e.g. the int8 graphs of bench/precision.py).
-SERVED_TTA = "none"
+# The views each model averages per face: the face and its mirror. Chosen on validation (1,000 scenes, models as
+# served in int8, results/end_to_end/validation/served_*): the fused answer 67.1% -> 68.7% end to end, and answers
+# that do not change when a webcam mirrors the picture. With the int8 graphs and one thread per request it costs
+# ~3 ms of CPU per request (python -m bench.load: 68 -> 71 ms); in PyTorch fp32 it had cost ~40 ms.
+SERVED_TTA = "flip"
 
 
 @dataclass
