@@ -53,7 +53,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     pred.add_argument("--margin", type=float, default=None,
                       help="crop a square with this margin (fraction of the box side) around each face instead of "
                            "the FER2013 framing the models were trained on (the old default was 0.25)")
-    bundle = sub.add_parser("bundle", help="copy a trained model into checkpoints/NAME as fp16 with its model card")
+    bundle = sub.add_parser("bundle", help="copy a trained model into checkpoints/NAME as fp16 with its model card "
+                                           "(then train/quantize.py makes its int8 graph, which the app serves)")
     bundle.add_argument("run_dir", help="a saved model folder (e.g. runs/base_vgg11)")
     bundle.add_argument("--name", required=True, help="registry name, e.g. base_cnn")
     bundle.add_argument("--checkpoints", default=None, help="default: the repo's checkpoints/")
@@ -63,6 +64,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     bundle.add_argument("--dataset", default=None,
                         help="FER source for --min_gain (folder, csv or Hub id; default ../shared/data/fer2013)")
     bundle.add_argument("--tta", default="none", choices=["none", "flip", "tencrop"], help="for --min_gain")
+    card = sub.add_parser("card", help="rewrite a saved model's card from its latest measured test result (after "
+                                       "eval/evaluate.py) and its int8 record (after train/quantize.py)")
+    card.add_argument("folder", help="a saved model folder, e.g. checkpoints/glove_cnn")
+    card.add_argument("--name", default=None, help="the name the card shows (default: the folder's name)")
+    card.add_argument("--results", default=None, help="where measured results are (default: the repo's results/)")
     return p.parse_args(argv)
 
 
@@ -99,6 +105,24 @@ def bundle(args: argparse.Namespace) -> Path:
                                              measured=measured))
     swap_in(tmp, out)
     return out
+
+
+def refresh_card(folder: str | Path, name: str | None = None, results: str | Path | None = None) -> Path:
+    """Rewrite ``folder``'s README.md: summary and metrics from the test result measured for exactly these weights
+    (results/, by fingerprint), the training arguments beside them, and the served-precision section."""
+    from fermm.models import quantize
+
+    folder = Path(folder)
+    model = load_model(str(folder))
+    training_file = folder / "training_args.json"
+    training = json.loads(training_file.read_text()) if training_file.exists() else None
+    make_card = cards.text_model_card if getattr(model, "family", "") == "text" else cards.model_card
+    (folder / "README.md").write_text(make_card(name or folder.name, model, training=training,
+                                                measured=cards.measured_result(folder, results)))
+    meta = quantize.read_meta(folder)
+    if meta is not None:
+        quantize.write_card_section(folder, meta)
+    return folder / "README.md"
 
 
 def same_weights(a: Path, b: Path) -> bool:
@@ -191,6 +215,9 @@ def _join_parts(out: Path, parts: list[Path]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     args = parse_args(argv)
+    if args.command == "card":
+        print(f"wrote {refresh_card(args.folder, args.name, args.results)}")
+        return 0
     if args.command == "bundle":
         try:
             print(f"bundled {bundle(args)}")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from fermm.evaluation import metrics
+from fermm.labels import FER7
 from fermm.models import fingerprint
 from fermm.models.cnn import CNNClassifier
 from tests.conftest import FER_TINY
@@ -353,3 +354,14 @@ def test_mirror_agreement_is_whole_on_symmetric_faces_and_counts_changed_answers
     direct = end_to_end.direct_predictions(pool, ["sided"], images, "none")
     assert end_to_end.mirror_agreement(pool, ["sided"], symmetric, {"sided": direct["sided"][:6]}) == {"sided": 1.0}
     assert end_to_end.mirror_agreement(pool, ["sided"], images, direct) == {"sided": 0.6}
+
+
+def test_the_results_table_says_which_precision_computed_each_row():
+    """A result computed by a stored int8 graph says so; older results (no ``precision``) were fp32."""
+    y = np.arange(7).repeat(3)
+    probs = np.eye(7)[y] * 0.9 + 0.1 / 7
+    base = {"model": "glove_cnn", "split": "test", "tta": "flip", **metrics.score(probs, y, FER7),
+            "images_per_second": 10.0, "commit": "abc", "date": "2026-12-06T00:00:00Z"}
+    table = metrics.markdown_table([{**base, "precision": "onnx int8"}, {**base, "model": "old", "accuracy": 0.5}])
+    assert "| `glove_cnn` | test | flip | int8 (ONNX) | 100.00%" in table and "| `old` | test | flip | fp32 | 50.00%" in table
+    assert all(row.count("|") == table.splitlines()[0].count("|") for row in table.splitlines()[:4])

@@ -99,3 +99,27 @@ def _run():
     from fermm.evaluation.metrics import RunInfo
 
     return RunInfo("test", 0)
+
+
+def test_the_card_command_rewrites_the_card_from_the_int8_result_of_these_weights(quantized, tmp_path):
+    """``python -m fermm card FOLDER``: the summary and metrics come from the test result recorded for exactly these
+    weights (found by fingerprint; it says int8), the int8 section stays, once; a result of other weights is
+    ignored."""
+    from fermm.__main__ import main as fermm_main
+    from fermm.models import fingerprint
+
+    results = tmp_path / "results"
+    results.mkdir()
+    base = {"model": "m", "dataset": "fer", "split": "test", "tta": "none", "n": 100, "accuracy": 0.6543,
+            "accuracy_ci95": [0.6, 0.7], "n_not_in_train": 90, "accuracy_not_in_train": 0.6321, "macro_f1": 0.6,
+            "per_class": {"happy": {"precision": 0.9, "recall": 0.8, "f1": 0.85}}, "command": "python eval/evaluate.py",
+            "commit": "abc1234", "date": "2026-12-06T00:00:00Z"}
+    (results / "m.json").write_text(json.dumps({**base, "precision": "onnx int8",
+                                                "model_sha256": fingerprint(quantized)}))
+    (results / "other.json").write_text(json.dumps({**base, "accuracy": 0.99, "model_sha256": "0" * 64}))
+    assert fermm_main(["card", str(quantized), "--name", "tiny_int8", "--results", str(results)]) == 0
+    card = (quantized / "README.md").read_text()
+    assert "# fermm `tiny_int8`" in card and "Accuracy 65.4%" in card and "0.9900" not in card
+    assert "TTA none, int8 (ONNX), commit abc1234" in card and "(63.2% on the images not also in train)" in card
+    assert card.count(quantize.CARD_HEADING) == 1 and card.index(quantize.CARD_HEADING) < card.index("## Intended use")
+    assert "surveillance" in card

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from fermm.evaluation.metrics import precision_label
 from fermm.labels import FER7
 from fermm.models import fingerprint
 from fermm.paths import RESULTS_DIR
@@ -60,7 +61,8 @@ def _metrics_section(history: list[dict] | None, measured: dict | None = None,
         r = measured
         lo, hi = r.get("accuracy_ci95", [None, None])
         lines += [f"Measured by `{r.get('command', 'eval/evaluate.py')}` on {r['dataset']} `{r['split']}` "
-                  f"(n={r['n']}, TTA {r.get('tta', 'none')}, commit {r.get('commit', '?')}, {r.get('date', '?')}):",
+                  f"(n={r['n']}, TTA {r.get('tta', 'none')}, {precision_label(r)}, commit {r.get('commit', '?')}, "
+                  f"{r.get('date', '?')}):",
                   "", f"- accuracy: {r['accuracy']:.4f}" + (f" (95% CI {lo:.4f}-{hi:.4f})" if lo is not None else ""),
                   *([f"- accuracy on the {r['n_not_in_train']:,} test images whose pixels do not also occur in train: "
                      f"{r['accuracy_not_in_train']:.4f}"] if r.get("accuracy_not_in_train") is not None else []),
