@@ -24,7 +24,7 @@ from fermm.evaluation import cards
 from fermm.evaluation.evaluator import validation_gain
 from fermm.faces import ImageError, load_image
 from fermm.labels import FER7
-from fermm.models import list_models, load_model
+from fermm.models import list_models, load_model, quantize
 from fermm.models.registry import CHECKPOINTS
 from fermm.serve.predict import ModelPool, predict_image
 from fermm.training.image import DEFAULT_DATASET
@@ -110,8 +110,6 @@ def bundle(args: argparse.Namespace) -> Path:
 def refresh_card(folder: str | Path, name: str | None = None, results: str | Path | None = None) -> Path:
     """Rewrite ``folder``'s README.md: summary and metrics from the test result measured for exactly these weights
     (results/, by fingerprint), the training arguments beside them, and the served-precision section."""
-    from fermm.models import quantize
-
     folder = Path(folder)
     model = load_model(str(folder))
     training_file = folder / "training_args.json"
@@ -121,7 +119,7 @@ def refresh_card(folder: str | Path, name: str | None = None, results: str | Pat
                                                 measured=cards.measured_result(folder, results)))
     meta = quantize.read_meta(folder)
     if meta is not None:
-        quantize.write_card_section(folder, meta)
+        cards.write_int8_section(folder, meta)
     return folder / "README.md"
 
 

@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps, JpegImagePlugin
 
+from fermm import yunet
 from fermm.framing import fer2013_framing
 
 log = logging.getLogger(__name__)
@@ -217,16 +218,14 @@ def to_rgb(im: Image.Image) -> Image.Image:
 
 
 class FaceDetector:
-    """YuNet wrapper. One cv2 detector per instance, guarded by a lock (it is not thread-safe)."""
+    """YuNet (:mod:`fermm.yunet`: ONNX Runtime, decoded as OpenCV decodes it), on a copy at most ``max_side`` and at
+    least ``min_side`` pixels across; boxes come back in the image's pixels. Thread-safe."""
 
     def __init__(self, model_path: str | Path = YUNET_PATH, score_threshold: float = 0.7,
                  nms_threshold: float = 0.3, max_side: int = 1280, min_side: int = 320):
-        import cv2  # lazy: a heavy import, paid only when this runs
-
         if not Path(model_path).exists():
             raise FileNotFoundError(f"face detector model not found: {model_path}")
-        self._cv = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), score_threshold, nms_threshold, 5000)
-        self._lock = threading.Lock()
+        self._yunet = yunet.YuNet(model_path, score_threshold, nms_threshold, top_k=5000)
         self.max_side, self.min_side = max_side, min_side
 
     def detect(self, image: Image.Image) -> list[Face]:
@@ -256,12 +255,7 @@ class FaceDetector:
             scale = self.min_side / max(w, h)
         sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
         small = image.resize((sw, sh), Image.BILINEAR) if (sw, sh) != (w, h) else image
-        bgr = np.ascontiguousarray(np.asarray(small)[:, :, ::-1])
-        with self._lock:
-            self._cv.setInputSize((sw, sh))
-            _, found = self._cv.detect(bgr)
-        if found is None:
-            return []
+        found = self._yunet.detect(np.asarray(small)[:, :, ::-1])
         return [Face(box=tuple(float(v) / scale for v in row[:4]), score=float(row[14]),
                      landmarks=row[4:14].reshape(5, 2) / scale) for row in found]
 

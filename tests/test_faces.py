@@ -322,3 +322,30 @@ def test_every_mode_reduces_in_bands_to_the_same_picture(mode, astronaut):
     whole = faces.to_rgb(big.convert("RGBA" if mode in ("P", "LA") else ("L" if mode == "1" else mode)).reduce(4))
     assert small.size == (512, 512)
     assert np.abs(np.asarray(small, dtype=int) - np.asarray(whole, dtype=int)).max() <= 2
+
+
+def test_yunet_in_onnx_runtime_finds_the_faces_opencv_finds(astronaut, fer_tiny):
+    """fermm.yunet decodes YuNet as cv2.FaceDetectorYN does: on a real photo at several sizes, and on synthetic
+    scenes built around FER2013 faces (some with no face found), the same faces, to a thousandth of a pixel."""
+    import cv2
+
+    from fermm.data import to_arrays
+    from fermm.serve.scenes import make_scene
+    from fermm.yunet import YuNet
+
+    ours = YuNet(faces.YUNET_PATH, 0.7, 0.3, 5000, threads=1)
+    opencv = cv2.FaceDetectorYN.create(str(faces.YUNET_PATH), "", (320, 320), 0.7, 0.3, 5000)
+    rng = np.random.default_rng(0)
+    photos = [astronaut.resize(size) for size in ((512, 512), (333, 250), (640, 480))]
+    photos += [make_scene(face, rng).image for face in to_arrays(fer_tiny["test"])[0][:12]]
+    found = 0
+    for photo in photos:
+        bgr = np.ascontiguousarray(np.asarray(photo.convert("RGB"))[:, :, ::-1])
+        opencv.setInputSize(photo.size)
+        expected = opencv.detect(bgr)[1]
+        expected = np.zeros((0, 15), np.float32) if expected is None else expected
+        got = ours.detect(bgr)
+        assert got.shape == expected.shape
+        assert np.allclose(got, expected, atol=1e-3)
+        found += len(got)
+    assert found >= 10  # most scenes hold a face it finds: the comparison is not over empty lists

@@ -8,9 +8,11 @@ import logging
 import pytest
 import torch
 
+from fermm.evaluation import cards
 from fermm.models import load_model, quantize
 from fermm.models.cnn import CNNClassifier
 from fermm.models.runtime import precision_of
+from fermm.training.quantize import quantize_folder
 from tests.conftest import FER_TINY
 from train.quantize import main as quantize_main
 
@@ -33,10 +35,10 @@ def test_the_script_stores_a_graph_with_its_record_and_card_section(quantized):
     assert v["n"] == 14 and 0 <= v["accuracy_int8"] <= 1 and 0.5 <= v["agreement"] <= 1
     assert {"command", "commit", "date", "seed"} <= set(meta) and len(meta["probe"]["probs"]) == quantize.PROBE_BATCH
     card = (quantized / "README.md").read_text()
-    assert card.index(quantize.CARD_HEADING) < card.index("## Intended use")
+    assert card.index(cards.INT8_HEADING) < card.index("## Intended use")
     assert f"{v['accuracy_int8']:.2%}" in card
-    quantize.write_card_section(quantized, meta)  # run again: one section, not two
-    assert (quantized / "README.md").read_text().count(quantize.CARD_HEADING) == 1
+    cards.write_int8_section(quantized, meta)  # run again: one section, not two
+    assert (quantized / "README.md").read_text().count(cards.INT8_HEADING) == 1
 
 
 def test_a_loaded_model_serves_its_int8_graph_close_to_pytorch(quantized, monkeypatch, astronaut):
@@ -81,7 +83,7 @@ def test_the_validation_gate_writes_nothing(tmp_path):
     torch.manual_seed(0)
     CNNClassifier(backbone="fast").save_pretrained(tmp_path / "m")
     with pytest.raises(ValueError, match="validation points"):  # a gate no graph can pass: -100 points
-        quantize.quantize_folder(tmp_path / "m", str(FER_TINY), 16, 0, -100.0, 1, _run())
+        quantize_folder(tmp_path / "m", str(FER_TINY), 16, 0, -100.0, 1, _run())
     assert not (tmp_path / "m" / quantize.GRAPH).exists() and not (tmp_path / "m" / quantize.META).exists()
 
 
@@ -121,5 +123,5 @@ def test_the_card_command_rewrites_the_card_from_the_int8_result_of_these_weight
     card = (quantized / "README.md").read_text()
     assert "# fermm `tiny_int8`" in card and "Accuracy 65.4%" in card and "0.9900" not in card
     assert "TTA none, int8 (ONNX), commit abc1234" in card and "(63.2% on the images not also in train)" in card
-    assert card.count(quantize.CARD_HEADING) == 1 and card.index(quantize.CARD_HEADING) < card.index("## Intended use")
+    assert card.count(cards.INT8_HEADING) == 1 and card.index(cards.INT8_HEADING) < card.index("## Intended use")
     assert "surveillance" in card

@@ -17,6 +17,7 @@ from fermm import cli
 from fermm.evaluation.metrics import RunInfo
 from fermm.hub import push_trained
 from fermm.models import quantize
+from fermm.training.quantize import quantize_folder
 from fermm.paths import SHARED_DATA
 
 
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args = parse_args(argv)
     command = "python train/quantize.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    record = quantize.quantize_folder(args.model, args.dataset, args.calibration, args.seed, args.max_drop,
+    record = quantize_folder(args.model, args.dataset, args.calibration, args.seed, args.max_drop,
                                       args.threads, RunInfo(command, args.seed))
     v = record["validation"]
     print(f"{args.model}: validation {v['accuracy_fp32']:.2%} (PyTorch fp32) -> {v['accuracy_int8']:.2%} (int8), "

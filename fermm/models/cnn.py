@@ -22,7 +22,8 @@ from torch import nn
 from fermm.labels import FER7
 from fermm.models.base import EmotionClassifier
 from fermm.models.nets import mini_xception, wide_resnet
-from fermm.models.runtime import stored_int8, try_onnx
+from fermm.models.quantize import stored_int8
+from fermm.models.runtime import try_onnx
 from fermm.transforms import FER_MEAN, FER_STD
 
 BACKBONES: tuple[str, ...] = ("vgg11", "vgg16", "resnet18", "resnet50", "mini", "fast", "wrn16_4", "xception")

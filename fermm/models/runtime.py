@@ -16,7 +16,6 @@ import io
 import logging
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -108,31 +107,6 @@ def try_onnx(module: nn.Module, example: torch.Tensor) -> OnnxForward | None:
         log.warning("ONNX Runtime not used for %s (%s: %s); running in PyTorch", type(module).__name__,
                     type(e).__name__, e)
         return None
-
-
-def stored_int8(module: nn.Module, folder: str | Path) -> OnnxForward | None:
-    """The int8 graph saved in ``folder`` for ``module``, validated; None (PyTorch then runs) when there is none,
-    ``FERMM_RUNTIME`` is not ``auto``, or it fails a check (one log line says which)."""
-    from fermm.models import quantize
-    from fermm.models.registry import fingerprint
-
-    if choice() != "auto" or (meta := quantize.read_meta(folder)) is None:
-        return None
-    name = Path(folder).name
-    try:
-        if meta.get("format") != quantize.FORMAT:
-            raise ValueError(f"format {meta.get('format')!r}, expected {quantize.FORMAT!r}")
-        if meta.get("source_fingerprint") != fingerprint(folder):
-            raise ValueError("it was made from other weights or config than the folder holds")
-        graph = (Path(folder) / quantize.GRAPH).read_bytes()
-        fast = OnnxForward(module, quantize.probe(module.channels, module.input_size)[:1], graph, "int8")
-        got, want = np.array(quantize.probe_probs(fast, module)), np.array(meta["probe"]["probs"])
-        if got.shape != want.shape or np.abs(got - want).max() > quantize.PROBE_ATOL:
-            raise ValueError("its outputs on the probe batch differ from the recorded ones")
-    except Exception as e:  # a stale, damaged or foreign graph: slower, never wrong
-        log.warning("int8 graph of %s not used (%s: %s); running in PyTorch", name, type(e).__name__, e)
-        return None
-    return fast
 
 
 def precision_of(model: nn.Module) -> str:

@@ -13,8 +13,8 @@ import os
 def configure_threads(default: int = 1) -> int:
     """Set PyTorch's and OpenCV's thread counts (ONNX Runtime sessions created afterwards follow PyTorch's) to
     ``FERMM_THREADS`` or ``default``; returns the count. Call it before models load."""
-    import cv2
-    import torch
+    import cv2  # lazy: a heavy import, paid only when this runs
+    import torch  # lazy: a heavy import, paid only when this runs
 
     raw = os.environ.get("FERMM_THREADS", str(default))
     try:
