@@ -63,8 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = {m: pool.error(m) for m in args.models if pool.get(m) is None}
     if missing:
         raise SystemExit(f"cannot load {missing}")
-    # commit and date as the run starts: a commit made while it runs must not be credited with its figures
-    info = metrics.RunInfo(metrics.command_line("eval/end_to_end.py", argv), args.seed).as_dict()
+    info = metrics.RunInfo(metrics.command_line("eval/end_to_end.py", argv), args.seed).as_dict()  # as it starts
     trace = end_to_end.run_scenes(pool, args.models, images, args.seed, args.scales, args.margin, args.align,
                                   tta=args.tta)
     direct = end_to_end.direct_predictions(pool, args.models, images, args.tta)

@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fermm.serve.predict import fuse
 
     args = parse_args(argv)
-    command = metrics.command_line("eval/ensemble.py", argv)
+    run = metrics.RunInfo(metrics.command_line("eval/ensemble.py", argv))  # commit and date as it starts
     val = evaluator.load_split(args.dataset, "validation")
     probs = member_probs(args.members, val, args.tta)
     counts = greedy_weights(probs, val["labels"], args.rounds)
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ens.save_pretrained(out)
     record = {"members": dict(zip(args.members, counts)), "validation_accuracy": accuracy,
               "member_validation_accuracy": singles, "tta": args.tta, "rounds": args.rounds,
-              **metrics.RunInfo(command).as_dict()}
+              **run.as_dict()}
     (out / "selection.json").write_text(json.dumps(record, indent=2) + "\n")
     for m, a in singles.items():
         print(f"{m}: validation {a:.2%}, weight {dict(kept).get(m, 0)}/{sum(counts)}")

@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fermm.models import load_model
 
     args = parse_args(argv)
-    command = metrics.command_line("eval/fusion.py", argv)
+    run = metrics.RunInfo(metrics.command_line("eval/fusion.py", argv), args.seed)  # commit and date as it starts
     image_model, text_model = load_model(args.image_model), load_model(args.text_model)
     val = pairs(*probabilities(image_model, text_model, args.dataset, args.goemotions, "validation"), args.seed)
     weight, curve, plain_weight = fit(val)
@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "plain_mean_weight": plain_weight, "validation_accuracy_by_weight": curve,
               "pairing": "synthetic (see eval/fusion.py); scored against the face's label",
               **{f"test_{kind}": kind_scores(*test[kind], weight, plain_weight) for kind in fusion.PAIR_KINDS},
-              **metrics.RunInfo(command, args.seed).as_dict()}
+              **run.as_dict()}
     out = Path(args.output_dir) / fusion.FUSION_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

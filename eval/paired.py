@@ -72,6 +72,7 @@ def load_both(refs: Sequence[str]) -> list["EmotionClassifier"]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    run = metrics.RunInfo(metrics.command_line("eval/paired.py", argv), args.seed)  # commit and date as it starts
     names = model_name(args.a), model_name(args.b)
     models = load_both([args.a, args.b])
     record = {"a": args.a, "b": args.b, "labels": {"a": list(models[0].labels), "b": list(models[1].labels)},
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    "correct_a": twins.pack_correct(correct[0]),
                                    "correct_b": twins.pack_correct(correct[1])}
         print(row(names, split, c))
-    record.update(metrics.RunInfo(metrics.command_line("eval/paired.py", argv), args.seed).as_dict())
+    record.update(run.as_dict())
     out = metrics.save_record(record, args.json or f"results/paired/{names[0]}_vs_{names[1]}.json")
     print(f"wrote {out}")
     return 0

@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.runs and not args.recorded:
         raise SystemExit("give --runs folders, --recorded results files, or both")
-    command = metrics.command_line("eval/twins.py", argv)
+    run = metrics.RunInfo(metrics.command_line("eval/twins.py", argv), args.seed)  # commit and date as it starts
     splits = {s: evaluator.load_split(args.dataset, s) for s in SPLITS}
     digests = {s: twins.split_digest(d["images"], d["labels"]) for s, d in splits.items()}
     runs = gather([load_run(r, splits) for r in args.runs], args.recorded, digests, args.dataset)
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     record = {**out, "protocol": protocol, "unpaired": alone, "dataset": args.dataset,
               "n": {s: len(d["labels"]) for s, d in splits.items()}, "split_digest": digests,
               "runs": {r.name: r.to_record() for r in runs},
-              **metrics.RunInfo(command, args.seed).as_dict()}
+              **run.as_dict()}
     out = args.json or f"results/twins{'_epoch_matched' if args.epoch_matched else ''}.json"
     print(f"wrote {metrics.save_record(record, out)}")
     return 0

@@ -365,3 +365,13 @@ def test_the_results_table_says_which_precision_computed_each_row():
     table = metrics.markdown_table([{**base, "precision": "onnx int8"}, {**base, "model": "old", "accuracy": 0.5}])
     assert "| `glove_cnn` | test | flip | int8 (ONNX) | 100.00%" in table and "| `old` | test | flip | fp32 | 50.00%" in table
     assert all(row.count("|") == table.splitlines()[0].count("|") for row in table.splitlines()[:4])
+
+
+def test_run_info_keeps_the_commit_and_date_of_when_the_run_started(monkeypatch):
+    """A long evaluation must not credit a commit made while it ran: RunInfo takes both when it is made."""
+    monkeypatch.setattr(metrics, "git_commit", lambda: "aaaaaaa")
+    run = metrics.RunInfo("python eval/x.py", 3)
+    monkeypatch.setattr(metrics, "git_commit", lambda: "bbbbbbb")
+    record = run.as_dict()
+    assert record["commit"] == "aaaaaaa" and record["seed"] == 3 and record["command"] == "python eval/x.py"
+    assert record["date"] == run.date and len(record["date"]) == 20 and record["date"].endswith("Z")

@@ -19,7 +19,7 @@ import platform
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -151,14 +151,17 @@ def command_line(script: str, argv: Sequence[str] | None = None) -> str:
 
 @dataclass
 class RunInfo:
-    """Provenance recorded with every figure."""
+    """Provenance recorded with every figure. Commit and date are taken when it is made, so make it as the run
+    starts: a commit made while a long run goes on must not be credited with its figures."""
 
     command: str
     seed: int = 0
+    commit: str = field(default_factory=lambda: git_commit())
+    date: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
     def as_dict(self) -> dict:
-        return {"command": self.command, "commit": git_commit(), "seed": self.seed,
-                "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "hardware": hardware()}
+        return {"command": self.command, "commit": self.commit, "seed": self.seed, "date": self.date,
+                "hardware": hardware()}
 
 
 def git_commit() -> str:
