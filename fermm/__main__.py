@@ -64,8 +64,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     bundle.add_argument("--dataset", default=None,
                         help="FER source for --min_gain (folder, csv or Hub id; default ../shared/data/fer2013)")
     bundle.add_argument("--tta", default="none", choices=["none", "flip", "tencrop"], help="for --min_gain")
-    card = sub.add_parser("card", help="rewrite a saved model's card from its latest measured test result (after "
-                                       "eval/evaluate.py) and its int8 record (after train/quantize.py)")
+    card = sub.add_parser("card", help="rewrite a saved model's card from the test result measured for exactly its "
+                                       "weights (eval/evaluate.py) and its int8 record (train/quantize.py)")
     card.add_argument("folder", help="a saved model folder, e.g. checkpoints/glove_cnn")
     card.add_argument("--name", default=None, help="the name the card shows (default: the folder's name)")
     card.add_argument("--results", default=None, help="where measured results are (default: the repo's results/)")
@@ -96,13 +96,19 @@ def bundle(args: argparse.Namespace) -> Path:
     tmp = out.with_name(out.name + ".tmp")  # written beside, then swapped in whole
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_with_card(tmp, training_args=training, fp16=True)
-    if same_weights(tmp, out):  # bundling again: keep the very file measured (safetensors' header order varies)
-        for f in out.glob("*.safetensors"):
+    kept_int8 = same_weights(tmp, out)
+    if kept_int8:  # bundling again: keep the very files measured (safetensors' header order varies), int8 graph too
+        for f in [*out.glob("*.safetensors"), *out.glob(quantize.GRAPH), *out.glob(quantize.META)]:
             shutil.copy2(f, tmp / f.name)
     # the test result of these very weights: the run's, or the bundle's own (fp16, as served) when it was evaluated
     measured = cards.measured_result(run) or cards.measured_result(tmp)
     (tmp / "README.md").write_text(make_card(args.name, model, training=training, history=cards.run_history(run),
                                              measured=measured))
+    if (meta := quantize.read_meta(tmp)) is not None:
+        cards.write_int8_section(tmp, meta)
+    elif not kept_int8 and quantize.read_meta(out) is not None:
+        print(f"{out}: new weights, so its int8 graph is gone; the app runs PyTorch until "
+              f"`python train/quantize.py --model {out}` makes a new one")
     swap_in(tmp, out)
     return out
 

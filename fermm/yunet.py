@@ -1,9 +1,9 @@
 """YuNet, OpenCV Zoo's face detector (``fermm/assets/face_detection_yunet_2023mar.onnx``), run in ONNX Runtime and
 decoded exactly as OpenCV's ``cv2.FaceDetectorYN`` decodes it (modules/objdetect/src/face_detect.cpp).
 
-Why not ``cv2.FaceDetectorYN`` itself: OpenCV's DNN module takes 20 ms for a 640x480 photo on one thread here,
-ONNX Runtime 8.4 ms for the same graph, and detection was the largest part of a request's own CPU
-(``tests/test_faces.py`` checks that both give the same faces).
+Why not ``cv2.FaceDetectorYN`` itself: on one thread here OpenCV's DNN module takes 20 ms for a 640x480 photo and
+ONNX Runtime 8.4 ms for the same graph (``python -m bench.latency`` times the whole detection: 7.5 ms p50), and
+detection was the largest part of a request's own CPU (``tests/test_faces.py`` checks both give the same faces).
 """
 from __future__ import annotations
 
@@ -58,8 +58,10 @@ class YuNet:
 
 def decode(outputs: dict[str, np.ndarray], stride: int, rows: int, cols: int, threshold: float) -> np.ndarray:
     """One stride's anchors -> (M, 15) faces scoring at least ``threshold``: score = sqrt(cls * obj), both clamped
-    to [0, 1]; centre = (cell + offset) * stride, size = exp(log-size) * stride, landmarks = (cell + offset) * stride."""
-    score = np.sqrt(np.clip(outputs[f"cls_{stride}"].reshape(-1), 0, 1) * np.clip(outputs[f"obj_{stride}"].reshape(-1), 0, 1))
+    to [0, 1]; centre = (cell + offset) * stride, size = exp(log-size) * stride, landmarks = (cell + offset) *
+    stride."""
+    cls, obj = outputs[f"cls_{stride}"].reshape(-1), outputs[f"obj_{stride}"].reshape(-1)
+    score = np.sqrt(np.clip(cls, 0, 1) * np.clip(obj, 0, 1))
     keep = np.flatnonzero(score >= threshold)
     r, c = np.divmod(keep, cols)
     box = outputs[f"bbox_{stride}"].reshape(rows * cols, 4)[keep]

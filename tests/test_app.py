@@ -587,3 +587,5 @@ def test_the_app_sets_one_thread_per_request_before_models_load_and_says_what_a_
     assert run(env={**os.environ, "FERMM_THREADS": "2"}).stdout.split() == ["2", "2", "2"]
     bad = run(env={**os.environ, "FERMM_THREADS": "many"})
     assert bad.returncode != 0 and "FERMM_THREADS='many': expected a whole number of threads" in bad.stderr
+    zero = run(env={**os.environ, "FERMM_THREADS": "0"})
+    assert zero.returncode != 0 and "FERMM_THREADS=0: expected at least 1" in zero.stderr

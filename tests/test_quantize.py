@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,7 +34,8 @@ def test_the_script_stores_a_graph_with_its_record_and_card_section(quantized):
         "split": "train", "n": 16, "seed": 0, "dataset": str(FER_TINY)}
     v = meta["validation"]
     assert v["n"] == 14 and 0 <= v["accuracy_int8"] <= 1 and 0.5 <= v["agreement"] <= 1
-    assert {"command", "commit", "date", "seed"} <= set(meta) and len(meta["probe"]["probs"]) == quantize.PROBE_BATCH
+    assert {"command", "commit", "date", "seed", "graph_sha256"} <= set(meta)
+    assert meta["probe"]["batch"] == quantize.PROBE_BATCH
     card = (quantized / "README.md").read_text()
     assert card.index(cards.INT8_HEADING) < card.index("## Intended use")
     assert f"{v['accuracy_int8']:.2%}" in card
@@ -56,27 +58,42 @@ def test_a_loaded_model_serves_its_int8_graph_close_to_pytorch(quantized, monkey
 
 def test_a_graph_is_refused_for_other_weights_or_outputs_and_pytorch_serves(quantized, caplog, astronaut):
     meta = json.loads((quantized / quantize.META).read_text())
-    meta["probe"]["probs"][0] = [1.0] + [0.0] * 6
+    assert 0 < meta["probe"]["max_gap_fp32"] < 0.1
+    meta["probe"]["max_gap_fp32"] = -1.0  # as if the graph had answered far closer to PyTorch when it was made
     (quantized / quantize.META).write_text(json.dumps(meta))
-    with caplog.at_level(logging.WARNING, logger="fermm.models.runtime"):
+    with caplog.at_level(logging.WARNING, logger="fermm.models.quantize"):
         model = load_model(str(quantized))
-    assert precision_of(model) == "torch fp32" and "differ from the recorded ones" in caplog.text
+    assert precision_of(model) == "torch fp32" and "on the probe batch it differs from the model by" in caplog.text
     caplog.clear()
     torch.manual_seed(1)
     CNNClassifier(backbone="fast").save_pretrained(quantized)  # new weights in the folder, the old graph beside them
-    with caplog.at_level(logging.WARNING, logger="fermm.models.runtime"):
+    with caplog.at_level(logging.WARNING, logger="fermm.models.quantize"):
         model = load_model(str(quantized))
     assert precision_of(model) == "torch fp32" and "made from other weights" in caplog.text
     assert model.predict_proba([astronaut]).shape == (1, 7)
 
 
-def test_a_damaged_graph_is_logged_and_pytorch_serves(quantized, caplog):
-    graph = quantized / quantize.GRAPH
-    graph.write_bytes(graph.read_bytes()[: len(graph.read_bytes()) // 2])
-    with caplog.at_level(logging.WARNING, logger="fermm.models.runtime"):
+@pytest.mark.parametrize("damaged", [quantize.GRAPH, quantize.META])
+def test_a_damaged_graph_or_metadata_is_logged_and_pytorch_serves(quantized, caplog, damaged):
+    """A file cut short (an interrupted copy or download) costs speed, never the model: one log line, PyTorch."""
+    path = quantized / damaged
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with caplog.at_level(logging.WARNING, logger="fermm.models.quantize"):
         model = load_model(str(quantized))
     assert precision_of(model) == "torch fp32" and "int8 graph of m not used" in caplog.text
     assert len(caplog.records) == 1 and "Traceback" not in caplog.text
+    assert model.predict_proba([np.zeros((48, 48), np.uint8)]).shape == (1, 7)
+
+
+def test_saving_leaves_no_temporary_files_and_replaces_an_older_pair(quantized):
+    """Saved by rename: nothing half-written stays beside the model; saving again replaces both files."""
+    model = load_model(str(quantized))
+    before = json.loads((quantized / quantize.META).read_text())
+    graph = (quantized / quantize.GRAPH).read_bytes()
+    quantize.save_int8(model, quantized, graph, {"note": "again"})
+    after = json.loads((quantized / quantize.META).read_text())
+    assert after["note"] == "again" and after["graph_sha256"] == before["graph_sha256"]
+    assert not list(quantized.glob("*.tmp"))
 
 
 def test_the_validation_gate_writes_nothing(tmp_path):
@@ -125,3 +142,34 @@ def test_the_card_command_rewrites_the_card_from_the_int8_result_of_these_weight
     assert "TTA none, int8 (ONNX), commit abc1234" in card and "(63.2% on the images not also in train)" in card
     assert card.count(cards.INT8_HEADING) == 1 and card.index(cards.INT8_HEADING) < card.index("## Intended use")
     assert "surveillance" in card
+
+
+def test_an_ensemble_reports_its_members_precision(quantized, tmp_path):
+    from fermm.models.ensemble import EnsembleClassifier
+
+    torch.manual_seed(2)
+    CNNClassifier(backbone="fast").save_pretrained(tmp_path / "plain")
+    assert precision_of(EnsembleClassifier(members=[str(quantized)])) == "onnx int8"
+    assert precision_of(EnsembleClassifier(members=[str(quantized), str(tmp_path / "plain")])) == "mixed"
+    assert precision_of(CNNClassifier(backbone="fast")) == "torch fp32"
+
+
+def test_bundling_the_same_weights_again_keeps_the_int8_graph_and_new_weights_drop_it(tmp_path, capsys):
+    from fermm.__main__ import main as fermm_main
+
+    torch.manual_seed(0)
+    CNNClassifier(backbone="fast").save_pretrained(tmp_path / "run")
+    bundle = ["bundle", str(tmp_path / "run"), "--name", "tiny", "--checkpoints", str(tmp_path / "ck")]
+    assert fermm_main(bundle) == 0
+    out = tmp_path / "ck" / "tiny"
+    assert quantize_main(["--model", str(out), "--dataset", str(FER_TINY), "--calibration", "16", "--max_drop", "100",
+                          "--threads", "1"]) == 0
+    assert fermm_main(bundle) == 0  # the same run again: same weights, the graph still fits them
+    assert precision_of(load_model(str(out))) == "onnx int8"
+    assert (out / "README.md").read_text().count(cards.INT8_HEADING) == 1
+    torch.manual_seed(1)
+    CNNClassifier(backbone="fast").save_pretrained(tmp_path / "run")  # retrained: other weights
+    capsys.readouterr()
+    assert fermm_main(bundle) == 0
+    assert "its int8 graph is gone" in capsys.readouterr().out and not (out / quantize.GRAPH).exists()
+    assert precision_of(load_model(str(out))) == "torch fp32"

@@ -3,8 +3,9 @@
     python train/quantize.py --model checkpoints/glove_cnn
 
 Calibrates the activations on --calibration FER2013 train faces (seeded), measures the int8 graph against the
-PyTorch model on validation (never test) and saves it only if validation accuracy drops by at most --max_drop
-points. The folder's model card gets a "Served precision" section with those figures and this command.
+PyTorch model on validation (never test; each face alone, without the app's mirror view) and saves it only if
+validation accuracy drops by at most --max_drop points. The folder's model card gets a "Served precision" section
+with those figures and this command.
 """
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ import sys
 from typing import Sequence
 
 from fermm import cli
-from fermm.evaluation.metrics import RunInfo
+from fermm.evaluation import metrics
 from fermm.hub import push_trained
 from fermm.models import quantize
-from fermm.training.quantize import quantize_folder
 from fermm.paths import SHARED_DATA
+from fermm.training.quantize import quantize_folder
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -29,20 +30,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--calibration", type=int, default=512, help="train faces that calibrate the activations")
     p.add_argument("--max_drop", type=float, default=0.3, help="largest validation accuracy loss allowed, points")
     p.add_argument("--seed", type=int, default=0, help="which train faces calibrate")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for calibration and the validation check")
     p.add_argument("--push_to_hub", metavar="USER/REPO", help="then publish the folder (weights, graph, card)")
     args = p.parse_args(argv)
-    if args.calibration < 1:
-        p.error("--calibration must be at least 1")
+    if args.calibration < 1 or args.threads < 1:
+        p.error("--calibration and --threads must be at least 1")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args = parse_args(argv)
-    command = "python train/quantize.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    record = quantize_folder(args.model, args.dataset, args.calibration, args.seed, args.max_drop,
-                                      args.threads, RunInfo(command, args.seed))
+    run = metrics.RunInfo(metrics.command_line("train/quantize.py", argv), args.seed)  # commit and date as it starts
+    record = quantize_folder(args.model, args.dataset, args.calibration, args.seed, args.max_drop, args.threads, run)
     v = record["validation"]
     print(f"{args.model}: validation {v['accuracy_fp32']:.2%} (PyTorch fp32) -> {v['accuracy_int8']:.2%} (int8), "
           f"same top label on {v['agreement']:.2%}; saved {quantize.GRAPH}")

@@ -213,12 +213,13 @@ def write_int8_section(folder: str | Path, record: dict) -> None:
     if not card.exists():
         return
     v = record["validation"]
-    section = (f"{INT8_HEADING}\n\nServed as an int8 graph in ONNX Runtime (`model.int8.onnx`, activations calibrated on "
-               f"{record['calibration']['n']} FER2013 train faces), about 3x faster per face than PyTorch here. On "
-               f"FER2013 validation it scores {v['accuracy_int8']:.2%} against {v['accuracy_fp32']:.2%} in PyTorch "
-               f"fp32, with the same top label on {v['agreement']:.2%} of faces (`{record['command']}`, commit "
-               f"{record['commit']}, {record['date']}). If the weights change, the graph is not used: fermm checks "
-               f"it against `model.int8.json` on load. `FERMM_RUNTIME=torch` serves PyTorch.\n\n")
+    section = (f"{INT8_HEADING}\n\nServed as an int8 graph in ONNX Runtime (`model.int8.onnx`, activations "
+               f"calibrated on {record['calibration']['n']} FER2013 train faces), faster per face than PyTorch "
+               f"(`python -m bench.precision` times both). On FER2013 validation it scores {v['accuracy_int8']:.2%} "
+               f"against {v['accuracy_fp32']:.2%} in PyTorch fp32, with the same top label on {v['agreement']:.2%} "
+               f"of faces (`{record['command']}`, commit {record['commit']}, {record['date']}). If the weights "
+               f"change, the graph is not used: fermm checks it against `model.int8.json` on load. "
+               f"`FERMM_RUNTIME=torch` serves PyTorch.\n\n")
     text = card.read_text()
     if INT8_HEADING in text:
         start = text.index(INT8_HEADING)

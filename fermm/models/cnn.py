@@ -131,7 +131,7 @@ class CNNClassifier(EmotionClassifier):
     def for_inference(self, folder: str | Path | None = None) -> "CNNClassifier":
         """Eval mode with channels_last weights (oneDNN's convolutions run faster in that layout on CPU), and
         predictions through ONNX Runtime where fermm.models.runtime says so: ``folder``'s validated int8 graph
-        (3x faster per face than PyTorch here, bench/precision.py), or with ``FERMM_RUNTIME=onnx`` an fp32 graph
+        (2-4x faster per face than PyTorch here, bench/precision.py), or with ``FERMM_RUNTIME=onnx`` an fp32 graph
         exported now (same outputs up to float rounding)."""
         self.eval().to(memory_format=torch.channels_last)
         stored = stored_int8(self, folder) if folder is not None else None

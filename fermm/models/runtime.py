@@ -109,7 +109,17 @@ def try_onnx(module: nn.Module, example: torch.Tensor) -> OnnxForward | None:
         return None
 
 
-def precision_of(model: nn.Module) -> str:
-    """What computes ``model``'s predictions: ``onnx int8``, ``onnx fp32`` or ``torch fp32``."""
-    fast = getattr(model, "fast_forward", None)
+def precision_of(model) -> str:
+    """What computes ``model``'s predictions: ``onnx int8``, ``onnx fp32`` or ``torch fp32``; for an ensemble, its
+    members' (``mixed`` when they differ). Models that are not modules (e.g. word-vector zero-shot) run fp32."""
+    if not isinstance(model, nn.Module):
+        return "torch fp32"
+    models = [m for m in model.modules() if hasattr(m, "fast_forward")]
+    members = [m for m in models if not any(c is not m and hasattr(c, "fast_forward") for c in m.modules())]
+    found = {_precision(m) for m in members} or {"torch fp32"}
+    return found.pop() if len(found) == 1 else "mixed"
+
+
+def _precision(module: nn.Module) -> str:
+    fast = module.fast_forward
     return f"onnx {fast.precision}" if fast is not None else "torch fp32"

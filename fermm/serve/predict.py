@@ -24,8 +24,8 @@ from fermm.serve.fusion import as_fer7, text_evidence
 log = logging.getLogger(__name__)
 # The views each model averages per face: the face and its mirror. Chosen on validation (1,000 scenes, models as
 # served in int8, results/end_to_end/validation/served_*): the fused answer 67.1% -> 68.7% end to end, and answers
-# that do not change when a webcam mirrors the picture. With the int8 graphs and one thread per request it costs
-# ~3 ms of CPU per request (python -m bench.load: 68 -> 71 ms); in PyTorch fp32 it had cost ~40 ms.
+# that do not change when a webcam mirrors the picture. With the int8 graphs and one thread per request it cost
+# ~3 ms of app CPU per request in an A/B of python -m bench.load (68 -> 71 ms); in PyTorch fp32, ~40 ms.
 SERVED_TTA = "flip"
 
 

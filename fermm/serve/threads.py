@@ -1,9 +1,10 @@
 """The app's threads per request: one by default, because concurrent requests already fill the cores.
 
-With two threads per operation (PyTorch's, ONNX Runtime's and OpenCV's default here), a one-face request took
-49 ms of CPU for 33 ms of wall time; with one, 40 ms of CPU for 40 ms (handler alone, 640x480 photo, 2 cores).
-Under load the CPU is what runs out, so one thread serves more requests a second; a lone request waits ~7 ms
-longer. ``FERMM_THREADS`` overrides it (e.g. a machine serving one user at a time).
+Measured when detection still ran in OpenCV: with two threads per operation (PyTorch's, ONNX Runtime's and
+OpenCV's default here), a one-face request's handler took 49 ms of CPU for 33 ms of wall time; with one, 40 ms of
+CPU for 40 ms (640x480 photo, 2 cores). Under load the CPU is what runs out: an interleaved A/B of
+``python -m bench.load`` gave 72-77 ms of app CPU per request with one thread, 78-79 with two (results/README.md,
+Speed). A lone request waits a few ms longer. ``FERMM_THREADS`` overrides it (e.g. one user at a time).
 """
 from __future__ import annotations
 
