@@ -17,6 +17,7 @@ from fermm import faces as facelib
 from fermm.labels import FER7, to_fer7
 from fermm.models import list_models, load_model
 from fermm.models.registry import resolve
+from fermm.models.runtime import precision_of
 from fermm.models.textprep import clean_text
 from fermm.serve.fusion import fuse as fuse_text
 from fermm.serve.fusion import as_fer7, text_evidence
@@ -67,6 +68,7 @@ class ModelPool:
     def _load(self, name: str) -> None:
         try:
             self._models[name] = load_model(name, self.sources.get(name))
+            log.info("model %s loaded (%s)", name, precision_of(self._models[name]))
         except Exception as e:  # any failure makes this one model unavailable, never the app
             self._errors[name] = _short(e)
             log.warning("model %s unavailable: %s", name, self._errors[name])
