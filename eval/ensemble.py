@@ -36,12 +36,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def member_probs(members: Sequence[str], split: dict, tta: str) -> list:
-    """Each member's FER-7 validation probabilities."""
+def member_probs(members: Sequence[str], split: dict, tta: str) -> tuple[list, dict[str, str]]:
+    """Each member's FER-7 validation probabilities, and the precision that computed them (a member whose folder
+    holds a validated int8 graph runs it, as it will in the ensemble)."""
     from fermm.labels import to_fer7
     from fermm.models import load_model
+    from fermm.models.runtime import precision_of
 
-    out = []
+    out, precision = [], {}
     for m in members:
         model = load_model(m)
         try:
@@ -50,7 +52,8 @@ def member_probs(members: Sequence[str], split: dict, tta: str) -> list:
             raise SystemExit(f"{m}: {e}") from None
         probs, _ = evaluator.predict_split(model, split["images"], tta)
         out.append(to_fer7(probs, model.labels))
-    return out
+        precision[m] = precision_of(model)
+    return out, precision
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     run = metrics.RunInfo(metrics.command_line("eval/ensemble.py", argv))  # commit and date as it starts
     val = evaluator.load_split(args.dataset, "validation")
-    probs = member_probs(args.members, val, args.tta)
+    probs, precision = member_probs(args.members, val, args.tta)
     counts = greedy_weights(probs, val["labels"], args.rounds)
     kept = [(m, c) for m, c in zip(args.members, counts) if c]
     singles = {m: float((p.argmax(1) == val["labels"]).mean()) for m, p in zip(args.members, probs)}
@@ -70,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.output_dir)
     ens.save_pretrained(out)
     record = {"members": dict(zip(args.members, counts)), "validation_accuracy": accuracy,
-              "member_validation_accuracy": singles, "tta": args.tta, "rounds": args.rounds,
+              "member_validation_accuracy": singles, "member_precision": precision, "tta": args.tta,
+              "rounds": args.rounds,
               **run.as_dict()}
     (out / "selection.json").write_text(json.dumps(record, indent=2) + "\n")
     for m, a in singles.items():

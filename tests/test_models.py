@@ -252,6 +252,7 @@ def test_ensemble_script_selects_on_validation_and_saves_a_loadable_ensemble(tmp
     record = json.loads((out / "selection.json").read_text())
     assert 1 <= sum(record["members"].values()) <= 4 and set(record["member_validation_accuracy"]) == set(members)
     assert record["validation_accuracy"] >= max(record["member_validation_accuracy"].values())
+    assert record["member_precision"] == {m: "torch fp32" for m in members}  # no int8 graph in these folders
     ens = load_model(str(out))
     assert ens.predict_proba([astronaut]).shape == (1, 7)
     assert ens.member_sources == [m for m in members if record["members"][m]]
