@@ -96,7 +96,8 @@ def test_bad_file_gives_a_clear_error_and_the_app_keeps_serving(app_client, tmp_
 
 def test_accuracy_tab_shows_measured_and_published_figures(app_client):
     served, table, bars, f1 = app_client.predict(api_name="/accuracy")
-    assert "`glove_cnn` | test | none |" in table and "Published, not measured here" in table
+    assert "| `glove_cnn` | **served here** | the face | fp32 | 60." in table and "Published, not measured here" in table
+    assert "All runs" not in table
     assert "As served" in served and "| `glove_cnn` | 190 of 200 (95.0%) | 69.0% | 70.0% | 68.0% / 68.5% |" in served
     assert bars is not None and f1 is not None
 
@@ -525,6 +526,27 @@ def test_accuracy_chart_has_one_bar_per_name_and_no_value_above_one():
         assert all(r["split"] == "test" for r in shown)
     assert {r["model"] for r in shown_results(results, False)} == {"glove_cnn", "fer_peer"}
     assert "base26_resnet18_s0" in {r["model"] for r in shown_results(results, True)}
+
+
+def test_the_default_accuracy_view_is_one_row_per_served_model_as_served():
+    """Each served model once, in the views the app serves (else without TTA), marked, with its best measured TTA
+    beside it; a registry model the app does not serve and research runs stay behind the toggle."""
+    from fermm.serve.tabs import served_markdown, shown_results
+
+    def row(model, tta, acc, split="test"):
+        return {"model": model, "split": split, "tta": tta, "accuracy": acc, "accuracy_ci95": [acc - 0.01, acc + 0.01],
+                "per_class": {"happy": {"f1": 0.6, "support": 10}}, "commit": "abc", "date": "2026-12-06T00:00:00Z"}
+
+    results = [row("glove_cnn", "none", 0.708), row("glove_cnn", "flip", 0.715), row("glove_cnn", "tencrop", 0.72),
+               row("glove_cnn", "none", 0.70, "validation"), row("fast_cnn", "none", 0.677),
+               row("base_cnn", "flip", 0.68), row("fer_peer", "none", 0.658), row("x_s0", "none", 0.6)]
+    shown = shown_results(results, False, served=["glove_cnn", "fast_cnn"], served_tta="flip")
+    assert [(r["model"], r["tta"], r["best_tta"], r["served_here"]) for r in shown] == [
+        ("glove_cnn", "flip", "tencrop", True), ("fast_cnn", "none", "none", True), ("fer_peer", "none", "none", False)]
+    table = served_markdown(shown)
+    assert "| `glove_cnn` | **served here** | face + mirror | fp32 | 71.50%" in table and "72.00% (tencrop)" in table
+    assert "| `fer_peer` | peer | the face |" in table and "base_cnn" not in table and "x_s0" not in table
+    assert {r["model"] for r in shown_results(results, True)} >= {"base_cnn", "x_s0"}
 
 
 def test_availability_reasons_are_plain_words():

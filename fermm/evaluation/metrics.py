@@ -269,20 +269,28 @@ def markdown_table(results: Sequence[dict], published: Sequence[dict] = ()) -> s
                     f"{r['images_per_second']:.0f} | {r['commit']}, {r['date'][:10]} |")
     if not faces:
         rows.append("| *(no model measured yet)* | | | | | | | | | | |")
-    if texts:
-        rows += ["", "| text model | measured on | split | accuracy (95% CI) | macro-F1 | multi-label macro-F1 | "
-                     "DAIR-AI on FER labels | sentences/s | commit, date |", "|---|---|---|---|---|---|---|---|---|"]
-        for r in sorted(texts, key=lambda r: (-("multilabel_macro_f1" in r), -r["accuracy"])):
-            lo, hi = r["accuracy_ci95"]
-            dair = r.get("dair_fer7")
-            rows.append(f"| `{r['model']}` | {Path(r['dataset']).name} | {r['split']} | {r['accuracy']:.2%} "
-                        f"({lo:.1%}-{hi:.1%}) | {macro_f1_of(r):.3f} | {_f3(r.get('multilabel_macro_f1'))} | "
-                        f"{pct(dair['accuracy'] if dair else None)} | {r['images_per_second']:.0f} | "
-                        f"{r['commit']}, {r['date'][:10]} |")
-    pub = ["", "Published, not measured here: " + "; ".join(
+    text = ["", text_table(texts)] if texts else []
+    pub = ["", published_line(published)] if published else []
+    return "\n".join(rows + text + pub)
+
+
+def text_table(texts: Sequence[dict]) -> str:
+    """Text models' results as markdown (measured on GoEmotions or DAIR-AI emotion)."""
+    rows = ["| text model | measured on | split | accuracy (95% CI) | macro-F1 | multi-label macro-F1 | "
+            "DAIR-AI on FER labels | sentences/s | commit, date |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(texts, key=lambda r: (-("multilabel_macro_f1" in r), -r["accuracy"])):
+        lo, hi = r["accuracy_ci95"]
+        dair = r.get("dair_fer7")
+        rows.append(f"| `{r['model']}` | {Path(r['dataset']).name} | {r['split']} | {r['accuracy']:.2%} "
+                    f"({lo:.1%}-{hi:.1%}) | {macro_f1_of(r):.3f} | {_f3(r.get('multilabel_macro_f1'))} | "
+                    f"{pct(dair['accuracy'] if dair else None)} | {r['images_per_second']:.0f} | "
+                    f"{r['commit']}, {r['date'][:10]} |")
+    return "\n".join(rows)
+
+
+def published_line(published: Sequence[dict]) -> str:
+    return "Published, not measured here: " + "; ".join(
         f"{p['model']} {p['accuracy']:.1%}" + (f" ({p['note']})" if p.get("note") else "") for p in published)
-           ] if published else []
-    return "\n".join(rows + pub)
 
 
 def precision_label(r: dict) -> str:

@@ -11,6 +11,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import gradio as gr
 
@@ -20,7 +21,7 @@ from fermm.labels import FER7
 from fermm.models import list_models
 from fermm.serve import end_to_end, memory
 from fermm.serve.components import MAX_UPLOAD_MB, ModelBoxes, user_error
-from fermm.serve.predict import ModelPool
+from fermm.serve.predict import SERVED_TTA, ModelPool
 
 log = logging.getLogger(__name__)
 
@@ -29,31 +30,63 @@ MAX_NAMED_SKIPS = 20  # skipped files named in the Evaluate summary (the rest ar
 SERVED_PEERS = ("fer_peer",)  # measured beside the served models: the `fer` package's model
 
 
-def shown_results(results: list[dict], research: bool) -> list[dict]:
-    """Test-split face results, one row per model and TTA: the served models and peers, or every run."""
-    served = set(list_models()) | set(SERVED_PEERS)
-    return [r for r in results if r.get("task", "image") == "image" and r["split"] == "test"
-            and (research or r["model"] in served)]
+def shown_results(results: list[dict], research: bool, served: list[str] | None = None,
+                  served_tta: str = SERVED_TTA) -> list[dict]:
+    """Test-split face results. Default: one row per served model (``served``, default every registry name), in the
+    views the app serves (``served_tta``, else without TTA), each marked with the best TTA measured for it, then the
+    peers. ``research``: every test row of every run."""
+    tests = [r for r in results if r.get("task", "image") == "image" and r["split"] == "test"]
+    if research:
+        return tests
+    served = list(served if served is not None else list_models())
+    out = []
+    for name in [*served, *SERVED_PEERS]:
+        rows = [r for r in tests if r["model"] == name]
+        if not rows:
+            continue
+        row = next((r for r in rows if r["tta"] == served_tta), None) or next((r for r in rows if r["tta"] == "none"),
+                                                                               rows[0])
+        best = max(rows, key=lambda r: r["accuracy"])
+        out.append({**row, "served_here": name in served, "best_tta": best["tta"], "best_accuracy": best["accuracy"]})
+    return out
 
 
-def accuracy_tab(results_dir: Path):
+def served_markdown(rows: list[dict]) -> str:
+    """The default Accuracy table: the served models (marked) and the peers, one row each."""
+    lines = ["| model | | views averaged | runs in | accuracy (95% CI) | not in train | macro-F1 | best measured | "
+             "commit, date |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lo, hi = r["accuracy_ci95"]
+        views = {"none": "the face", "flip": "face + mirror", "tencrop": "ten crops"}.get(r["tta"], r["tta"])
+        lines.append(f"| `{r['model']}` | {'**served here**' if r['served_here'] else 'peer'} | {views} | "
+                     f"{metrics.precision_label(r)} | {r['accuracy']:.2%} ({lo:.1%}-{hi:.1%}) | "
+                     f"{metrics.pct(r.get('accuracy_not_in_train'))} | {metrics.macro_f1_of(r):.3f} | "
+                     f"{r['best_accuracy']:.2%} ({r['best_tta']}) | {r['commit']}, {r['date'][:10]} |")
+    return "\n".join(lines) if rows else "*(no served model measured yet: run `python eval/evaluate.py`)*"
+
+
+def accuracy_tab(results_dir: Path, served: Callable[[], list[str]] | None = None):
+    """``served``: the image models the app serves (default: every registry name)."""
     def load(research: bool = False):
         results = metrics.read_results(results_dir)
-        faces = shown_results(results, research)
-        texts = [r for r in results if r.get("task") == "text"
-                 and (research or (r["split"] == "test" and r["model"] in list_models("text")))]
-        return (served_table(results_dir), metrics.markdown_table(faces + texts, plots.PUBLISHED),
-                plots.accuracy_bars(faces), plots.per_class_f1(faces))
+        faces = shown_results(results, False, served() if served else None)
+        texts = [r for r in results if r.get("task") == "text" and r["split"] == "test"
+                 and r["model"] in list_models("text")]
+        table = "\n\n".join([served_markdown(faces), *([metrics.text_table(texts)] if texts else []),
+                              metrics.published_line(plots.PUBLISHED)])
+        if research:  # every run and split, as a table only
+            table += "\n\n**All runs** (research runs, validation rows, every TTA):\n\n" + metrics.markdown_table(results)
+        return served_table(results_dir), table, plots.accuracy_bars(faces), plots.per_class_f1(faces)
 
-    served = gr.Markdown()
-    gr.Markdown("FER2013 test accuracy (PrivateTest) of the models this app serves, as measured by "
+    served_md = gr.Markdown()
+    gr.Markdown("FER2013 test accuracy (PrivateTest) of the models this app serves, as it serves them, measured by "
                 "`eval/evaluate.py`, with 95% bootstrap confidence intervals and the accuracy on the test images "
                 "that do not also occur in train. Grey bars are published figures, not measured here.")
-    research = gr.Checkbox(False, label="Show research runs too")
+    research = gr.Checkbox(False, label="Show all runs (research runs and validation rows; table only)")
     table = gr.Markdown()
     bars = gr.Plot(label="Accuracy")
     f1 = gr.Plot(label="F1 per class")
-    outputs = [served, table, bars, f1]
+    outputs = [served_md, table, bars, f1]
     gr.Button("Reload results", size="sm").click(load, research, outputs, api_name="accuracy")
     research.change(load, research, outputs)
     return load, outputs
