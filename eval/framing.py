@@ -42,10 +42,10 @@ def sample(images: np.ndarray, n: int, seed: int) -> np.ndarray:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
+    info = metrics.RunInfo(metrics.command_line("eval/framing.py", argv), args.seed).as_dict()  # as it starts
     images, _ = to_arrays(load_fer(args.dataset)[args.split])
     chosen = sample(images, args.n, args.seed)
     summary = framing.measure(default_detector(), (Image.fromarray(a) for a in chosen))
-    info = metrics.RunInfo(metrics.command_line("eval/framing.py", argv), args.seed).as_dict()
     record = {"what": "YuNet's face box inside FER2013's 48x48 frame, in units of the frame side",
               "split": args.split, "upscale": framing.UPSCALE, "canvas": framing.CANVAS, **summary, **info}
     Path(args.output).write_text(json.dumps(record, indent=2) + "\n")

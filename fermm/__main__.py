@@ -104,9 +104,9 @@ def bundle(args: argparse.Namespace) -> Path:
     measured = cards.measured_result(run) or cards.measured_result(tmp)
     (tmp / "README.md").write_text(make_card(args.name, model, training=training, history=cards.run_history(run),
                                              measured=measured))
-    if (meta := quantize.read_meta(tmp)) is not None:
+    if (meta := _int8_meta(tmp)) is not None and meta.get("format") == quantize.FORMAT:
         cards.write_int8_section(tmp, meta)
-    elif not kept_int8 and quantize.read_meta(out) is not None:
+    elif not kept_int8 and _int8_meta(out) is not None:
         print(f"{out}: new weights, so its int8 graph is gone; the app runs PyTorch until "
               f"`python train/quantize.py --model {out}` makes a new one")
     swap_in(tmp, out)
@@ -127,6 +127,14 @@ def refresh_card(folder: str | Path, name: str | None = None, results: str | Pat
     if meta is not None:
         cards.write_int8_section(folder, meta)
     return folder / "README.md"
+
+
+def _int8_meta(folder: Path) -> dict | None:
+    """The folder's int8 record, None if it has none or a damaged one (the app then serves PyTorch, logging why)."""
+    try:
+        return quantize.read_meta(folder)
+    except ValueError:
+        return None
 
 
 def same_weights(a: Path, b: Path) -> bool:

@@ -32,7 +32,8 @@ def push_folder(folder: str | Path, repo_id: str, repo_type: str = "model", mess
 
 def push_model_folder(folder: str | Path, repo_id: str) -> str | None:
     """Push a saved model folder; on failure keep it and log how to retry (never raises)."""
-    keep = [f for f in Path(folder).iterdir() if f.is_file()]  # the model, not run state (last/, logs/)
+    # the model, not run state (last/, logs/) nor a file an interrupted save left half-written (*.tmp)
+    keep = [f for f in Path(folder).iterdir() if f.is_file() and f.suffix != ".tmp"]
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for f in keep:

@@ -529,24 +529,34 @@ def test_accuracy_chart_has_one_bar_per_name_and_no_value_above_one():
 
 
 def test_the_default_accuracy_view_is_one_row_per_served_model_as_served():
-    """Each served model once, in the views the app serves (else without TTA), marked, with its best measured TTA
-    beside it; a registry model the app does not serve and research runs stay behind the toggle."""
+    """Each served model once, for the weights it serves, in the views the app serves (else without TTA), marked, with
+    its best measured TTA beside it; a registry model the app does not serve, results of other weights and research
+    runs stay behind the toggle; a served model with no result says so; a precision that differs here is named."""
     from fermm.serve.tabs import served_markdown, shown_results
 
-    def row(model, tta, acc, split="test"):
+    def row(model, tta, acc, split="test", **extra):
         return {"model": model, "split": split, "tta": tta, "accuracy": acc, "accuracy_ci95": [acc - 0.01, acc + 0.01],
-                "per_class": {"happy": {"f1": 0.6, "support": 10}}, "commit": "abc", "date": "2026-12-06T00:00:00Z"}
+                "per_class": {"happy": {"f1": 0.6, "support": 10}}, "commit": "abc", "date": "2026-12-06T00:00:00Z",
+                **extra}
 
-    results = [row("glove_cnn", "none", 0.708), row("glove_cnn", "flip", 0.715), row("glove_cnn", "tencrop", 0.72),
+    results = [row("glove_cnn", "none", 0.708, model_sha256="g1", precision="onnx int8"),
+               row("glove_cnn", "flip", 0.715, model_sha256="g1", precision="onnx int8"),
+               row("glove_cnn", "tencrop", 0.72), row("glove_cnn", "flip", 0.74, model_sha256="OTHER"),
                row("glove_cnn", "none", 0.70, "validation"), row("fast_cnn", "none", 0.677),
                row("base_cnn", "flip", 0.68), row("fer_peer", "none", 0.658), row("x_s0", "none", 0.6)]
-    shown = shown_results(results, False, served=["glove_cnn", "fast_cnn"], served_tta="flip")
+    served = {"glove_cnn": {"sha256": "g1", "precision": "onnx int8"},
+              "fast_cnn": {"sha256": None, "precision": "onnx int8"}, "coop": {"sha256": None, "precision": "x"}}
+    shown = shown_results(results, False, served=served, served_tta="flip")
     assert [(r["model"], r["tta"], r["best_tta"], r["served_here"]) for r in shown] == [
         ("glove_cnn", "flip", "tencrop", True), ("fast_cnn", "none", "none", True), ("fer_peer", "none", "none", False)]
-    table = served_markdown(shown)
-    assert "| `glove_cnn` | **served here** | face + mirror | fp32 | 71.50%" in table and "72.00% (tencrop)" in table
+    table = served_markdown(shown, ["coop"])
+    assert "| `glove_cnn` | **served here** | face + mirror | int8 (ONNX) | 71.50%" in table
+    assert "72.00% (tencrop, fp32)" in table and "74.00%" not in table  # the other weights' row is not theirs
+    assert "| `fast_cnn` | **served here** | the face | fp32 (measured); int8 (ONNX) here | 67.70%" in table
     assert "| `fer_peer` | peer | the face |" in table and "base_cnn" not in table and "x_s0" not in table
+    assert "| `coop` | **served here** | not measured yet" in table
     assert {r["model"] for r in shown_results(results, True)} >= {"base_cnn", "x_s0"}
+    assert not any(r["served_here"] for r in shown_results(results, False))  # served unknown: nothing is marked
 
 
 def test_availability_reasons_are_plain_words():

@@ -2,6 +2,7 @@
 served on load only when they match the weights and their recorded outputs, published and fetched with the model."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 
@@ -54,6 +55,26 @@ def test_a_loaded_model_serves_its_int8_graph_close_to_pytorch(quantized, monkey
     assert p_int8.shape == (4, 7) and torch.allclose(p_int8.sum(1), torch.ones(4))
     assert (p_int8 - p_fp32).abs().max() < 0.1 and not torch.equal(p_int8, p_fp32)  # int8: close, not identical
     assert (served.predict_proba([astronaut]) - plain.predict_proba([astronaut])).abs().max() < 0.1
+
+
+def test_the_graph_of_other_weights_is_refused_by_its_answers_alone(quantized, tmp_path, caplog):
+    """Another model's graph, with every record about it in order (hash updated, this folder's fingerprint and gap),
+    still fails the probe: the recorded gap plus the slack does not cover a different model's answers."""
+    torch.manual_seed(7)
+    other = CNNClassifier(backbone="fast")
+    with torch.no_grad():  # fresh nets answer near-uniformly alike; a trained one has opinions (glove vs fast: 0.54)
+        other.classifier.bias[0] = 6.0
+    other.save_pretrained(tmp_path / "other")
+    assert quantize_main(["--model", str(tmp_path / "other"), "--dataset", str(FER_TINY), "--calibration", "16",
+                          "--max_drop", "100", "--threads", "1"]) == 0
+    foreign = (tmp_path / "other" / quantize.GRAPH).read_bytes()
+    (quantized / quantize.GRAPH).write_bytes(foreign)
+    meta = json.loads((quantized / quantize.META).read_text())
+    meta["graph_sha256"] = hashlib.sha256(foreign).hexdigest()
+    (quantized / quantize.META).write_text(json.dumps(meta))
+    with caplog.at_level(logging.WARNING, logger="fermm.models.quantize"):
+        model = load_model(str(quantized))
+    assert precision_of(model) == "torch fp32" and "on the probe batch it differs from the model by" in caplog.text
 
 
 def test_a_graph_is_refused_for_other_weights_or_outputs_and_pytorch_serves(quantized, caplog, astronaut):

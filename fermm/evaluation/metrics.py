@@ -297,7 +297,7 @@ def precision_label(r: dict) -> str:
     """What computed a result's predictions: "int8 (ONNX)" or "fp32" (results older than stored int8 graphs carry no
     ``precision``: they were all computed in fp32, by PyTorch or ONNX Runtime)."""
     precision = r.get("precision", "torch fp32")
-    return "int8 (ONNX)" if precision == "onnx int8" else "fp32"
+    return {"onnx int8": "int8 (ONNX)", "mixed": "int8 and fp32 members"}.get(precision, "fp32")
 
 
 def _f3(x: float | None) -> str:

@@ -83,6 +83,8 @@ def save_int8(model, folder: str | Path, graph: bytes, record: dict) -> Path:
     PyTorch on the probe batch) into ``folder``. Each file is written beside and renamed into place, the metadata
     last: an interrupted save leaves either the old pair or a graph without metadata, which is never used."""
     folder = Path(folder)
+    for stale in folder.glob("*.tmp"):  # left by an interrupted save
+        stale.unlink()
     gap = probe_gap(OnnxForward(model, probe(model.channels, model.input_size)[:1], graph), model)
     meta = {"format": FORMAT, "source_fingerprint": fingerprint(folder),
             "graph_sha256": hashlib.sha256(graph).hexdigest(),

@@ -4,6 +4,7 @@ be loaded is reported as unavailable with the reason, and the others keep workin
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from PIL import Image
 from fermm import faces as facelib
 from fermm.labels import FER7, to_fer7
 from fermm.models import list_models, load_model
-from fermm.models.registry import resolve
+from fermm.models.registry import fingerprint, model_folder, resolve
 from fermm.models.runtime import precision_of
 from fermm.models.textprep import clean_text
 from fermm.serve.fusion import fuse as fuse_text
@@ -92,6 +93,22 @@ class ModelPool:
 
     def available(self) -> list[str]:
         return [s.name for s in self.status() if s.available]
+
+    def served(self) -> dict[str, dict]:
+        """{name: {"sha256", "precision"}} of the models loaded so far (nothing is loaded or retried here): which
+        weights and precision the app serves, to match measured results against."""
+        loaded = dict(self._models)  # a copy: another thread may be loading one
+        return {n: {"sha256": _fingerprint_of(n, self.sources.get(n)), "precision": precision_of(m)}
+                for n, m in loaded.items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _fingerprint_of(name: str, source: str | None) -> str | None:
+    """The fingerprint of the folder ``name`` loaded from (hashing its weights once), or None if it has none."""
+    try:
+        return fingerprint(model_folder(name, source))
+    except Exception:  # e.g. a model with no weight files of its own (CLIP zero-shot): nothing to match by
+        return None
 
 
 def _short(e: Exception) -> str:

