@@ -25,6 +25,7 @@ from fermm.faces import find_and_crop, load_image
 from fermm.models import load_model
 from fermm.models.base import EmotionClassifier
 from fermm.models.runtime import precision_of
+from fermm.serve import threads
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -34,7 +35,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=300)
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--top", type=int, default=8, help="operators listed per model")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=threads.APP_DEFAULT,
+                   help="torch and ONNX Runtime threads per model call (default: the app's, fermm.serve.threads)")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args(argv)
     if min(args.batch) < 1 or args.repeats < 1 or args.top < 1:

@@ -46,13 +46,16 @@ def start(script: str, argv: Sequence[str] | None, threads: int | None = None) -
 
         torch.set_num_threads(threads)
     info = provenance(script, argv)
+    if threads is not None:
+        info["threads"] = threads
     print_header(info)
     return info
 
 
 def print_header(info: dict) -> None:
-    for key in ("command", "commit", "date", "hardware", "load_average_1min"):
-        print(f"# {key}: {info[key]}")
+    for key in ("command", "commit", "date", "hardware", "load_average_1min", "threads"):
+        if key in info:
+            print(f"# {key}: {info[key]}")
     print()
 
 

@@ -7,7 +7,8 @@ peak memory and its cold start (launch to first answer).
 Models: every registry model that loads (FERMM_MODEL_<NAME>, checkpoints/<name>, or a cached Hub copy)
 and any folders given with --models; the others are reported as unavailable. The app serves the
 registry models; --app_model NAME=PATH makes it serve a folder under a registry name (e.g. before a
-checkpoint exists). Each figure is p50/p95 over --repeats timed runs after warm-up, torch on 2 threads.
+checkpoint exists). Each figure is p50/p95 over --repeats timed runs after warm-up, on the app's threads per
+call (one).
 End-to-end latency includes the upload, the queue and detection, not fetching the boxed image back. The
 requests go through Gradio's plain HTTP API in one session, as a browser tab's do (--client gradio: through
 gradio_client, which spends about as much CPU per request as the app on the same two cores).
@@ -23,6 +24,7 @@ from typing import Sequence
 
 from bench import common
 from fermm.models import list_models
+from fermm.serve import threads
 
 SIZES = ("320x240", "640x480", "1280x960", "4000x3000")
 # sentences of the lengths people type beside a photo (GoEmotions' median is 18 MiniLM tokens)
@@ -39,7 +41,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--text_models", nargs="*", default=list_models("text"), help="text models: ms per sentence")
     p.add_argument("--repeats", type=int, default=50, help="timed runs per figure")
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=threads.APP_DEFAULT,
+                   help="torch and ONNX Runtime threads per model call (default: the app's, fermm.serve.threads)")
     p.add_argument("--sizes", nargs="*", default=list(SIZES), help="photo sizes WxH for face detection")
     p.add_argument("--app_model", nargs="*", default=[], metavar="NAME=PATH", help="serve a folder as a registry model")
     common.add_client_arg(p, "in one session")

@@ -11,7 +11,8 @@ accuracy counted is the one of the precision timed (issue 39):
     python -m bench.precision --models fast_cnn glove_cnn --json results/bench/precision.json
 
 Accuracy is on FER2013 validation (which chooses) and test (which reports), test also on the images whose
-pixels do not occur in train; latency is ms per face at batch 1 on the example's face crop, torch on 2 threads.
+pixels do not occur in train; latency is ms per face at batch 1 on the example's face crop, on the app's threads per
+call (one).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from bench import common
+from fermm.serve import threads
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -31,7 +33,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset", default=str(common.REPO.parent / "shared" / "data" / "fer2013"))
     p.add_argument("--calibration", type=int, default=512, help="train images that calibrate the int8 activations")
     p.add_argument("--repeats", type=int, default=200, help="timed batch-1 calls per figure")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=threads.APP_DEFAULT,
+                   help="torch and ONNX Runtime threads per model call (default: the app's, fermm.serve.threads)")
     p.add_argument("--seed", type=int, default=0, help="which train images calibrate")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args(argv)

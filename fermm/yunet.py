@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fermm.onnx_session import inference_session
+
 STRIDES = (8, 16, 32)
 
 
@@ -33,15 +35,10 @@ class YuNet:
 
     def __init__(self, model_path: str | Path, score_threshold: float = 0.7, nms_threshold: float = 0.3,
                  top_k: int = 5000, threads: int | None = None):
-        import onnxruntime as ort  # lazy: a heavy import, paid only when this runs
         import torch  # lazy: only for the process's thread setting; a heavy import
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or torch.get_num_threads()  # the app's setting (fermm.serve.threads)
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy-waiting on shared cores
-        opts.enable_cpu_mem_arena = False  # a 4000x3000 photo's buffers are not kept for the next request
-        self.session = ort.InferenceSession(dynamic_graph(model_path), opts, providers=["CPUExecutionProvider"])
+        # threads: the app's setting (fermm.serve.threads) unless given
+        self.session = inference_session(dynamic_graph(model_path), threads or torch.get_num_threads())
         self.names = [o.name for o in self.session.get_outputs()]
         self.score_threshold, self.nms_threshold, self.top_k = score_threshold, nms_threshold, top_k
 

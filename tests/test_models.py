@@ -115,6 +115,30 @@ def test_onnx_graph_never_serves_changed_weights_copies_or_pickles(tmp_path, mon
     assert pickle.loads(pickle.dumps(model)).fast_forward is None
 
 
+@pytest.mark.parametrize("change", ["assign_state", "new_layer", "new_parameter", "to_double"])
+def test_onnx_graph_stops_serving_once_tensors_are_replaced(monkeypatch, change):
+    """The graph keeps the tensors it was made from (walking the module costs ~0.15 ms a call), so replacing them,
+    not only changing them in place, must also hand the forward back to PyTorch."""
+    torch.manual_seed(0)
+    monkeypatch.setenv("FERMM_RUNTIME", "onnx")
+    model = CNNClassifier(backbone="fast").for_inference()
+    x = torch.rand(2, 1, 48, 48)
+    assert model.fast_forward.serves(model, x)
+    if change == "assign_state":
+        model.load_state_dict(CNNClassifier(backbone="fast").state_dict(), assign=True)
+    elif change == "new_layer":
+        model.classifier = torch.nn.Linear(model.classifier.in_features, 7)
+    elif change == "new_parameter":
+        model.classifier.bias = torch.nn.Parameter(torch.zeros(7))
+    else:
+        model.double()
+    x = x.to(next(model.parameters()).dtype)
+    assert not model.fast_forward.serves(model, x)
+    with torch.no_grad():
+        want = model(x).softmax(-1).float()
+    assert torch.allclose(model.proba_from_tensor(x), want, atol=1e-6)
+
+
 def test_without_onnxruntime_the_model_runs_in_pytorch(monkeypatch, caplog):
     import builtins
 

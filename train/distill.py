@@ -22,6 +22,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--teacher_view", default="same", choices=("same", "clean"),
                    help="the teacher sees the student's augmented view, or the image un-augmented (teaches "
                         "invariance to the augmentation, e.g. with --framing_jitter)")
+    p.add_argument("--teacher_tta", default="none", choices=("none", "flip", "tencrop"),
+                   help="test-time views the teacher averages on each batch (as its validation figure was chosen)")
     p.set_defaults(backbone="mini")
     return recipes.parse(p, argv)
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 
+APP_DEFAULT = 1  # the benches that time a model call (bench.latency, bench.precision) use it too
 
-def configure_threads(default: int = 1) -> int:
+
+def configure_threads(default: int = APP_DEFAULT) -> int:
     """Set PyTorch's and OpenCV's thread counts (ONNX Runtime sessions created afterwards follow PyTorch's) to
     ``FERMM_THREADS`` or ``default``; returns the count. Call it before models load."""
     import cv2  # lazy: a heavy import, paid only when this runs

@@ -219,11 +219,12 @@ def _last_stage(out: Path) -> str:
     raise FileNotFoundError(f"{out}: no training history found")
 
 
-def teacher_fn(teacher):
-    """(B, 1, 48, 48) faces in [0, 1] -> the teacher's (B, 7) FER-7 probabilities."""
+def teacher_fn(teacher, tta: str = "none"):
+    """(B, 1, 48, 48) faces in [0, 1] -> the teacher's (B, 7) FER-7 probabilities, averaged over ``tta``'s views
+    (an ensemble chosen with its mirror views teaches best with them: eval/ensemble.py --tta)."""
     def probs(x: torch.Tensor) -> torch.Tensor:
         faces = list((x[:, 0] * 255).round().to(torch.uint8).numpy())
-        p = teacher.predict_proba(faces, batch_size=len(faces)).numpy()
+        p = teacher.predict_proba(faces, tta=tta, batch_size=len(faces)).numpy()
         return torch.from_numpy(to_fer7(p, teacher.labels)).float()
     return probs
 
@@ -235,6 +236,6 @@ def train_distilled(args: argparse.Namespace, arrays=None) -> CNNClassifier:
         torch.set_num_threads(args.threads)
     teacher = load_model(args.teacher).eval()
     model = warm_start(args) if args.init_from else new_model(args)
-    task = image_task(DistillTask, arrays, args, teacher_probs=teacher_fn(teacher), alpha=args.alpha,
+    task = image_task(DistillTask, arrays, args, teacher_probs=teacher_fn(teacher, getattr(args, "teacher_tta", "none")), alpha=args.alpha,
                       temperature=args.temperature, teacher_view=getattr(args, "teacher_view", "same"))
     return run_stage(model, task, train_config(args, Path(args.output_dir) / "stage_distill", args.epochs, args.lr))
