@@ -35,10 +35,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=300)
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--top", type=int, default=8, help="operators listed per model")
-    p.add_argument("--threads", type=int, default=threads.APP_DEFAULT,
-                   help="torch and ONNX Runtime threads per model call (default: the app's, fermm.serve.threads)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch and ONNX Runtime threads per model call (default: the app's, FERMM_THREADS or 1)")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args(argv)
+    args.threads = threads.app_threads() if args.threads is None else args.threads
     if min(args.batch) < 1 or args.repeats < 1 or args.top < 1:
         p.error("--batch, --repeats and --top must be at least 1")
     return args

@@ -8,7 +8,7 @@ Models: every registry model that loads (FERMM_MODEL_<NAME>, checkpoints/<name>,
 and any folders given with --models; the others are reported as unavailable. The app serves the
 registry models; --app_model NAME=PATH makes it serve a folder under a registry name (e.g. before a
 checkpoint exists). Each figure is p50/p95 over --repeats timed runs after warm-up, on the app's threads per
-call (one).
+call (FERMM_THREADS, default one).
 End-to-end latency includes the upload, the queue and detection, not fetching the boxed image back. The
 requests go through Gradio's plain HTTP API in one session, as a browser tab's do (--client gradio: through
 gradio_client, which spends about as much CPU per request as the app on the same two cores).
@@ -41,8 +41,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--text_models", nargs="*", default=list_models("text"), help="text models: ms per sentence")
     p.add_argument("--repeats", type=int, default=50, help="timed runs per figure")
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", type=int, default=threads.APP_DEFAULT,
-                   help="torch and ONNX Runtime threads per model call (default: the app's, fermm.serve.threads)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch and ONNX Runtime threads per model call (default: the app's, FERMM_THREADS or 1)")
     p.add_argument("--sizes", nargs="*", default=list(SIZES), help="photo sizes WxH for face detection")
     p.add_argument("--app_model", nargs="*", default=[], metavar="NAME=PATH", help="serve a folder as a registry model")
     common.add_client_arg(p, "in one session")
@@ -52,6 +52,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip_app", action="store_true")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args(argv)
+    args.threads = threads.app_threads() if args.threads is None else args.threads
     if args.cold_starts < 1 and not args.skip_app:
         p.error("--cold_starts must be at least 1: the request timings run on the last launched app")
     return args
@@ -127,7 +128,7 @@ def cold_start(env: dict[str, str], photo: Path, kind: str) -> tuple[common.App,
 
 
 def app_latency(args: argparse.Namespace, folder: Path) -> dict:
-    env = common.model_env(args.app_model)
+    env = {**common.model_env(args.app_model), "FERMM_THREADS": str(args.threads)}  # the app as the models were timed
     photos = {n: common.save_photo(n, folder) for n in (1, 5)}
     starts = []
     for i in range(args.cold_starts):

@@ -12,7 +12,7 @@ accuracy counted is the one of the precision timed (issue 39):
 
 Accuracy is on FER2013 validation (which chooses) and test (which reports), test also on the images whose
 pixels do not occur in train; latency is ms per face at batch 1 on the example's face crop, on the app's threads per
-call (one).
+call (FERMM_THREADS, default one).
 """
 from __future__ import annotations
 
@@ -33,11 +33,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset", default=str(common.REPO.parent / "shared" / "data" / "fer2013"))
     p.add_argument("--calibration", type=int, default=512, help="train images that calibrate the int8 activations")
     p.add_argument("--repeats", type=int, default=200, help="timed batch-1 calls per figure")
-    p.add_argument("--threads", type=int, default=threads.APP_DEFAULT,
-                   help="torch and ONNX Runtime threads per model call (default: the app's, fermm.serve.threads)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch and ONNX Runtime threads per model call (default: the app's, FERMM_THREADS or 1)")
     p.add_argument("--seed", type=int, default=0, help="which train images calibrate")
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args(argv)
+    args.threads = threads.app_threads() if args.threads is None else args.threads
     if args.calibration < 1:
         p.error("--calibration must be at least 1")
     return args

@@ -115,21 +115,35 @@ def test_onnx_graph_never_serves_changed_weights_copies_or_pickles(tmp_path, mon
     assert pickle.loads(pickle.dumps(model)).fast_forward is None
 
 
-@pytest.mark.parametrize("change", ["assign_state", "new_layer", "new_parameter", "to_double"])
-def test_onnx_graph_stops_serving_once_tensors_are_replaced(monkeypatch, change):
-    """The graph keeps the tensors it was made from (walking the module costs ~0.15 ms a call), so replacing them,
-    not only changing them in place, must also hand the forward back to PyTorch."""
+@pytest.mark.parametrize("change", ["in_place", "assign_state", "new_layer", "new_parameter", "new_buffer",
+                                    "dict_write", "delete_and_set", "to_double"])
+def test_onnx_graph_stops_serving_once_tensors_change_or_are_replaced(monkeypatch, change):
+    """The graph keeps the dicts holding the module's tensors (walking the module costs ~0.15 ms a call) and walks
+    again after any registration, so changing tensors in place and replacing them must both hand the forward back
+    to PyTorch. Every replacement is built before the graph's first check, so its own registration cannot help."""
     torch.manual_seed(0)
     monkeypatch.setenv("FERMM_RUNTIME", "onnx")
     model = CNNClassifier(backbone="fast").for_inference()
+    state, layer = CNNClassifier(backbone="fast").state_dict(), torch.nn.Linear(model.classifier.in_features, 7)
+    bias, running_mean = torch.nn.Parameter(torch.zeros(7)), torch.ones_like(model.backbone[0][1].running_mean)
     x = torch.rand(2, 1, 48, 48)
     assert model.fast_forward.serves(model, x)
-    if change == "assign_state":
-        model.load_state_dict(CNNClassifier(backbone="fast").state_dict(), assign=True)
+    if change == "in_place":
+        with torch.no_grad():
+            model.classifier.weight.add_(1)
+    elif change == "assign_state":
+        model.load_state_dict(state, assign=True)
     elif change == "new_layer":
-        model.classifier = torch.nn.Linear(model.classifier.in_features, 7)
+        model.classifier = layer
     elif change == "new_parameter":
-        model.classifier.bias = torch.nn.Parameter(torch.zeros(7))
+        model.classifier.bias = bias
+    elif change == "new_buffer":
+        model.backbone[0][1].running_mean = running_mean
+    elif change == "dict_write":  # as accelerate's set_module_tensor_to_device does: no registration hook
+        model.classifier._parameters["bias"] = bias
+    elif change == "delete_and_set":
+        del model.classifier.bias
+        model.classifier.bias = bias
     else:
         model.double()
     x = x.to(next(model.parameters()).dtype)

@@ -250,6 +250,27 @@ def test_distill_script_lands_a_student(tmp_path):
     assert f'load_model("{out}")' in card  # its example loads these weights, not a registry name
 
 
+@pytest.mark.parametrize("tta", ["none", "flip"])
+def test_the_teacher_answers_with_the_views_it_was_chosen_with(tta):
+    """`--teacher_tta`: the teacher's probabilities on a [0, 1] batch are its predict_proba with those views,
+    in FER-7 order; with the mirror views they differ from one view's (the teacher is not mirror-symmetric)."""
+    from fermm.labels import to_fer7
+    from fermm.training.image import teacher_fn
+
+    torch.manual_seed(0)
+    teacher = CNNClassifier(backbone="fast", labels=("happy", "sad", "angry", "neutral", "fear", "disgust",
+                                                     "surprise")).eval()
+    with torch.no_grad():
+        teacher.classifier.weight.mul_(100)  # an opinionated teacher: a fresh one answers nearly uniformly
+    x = torch.rand(4, 1, 48, 48)
+    faces = list((x[:, 0] * 255).round().to(torch.uint8).numpy())
+    want = to_fer7(teacher.predict_proba(faces, tta=tta).numpy(), teacher.labels)
+    got = teacher_fn(teacher, tta)(x)
+    assert got.shape == (4, 7) and torch.allclose(got, torch.from_numpy(want).float(), atol=1e-6)
+    other = teacher_fn(teacher, "none" if tta == "flip" else "flip")(x)
+    assert not torch.allclose(got, other, atol=1e-4)
+
+
 def test_distill_loss_is_zero_when_student_equals_teacher():
     from fermm.training.tasks import DistillTask
 

@@ -43,22 +43,24 @@ def wanted() -> bool:
     return choice() == "onnx"
 
 
-def _tensors(module: nn.Module) -> tuple[torch.Tensor, ...]:
-    return (*module.parameters(), *module.buffers())
+def _stores(module: nn.Module) -> tuple[dict, ...]:
+    """The dicts that hold ``module``'s parameters and buffers, one pair per submodule."""
+    return tuple(d for m in module.modules() for d in (m._parameters, m._buffers))
 
 
-def _fingerprint(tensors: tuple[torch.Tensor, ...]) -> tuple:
+def _fingerprint(stores: tuple[dict, ...]) -> tuple:
     # storage and in-place version of every tensor: load_state_dict, optimiser steps and .to() all change it
-    return tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
+    return tuple((t.data_ptr(), t._version, t.dtype) for d in stores for t in d.values() if t is not None)
 
 
-# Walking a module for its tensors costs ~0.15 ms per call at batch 1 (a third of `fast_cnn`'s graph), so a graph
-# keeps the tensors it was made from and walks again only when any module anywhere has registered a parameter,
-# buffer or submodule since (assigning a new layer or load_state_dict(assign=True) do): PyTorch's global hooks.
+# Walking a module's submodules costs ~0.15 ms per call at batch 1 (a third of `fast_cnn`'s graph), so a graph keeps
+# the dicts holding its module's tensors and reads them afresh on each call; it walks again only when the module is
+# another object or any module anywhere has registered a submodule, parameter or buffer since (PyTorch's global
+# hooks). Not seen: a submodule written straight into another's ``_modules`` dict.
 _registrations = 0
 
 
-def _registered(*_) -> None:
+def _registered(*_: object) -> None:
     global _registrations
     _registrations += 1
 
@@ -95,16 +97,21 @@ class OnnxForward:
         if module.training:
             raise ValueError("export an eval-mode module: training-mode batch norm and dropout differ")
         self.session = inference_session(graph or export(module, example), torch.get_num_threads())
-        self._module, self._tensors, self._seen = weakref.ref(module), _tensors(module), _registrations
-        self.fingerprint = _fingerprint(self._tensors)
+        self._walked = (weakref.ref(module), _stores(module), _registrations)
+        self.fingerprint = _fingerprint(self._walked[1])
         self.precision = precision
 
     def serves(self, module: nn.Module, x: torch.Tensor) -> bool:
+        """True while ``module`` (eval mode, CPU input) holds the tensors the graph was made from. A model must not
+        be changed while it answers requests: a change during this call may go unseen until the next."""
         if x.device.type != "cpu" or module.training:
             return False
-        if module is not self._module() or self._seen != _registrations:
-            self._module, self._tensors, self._seen = weakref.ref(module), _tensors(module), _registrations
-        return _fingerprint(self._tensors) == self.fingerprint
+        ref, stores, seen = self._walked
+        if ref() is not module or seen != _registrations:
+            seen = _registrations  # before the walk: a registration during it makes the next call walk again
+            stores = _stores(module)
+            self._walked = (weakref.ref(module), stores, seen)
+        return _fingerprint(stores) == self.fingerprint
 
     def __deepcopy__(self, memo: dict) -> None:
         return None

@@ -10,7 +10,19 @@ from __future__ import annotations
 
 import os
 
-APP_DEFAULT = 1  # the benches that time a model call (bench.latency, bench.precision) use it too
+APP_DEFAULT = 1  # bench.latency, bench.precision and bench.breakdown time a model call with it too
+
+
+def app_threads(default: int = APP_DEFAULT) -> int:
+    """``FERMM_THREADS`` or ``default``: the threads each operation of a request gets."""
+    raw = os.environ.get("FERMM_THREADS", str(default))
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ValueError(f"FERMM_THREADS={raw!r}: expected a whole number of threads, e.g. 1") from None
+    if n < 1:
+        raise ValueError(f"FERMM_THREADS={n}: expected at least 1")
+    return n
 
 
 def configure_threads(default: int = APP_DEFAULT) -> int:
@@ -19,13 +31,7 @@ def configure_threads(default: int = APP_DEFAULT) -> int:
     import cv2  # lazy: a heavy import, paid only when this runs
     import torch  # lazy: a heavy import, paid only when this runs
 
-    raw = os.environ.get("FERMM_THREADS", str(default))
-    try:
-        n = int(raw)
-    except ValueError:
-        raise ValueError(f"FERMM_THREADS={raw!r}: expected a whole number of threads, e.g. 1") from None
-    if n < 1:
-        raise ValueError(f"FERMM_THREADS={n}: expected at least 1")
+    n = app_threads(default)
     torch.set_num_threads(n)
     cv2.setNumThreads(n)
     return n

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from fermm.data.report import drop_cross_split_duplicates
 from fermm.evaluation import cards
 from fermm.labels import FER7, to_fer7
 from fermm.models import load_model
+from fermm.models.base import EmotionClassifier
 from fermm.models.cnn import BACKBONES, CNNClassifier
 from fermm.models.wordvec import WordVectors, default_vectors, label_vectors
 from fermm.paths import SHARED_DATA
@@ -219,7 +221,7 @@ def _last_stage(out: Path) -> str:
     raise FileNotFoundError(f"{out}: no training history found")
 
 
-def teacher_fn(teacher, tta: str = "none"):
+def teacher_fn(teacher: EmotionClassifier, tta: str = "none") -> Callable[[torch.Tensor], torch.Tensor]:
     """(B, 1, 48, 48) faces in [0, 1] -> the teacher's (B, 7) FER-7 probabilities, averaged over ``tta``'s views
     (an ensemble chosen with its mirror views teaches best with them: eval/ensemble.py --tta)."""
     def probs(x: torch.Tensor) -> torch.Tensor:
@@ -236,6 +238,7 @@ def train_distilled(args: argparse.Namespace, arrays=None) -> CNNClassifier:
         torch.set_num_threads(args.threads)
     teacher = load_model(args.teacher).eval()
     model = warm_start(args) if args.init_from else new_model(args)
-    task = image_task(DistillTask, arrays, args, teacher_probs=teacher_fn(teacher, getattr(args, "teacher_tta", "none")), alpha=args.alpha,
+    teach = teacher_fn(teacher, getattr(args, "teacher_tta", "none"))
+    task = image_task(DistillTask, arrays, args, teacher_probs=teach, alpha=args.alpha,
                       temperature=args.temperature, teacher_view=getattr(args, "teacher_view", "same"))
     return run_stage(model, task, train_config(args, Path(args.output_dir) / "stage_distill", args.epochs, args.lr))
