@@ -57,7 +57,8 @@ def provenance(r: dict) -> list[str]:
     # figures recorded before 2026-12-06 ran as `python bench/X.py`; the same script now runs as `python -m bench.X`
     command = re.sub(r"^python bench/(\w+)\.py", r"python -m bench.\1", r["command"])
     return [f"`{command}` (commit {r.get('commit', '?')}, {r.get('date', '?')}, {r.get('hardware', '?')}"
-            + (f", 1-min load {r['load_average_1min']}" if "load_average_1min" in r else "") + ")", ""]
+            + (f", 1-min load {r['load_average_1min']}" if "load_average_1min" in r else "")
+            + (f", {r['threads']} thread(s) per model call" if "threads" in r else "") + ")", ""]
 
 
 def accuracies(results: Path) -> dict[str, float]:
