@@ -8,7 +8,7 @@ Models: every registry model that loads (FERMM_MODEL_<NAME>, checkpoints/<name>,
 and any folders given with --models; the others are reported as unavailable. The app serves the
 registry models; --app_model NAME=PATH makes it serve a folder under a registry name (e.g. before a
 checkpoint exists). Each figure is p50/p95 over --repeats timed runs after warm-up, on the app's threads per
-call (FERMM_THREADS, default one).
+call (FERMM_THREADS, default one), each face read in the app's views (--tta; the face and its mirror).
 End-to-end latency includes the upload, the queue and detection, not fetching the boxed image back. The
 requests go through Gradio's plain HTTP API in one session, as a browser tab's do (--client gradio: through
 gradio_client, which spends about as much CPU per request as the app on the same two cores).
@@ -25,6 +25,7 @@ from typing import Sequence
 from bench import common
 from fermm.models import list_models
 from fermm.serve import threads
+from fermm.serve.predict import SERVED_TTA
 
 SIZES = ("320x240", "640x480", "1280x960", "4000x3000")
 # sentences of the lengths people type beside a photo (GoEmotions' median is 18 MiniLM tokens)
@@ -43,6 +44,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=None,
                    help="torch and ONNX Runtime threads per model call (default: the app's, FERMM_THREADS or 1)")
+    p.add_argument("--tta", default=SERVED_TTA, choices=("none", "flip", "tencrop"),
+                   help="views each face is read in (default: the app's)")
     p.add_argument("--sizes", nargs="*", default=list(SIZES), help="photo sizes WxH for face detection")
     p.add_argument("--app_model", nargs="*", default=[], metavar="NAME=PATH", help="serve a folder as a registry model")
     common.add_client_arg(p, "in one session")
@@ -71,8 +74,9 @@ def loaded(names: Sequence[str]) -> tuple[dict, dict]:
     return models, unavailable
 
 
-def model_latency(names: Sequence[str], repeats: int, warmup: int) -> tuple[dict, dict]:
-    """ms per face at batch 1 (one call per face) and batch 32 (call time / 32), on the example's face crop."""
+def model_latency(names: Sequence[str], repeats: int, warmup: int, tta: str) -> tuple[dict, dict]:
+    """ms per face at batch 1 (one call per face) and batch 32 (call time / 32), on the example's face crop, each
+    face read in ``tta``'s views (the app's: fermm.serve.predict.SERVED_TTA)."""
     from fermm.faces import find_and_crop, load_image
     from fermm.models.runtime import precision_of
 
@@ -80,11 +84,11 @@ def model_latency(names: Sequence[str], repeats: int, warmup: int) -> tuple[dict
     models, unavailable = loaded(names)
     out = {}
     for name, model in models.items():
-        b1 = common.timed(lambda: model.predict_proba(crops[:1], batch_size=1), repeats, warmup)
-        b32 = common.timed(lambda: model.predict_proba(crops[:1] * 32, batch_size=32), repeats, warmup)
+        b1 = common.timed(lambda: model.predict_proba(crops[:1], tta=tta, batch_size=1), repeats, warmup)
+        b32 = common.timed(lambda: model.predict_proba(crops[:1] * 32, tta=tta, batch_size=32), repeats, warmup)
         out[name] = {"batch1": common.percentiles(b1),
                      "batch32": common.percentiles([t / 32 for t in b32]),
-                     "runtime": precision_of(model)}
+                     "runtime": precision_of(model), "tta": tta}
     return out, unavailable
 
 
@@ -198,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = common.start("-m bench.latency", argv, args.threads)
     figures: dict = {}
     if not args.skip_models:
-        figures["models"], figures["unavailable"] = model_latency(args.models, args.repeats, args.warmup)
+        figures["models"], figures["unavailable"] = model_latency(args.models, args.repeats, args.warmup, args.tta)
         figures["text_models"], figures["text_unavailable"] = text_latency(args.text_models, args.repeats, args.warmup)
     if not args.skip_detection:
         figures["detection"] = detection_latency(args.sizes, args.repeats, args.warmup)

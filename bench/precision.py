@@ -5,8 +5,8 @@ accuracy counted is the one of the precision timed (issue 39):
 - ``torch bf16``: PyTorch under CPU autocast to bfloat16 (native on CPUs with AVX512-BF16 / AMX);
 - ``onnx fp32``: ONNX Runtime on the exported graph (``FERMM_RUNTIME=onnx``);
 - ``onnx int8``: ONNX Runtime on the graph quantised statically (QDQ, per-channel int8 weights, activations
-  calibrated on --calibration FER2013 train images, never on validation or test), as ``train/quantize.py``
-  stores it beside the weights for the app (fermm.models.quantize).
+  calibrated on FER2013 train images, never on validation or test): the one ``train/quantize.py`` stored beside
+  the weights for the app (fermm.models.quantize) when there is one, else one calibrated here on --calibration.
 
     python -m bench.precision --models fast_cnn glove_cnn --json results/bench/precision.json
 
@@ -58,15 +58,17 @@ class Bf16Forward:
             return self.module(x)
 
 
-def forwards(model, calibration: np.ndarray) -> dict[str, Callable[[], object]]:
-    """{precision: a builder of the ``fast_forward`` that serves it (None: PyTorch fp32 itself)}."""
+def forwards(model, calibration: np.ndarray, stored=None) -> dict[str, Callable[[], object]]:
+    """{precision: a builder of the ``fast_forward`` that serves it (None: PyTorch fp32 itself)}; int8 is the
+    ``stored`` graph the app serves (train/quantize.py) when the model has one, else one calibrated here."""
     from fermm.models.quantize import int8_graph
     from fermm.models.runtime import OnnxForward
 
     example = torch.zeros(1, model.channels, model.input_size, model.input_size)
+    int8 = (lambda: stored) if stored is not None else \
+        (lambda: OnnxForward(model, example, int8_graph(model, calibration), "int8"))
     return {"torch fp32": lambda: None, "torch bf16": lambda: Bf16Forward(model),
-            "onnx fp32": lambda: OnnxForward(model, example),
-            "onnx int8": lambda: OnnxForward(model, example, int8_graph(model, calibration), "int8")}
+            "onnx fp32": lambda: OnnxForward(model, example), "onnx int8": int8}
 
 
 def accuracy(model, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -85,8 +87,9 @@ def measure(name: str, splits: dict, calibration: np.ndarray, repeats: int) -> d
     model = load_model(name)  # eval mode, channels_last weights (for_inference); each precision sets fast_forward
     crop = find_and_crop(load_image(common.EXAMPLE))[1][:1]
     (val_x, val_y), (test_x, test_y, seen) = splits["validation"], splits["test"]
+    stored = model.fast_forward if getattr(model.fast_forward, "precision", None) == "int8" else None
     out = {}
-    for precision, build in forwards(model, calibration).items():
+    for precision, build in forwards(model, calibration, stored).items():
         model.fast_forward = build()
         right_test = accuracy(model, test_x, test_y)
         ms = common.timed(lambda: model.predict_proba(crop, batch_size=1), repeats, 10)
@@ -94,6 +97,8 @@ def measure(name: str, splits: dict, calibration: np.ndarray, repeats: int) -> d
                           "test": round(float(right_test.mean()), 4),
                           "test_not_in_train": round(float(right_test[~seen].mean()), 4),
                           "batch1_ms": common.percentiles(ms)}
+        if precision == "onnx int8":
+            out[precision]["graph"] = "stored (model.int8.onnx)" if stored is not None else "calibrated here"
         m = out[precision]
         print(f"{name:<12} {precision:<11} val {m['validation']:.2%}  test {m['test']:.2%} "
               f"(not in train {m['test_not_in_train']:.2%})  b1 p50 {m['batch1_ms']['p50']:.2f} ms")

@@ -61,31 +61,41 @@ def provenance(r: dict) -> list[str]:
             + (f", {r['threads']} thread(s) per model call" if "threads" in r else "") + ")", ""]
 
 
-def accuracies(results: Path) -> dict[str, float]:
-    """Test accuracy (no TTA) per model from results/<model>.json."""
+def accuracies(results: Path) -> dict[tuple[str, str], float]:
+    """Test accuracy per (model, TTA views) from results/<model>[.<tta>].json."""
     out = {}
     for path in results.glob("*.json"):
         r = json.loads(path.read_text())
         if not isinstance(r, dict):  # e.g. a run's copied training history (a list of epochs)
             continue
-        if r.get("split") == "test" and r.get("tta") == "none" and "accuracy" in r and r.get("task") != "text":
-            out[r["model"]] = r["accuracy"]
+        if r.get("split") == "test" and "accuracy" in r and r.get("task") != "text":
+            out[(r["model"], r.get("tta", "none"))] = r["accuracy"]
     return out
 
 
-def latency_section(r: dict, acc: dict[str, float], peer_ms: float | None) -> list[str]:
+VIEWS = {"none": "face", "flip": "face + mirror", "tencrop": "ten crops"}
+
+
+def timed_accuracy(acc: dict[tuple[str, str], float], name: str, figures: dict) -> float | None:
+    """The test accuracy of the views a latency figure timed (without TTA for figures recorded before
+    bench.latency timed the served views)."""
+    return acc.get((name, figures.get("tta", "none")))
+
+
+def latency_section(r: dict, acc: dict[tuple[str, str], float], peer_ms: float | None) -> list[str]:
     lines = ["## Latency", "", *provenance(r)]
     if r.get("models"):
-        lines += ["| model | runtime | FER test acc. | batch 1 p50 / p95 (ms per face) | batch 32 p50 (ms per face) "
-                  "| x peer (b1) |", "|---|---|---|---|---|---|"]
+        lines += ["| model | runtime | views | FER test acc. | batch 1 p50 / p95 (ms per face) | batch 32 p50 (ms per "
+                  "face) | x peer (b1) |", "|---|---|---|---|---|---|---|"]
         for name, m in r["models"].items():
             ratio = f"{m['batch1']['p50'] / peer_ms:.1f}x" if peer_ms else "n/a"
-            a = f"{acc[name]:.1%}" if name in acc else "n/a"
-            lines.append(f"| `{name}` | {m.get('runtime', 'pytorch')} | {a} | {m['batch1']['p50']:.2f} / {m['batch1']['p95']:.2f} | "
+            a = timed_accuracy(acc, name, m)
+            lines.append(f"| `{name}` | {m.get('runtime', 'pytorch')} | {VIEWS[m.get('tta', 'none')]} | "
+                         f"{'n/a' if a is None else f'{a:.1%}'} | {m['batch1']['p50']:.2f} / {m['batch1']['p95']:.2f} | "
                          f"{m['batch32']['p50']:.3f} | {ratio} |")
         if peer_ms:
-            lines.append(f"| `fer` peer (mini-Xception; mean, preprocessing excluded) | TFLite | "
-                         f"{acc.get('fer_peer', float('nan')):.1%} | {peer_ms:.3f} | n/a | 1.0x |")
+            lines.append(f"| `fer` peer (mini-Xception; mean, preprocessing excluded) | TFLite | face | "
+                         f"{acc.get(('fer_peer', 'none'), float('nan')):.1%} | {peer_ms:.3f} | n/a | 1.0x |")
         lines += [""] + [f"- `{n}` unavailable: {why[:160]}" for n, why in r.get("unavailable", {}).items()] + [""]
     if r.get("detection"):
         lines += ["Face detection (YuNet, one face):", "", "| photo | p50 ms | p95 ms |", "|---|---|---|"]
@@ -162,7 +172,7 @@ def clip_section(r: dict) -> list[str]:
     return lines + [""]
 
 
-def targets_section(lat: dict | None, load_r: dict | None, acc: dict[str, float], soak: dict | None = None,
+def targets_section(lat: dict | None, load_r: dict | None, acc: dict[tuple[str, str], float], soak: dict | None = None,
                     text: dict | None = None, session: dict | None = None, fresh: dict | None = None,
                     precision: dict | None = None) -> list[str]:
     """The targets table; ``fresh``: the load with a new session per request; ``precision``: each model's batch-1
@@ -182,7 +192,7 @@ def targets_section(lat: dict | None, load_r: dict | None, acc: dict[str, float]
     if rss:  # the worst the app was seen at after serving, whichever bench saw it
         seen["memory"] = max(rss)
     if lat and lat.get("models"):
-        fast = [m["batch1"]["p50"] for n, m in lat["models"].items() if acc.get(n, 0) >= 0.70]
+        fast = [m["batch1"]["p50"] for n, m in lat["models"].items() if (timed_accuracy(acc, n, m) or 0) >= 0.70]
         fast += [p["batch1_ms"]["p50"] for by in (precision or {}).get("models", {}).values()
                  for p in by.values() if p["test"] >= 0.70]
         seen["fast_ms"] = min(fast) if fast else None
@@ -286,9 +296,10 @@ def train_cost_table(r: dict) -> list[str]:
     return lines + [""]
 
 
-def fast_pick(lat: dict, acc: dict[str, float]) -> list[str]:
+def fast_pick(lat: dict, acc: dict[tuple[str, str], float]) -> list[str]:
     """The most accurate model within 1 ms per face in batches of 32 (the target counts batch 1)."""
-    quick = {n: acc[n] for n, m in lat.get("models", {}).items() if n in acc and m["batch32"]["p50"] <= 1.0}
+    quick = {n: timed_accuracy(acc, n, m) for n, m in lat.get("models", {}).items()
+             if timed_accuracy(acc, n, m) is not None and m["batch32"]["p50"] <= 1.0}
     if not quick:
         return []
     best = max(quick, key=quick.get)
