@@ -185,7 +185,8 @@ def hardware() -> str:
     except OSError:
         pass
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {torch.get_num_threads()} threads{gpu}"
+    n = torch.get_num_threads()
+    return f"{cpu}, {n} thread{'s' * (n != 1)}{gpu}"  # the threads PyTorch runs on, not the CPU's count
 
 
 def score(probs: np.ndarray, y_true: np.ndarray, labels: Sequence[str], seed: int = 0,
