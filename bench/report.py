@@ -90,8 +90,9 @@ def latency_section(r: dict, acc: dict[tuple[str, str], float], peer_ms: float |
         for name, m in r["models"].items():
             ratio = f"{m['batch1']['p50'] / peer_ms:.1f}x" if peer_ms else "n/a"
             a = timed_accuracy(acc, name, m)
-            lines.append(f"| `{name}` | {m.get('runtime', 'pytorch')} | {VIEWS[m.get('tta', 'none')]} | "
-                         f"{'n/a' if a is None else f'{a:.1%}'} | {m['batch1']['p50']:.2f} / {m['batch1']['p95']:.2f} | "
+            shown = "n/a" if a is None else f"{a:.1%}"
+            lines.append(f"| `{name}` | {m.get('runtime', 'pytorch')} | {VIEWS[m.get('tta', 'none')]} | {shown} | "
+                         f"{m['batch1']['p50']:.2f} / {m['batch1']['p95']:.2f} | "
                          f"{m['batch32']['p50']:.3f} | {ratio} |")
         if peer_ms:
             lines.append(f"| `fer` peer (mini-Xception; mean, preprocessing excluded) | TFLite | face | "
@@ -172,8 +173,8 @@ def clip_section(r: dict) -> list[str]:
     return lines + [""]
 
 
-def targets_section(lat: dict | None, load_r: dict | None, acc: dict[tuple[str, str], float], soak: dict | None = None,
-                    text: dict | None = None, session: dict | None = None, fresh: dict | None = None,
+def targets_section(lat: dict | None, load_r: dict | None, acc: dict[tuple[str, str], float],
+                    soak: dict | None = None, text: dict | None = None, session: dict | None = None, fresh: dict | None = None,
                     precision: dict | None = None) -> list[str]:
     """The targets table; ``fresh``: the load with a new session per request; ``precision``: each model's batch-1
     time in every precision, with its accuracy in that precision."""
