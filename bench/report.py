@@ -299,8 +299,8 @@ def train_cost_table(r: dict) -> list[str]:
 
 def fast_pick(lat: dict, acc: dict[tuple[str, str], float]) -> list[str]:
     """The most accurate model within 1 ms per face in batches of 32 (the target counts batch 1)."""
-    quick = {n: timed_accuracy(acc, n, m) for n, m in lat.get("models", {}).items()
-             if timed_accuracy(acc, n, m) is not None and m["batch32"]["p50"] <= 1.0}
+    timed = {n: timed_accuracy(acc, n, m) for n, m in lat.get("models", {}).items() if m["batch32"]["p50"] <= 1.0}
+    quick = {n: a for n, a in timed.items() if a is not None}
     if not quick:
         return []
     best = max(quick, key=quick.get)
