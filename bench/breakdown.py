@@ -4,9 +4,9 @@ how the bare PyTorch forward changes with the input layout and in bf16.
     python -m bench.breakdown --models fast_cnn glove_cnn --batch 1 32 --json results/bench/breakdown.json
 
 For each model and batch size, on the face crop `bench/latency.py` times (the example photo's detected face):
-the median time of `preprocess` (crop -> normalised tensor), of `proba_from_tensor` (the network as the app runs
-it, PyTorch or ONNX Runtime, plus softmax) and of the whole `predict_proba`; torch.profiler's top operators of the
-PyTorch forward (self CPU time); and the bare PyTorch forward as served, with a channels_last input, and as a
+the median time of `preprocess_array` (crop -> normalised array), of the network as `predict_proba` runs it (an
+ONNX Runtime graph on that array, or PyTorch's `proba_from_tensor`; with softmax) and of the whole
+`predict_proba`; torch.profiler's top operators of the PyTorch forward (self CPU time); and the bare PyTorch forward as served, with a channels_last input, and as a
 bf16 copy (where the CPU runs bf16 natively) with its largest probability difference on that crop.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from bench import common
 from fermm.faces import find_and_crop, load_image
 from fermm.models import load_model
 from fermm.models.base import EmotionClassifier
-from fermm.models.runtime import precision_of
+from fermm.models.runtime import OnnxForward, precision_of
 from fermm.serve import threads
 
 
@@ -87,11 +87,14 @@ def bf16_prob_diff(model: torch.nn.Module, x: torch.Tensor) -> float | None:
 
 def profile_model(model: EmotionClassifier, crop, batch: int, args: argparse.Namespace) -> dict:
     faces = [crop] * batch
-    x = model.preprocess(faces)
+    x, xa = model.preprocess(faces), model.preprocess_array(faces)
     fast = model.fast_forward
     runtime = precision_of(model) if fast is not None and fast.serves(model, x) else "torch fp32"
-    total = {"preprocess": median_ms(lambda: model.preprocess(faces), args.repeats, args.warmup),
-             "network": median_ms(lambda: model.proba_from_tensor(x), args.repeats, args.warmup),
+    # the network as predict_proba runs it: an ONNX graph from the numpy array, else PyTorch from the tensor
+    network = (lambda: fast.proba(xa, "none")) if isinstance(fast, OnnxForward) and fast.holds(model) else (
+        lambda: model.proba_from_tensor(x))
+    total = {"preprocess": median_ms(lambda: model.preprocess_array(faces), args.repeats, args.warmup),
+             "network": median_ms(network, args.repeats, args.warmup),
              "predict_proba": median_ms(lambda: model.predict_proba(faces, batch_size=batch), args.repeats,
                                         args.warmup)}
     per_face = {k: round(v / batch, 4) for k, v in total.items()}

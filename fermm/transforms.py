@@ -60,6 +60,13 @@ def face_tensor(face) -> torch.Tensor:
 def faces_to_tensor(faces: Sequence, size: int, channels: int, mean: Sequence[float],
                     std: Sequence[float]) -> torch.Tensor:
     """Normalised (N, channels, size, size) float tensor from PIL images or uint8 arrays."""
+    return torch.from_numpy(faces_to_array(faces, size, channels, mean, std))
+
+
+def faces_to_array(faces: Sequence, size: int, channels: int, mean: Sequence[float],
+                   std: Sequence[float]) -> np.ndarray:
+    """:func:`faces_to_tensor` as a float32 numpy array, in numpy alone: at batch 1 each torch operation costs more
+    than its arithmetic (0.29 ms against 0.17 for a face, a quarter of `fast_cnn`'s time)."""
     mode = "L" if channels == 1 else "RGB"
     arrays = []
     for face in faces:
@@ -67,8 +74,10 @@ def faces_to_tensor(faces: Sequence, size: int, channels: int, mean: Sequence[fl
         if im.size != (size, size):
             im = im.resize((size, size), Image.BICUBIC)
         arrays.append(np.asarray(im, dtype=np.uint8).reshape(size, size, channels))
-    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255)  # (N, C, H, W)
-    return normalize(x, mean, std)
+    x = np.stack(arrays).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)  # (N, C, H, W), contiguous
+    m = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
+    s = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
+    return (x - m) / s
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

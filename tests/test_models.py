@@ -90,7 +90,16 @@ def test_onnx_runtime_matches_pytorch_and_can_be_turned_off(tmp_path, monkeypatc
     x = torch.rand(5, 1, 48, 48)
     for tta in ("none", "tencrop"):
         assert torch.allclose(fast.proba_from_tensor(x, tta), plain.proba_from_tensor(x, tta), atol=1e-5)
-    assert torch.allclose(fast.predict_proba([astronaut]), plain.predict_proba([astronaut]), atol=1e-5)
+    calls = []
+    numpy_proba = OnnxForward.proba
+    monkeypatch.setattr(OnnxForward, "proba", lambda self, x, tta: calls.append(tta) or numpy_proba(self, x, tta))
+    faces = [astronaut, astronaut.convert("L").resize((30, 40)), np.zeros((48, 48), np.uint8)]
+    for tta in ("none", "flip", "tencrop"):  # face + mirror run in numpy from crop to probabilities
+        got = fast.predict_proba(faces, tta=tta, batch_size=2)
+        assert got.dtype == torch.float32 and torch.allclose(got, plain.predict_proba(faces, tta=tta), atol=1e-5)
+    assert calls == ["none", "none", "flip", "flip"]
+    with pytest.raises(ValueError, match="numpy views are none and flip, not 'tencrop'"):
+        fast.fast_forward.proba(fast.preprocess_array(faces), "tencrop")
     monkeypatch.setenv("FERMM_RUNTIME", "tensorrt")
     with pytest.raises(ValueError, match="expected 'auto', 'torch' or 'onnx'"):
         load_model(str(tmp_path / "m"))

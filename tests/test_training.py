@@ -214,11 +214,36 @@ def test_init_from_continues_a_saved_model_and_refuses_a_mismatch(tmp_path):
     assert record["init_from_training_args"] == {"lr": 0.05} and "init_from_training_args" in (out2 / "README.md").read_text()
     saved = dict(load_model(str(out)).named_parameters())
     assert all(torch.equal(saved[k], v) for k, v in start.named_parameters())
-    with pytest.raises(ValueError, match="is a mini .* but this run asks for --backbone vgg11"):
+    with pytest.raises(ValueError, match="is a mini, whose weights do not fit --backbone vgg11: .* tensors differ"):
         script.main([*common, "--backbone", "vgg11", "--output_dir", str(tmp_path / "wrong")])
+    with pytest.raises(ValueError, match="is a mini .* but this run asks for --backbone mini --stem imagenet"):
+        script.main([*common, "--backbone", "mini", "--stem", "imagenet", "--output_dir", str(tmp_path / "w2")])
     CNNClassifier(backbone="mini").save_pretrained(tmp_path / "plain")
     with pytest.raises(ValueError, match="no word-vector head"):
         script.main([*common[:-1], str(tmp_path / "plain"), "--backbone", "mini", "--output_dir", str(tmp_path / "p")])
+
+
+def test_init_from_moves_weights_into_another_shape_they_fit(tmp_path):
+    """``fast`` warm-starts ``fast2`` (the same tensors; its first pool becomes the first conv's stride) with its
+    own config (dropout, word-vector head); weights that do not fit are refused by name."""
+    import argparse
+
+    from fermm.training.image import warm_start
+
+    torch.manual_seed(0)
+    start = CNNClassifier(backbone="fast", word_dim=300, dropout=0.1)
+    start.save_pretrained(tmp_path / "fast")
+    model = warm_start(argparse.Namespace(init_from=str(tmp_path / "fast"), backbone="fast2", stem="small"))
+    assert (model.backbone_name, model.dropout.p, model.word_dim) == ("fast2", 0.1, 300)
+    assert start.state_dict().keys() == model.state_dict().keys()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in start.state_dict().items())
+    x = torch.rand(2, 1, 48, 48)
+    conv = model.backbone[0][0]
+    with torch.no_grad():  # fast2's first block is fast's conv at stride 2; fast pools its stride-1 output instead
+        assert torch.allclose(model.backbone[0][:3].eval()(x), start.backbone[0][:3].eval()(x)[..., ::2, ::2])
+    assert conv.stride == (2, 2) and model.eval()(x).shape == (2, 7)
+    with pytest.raises(ValueError, match="is a fast, whose weights do not fit --backbone mini"):
+        warm_start(argparse.Namespace(init_from=str(tmp_path / "fast"), backbone="mini", stem="small"))
 
 
 def test_resnet50_script_runs_on_the_fixture(tmp_path, astronaut):

@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fermm.transforms import CLIP_MEAN, CLIP_STD, AugmentConfig, augment, faces_to_tensor, normalize, tta_views
+from fermm.transforms import (CLIP_MEAN, CLIP_STD, AugmentConfig, augment, faces_to_array, faces_to_tensor,
+                             normalize, tta_views)
 
 
 def test_faces_to_tensor_any_input_to_model_shape():
@@ -19,6 +20,8 @@ def test_faces_to_tensor_any_input_to_model_shape():
     clip = faces_to_tensor(faces[:1], 224, 3, CLIP_MEAN, CLIP_STD)
     assert clip.shape == (1, 3, 224, 224)
     assert torch.allclose(clip[0, :, 0, 0], (1 - torch.tensor(CLIP_MEAN)) / torch.tensor(CLIP_STD))
+    grey = faces_to_array(faces, 48, 1, (0.5,), (0.25,))  # what an ONNX graph is fed: the same numbers
+    assert grey.dtype == np.float32 and grey.flags.c_contiguous and np.array_equal(grey, x.numpy())
 
 
 def test_augment_is_deterministic_given_the_generator_and_keeps_shape():

@@ -7,13 +7,15 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from fermm.transforms import faces_to_tensor, tta_views
+from fermm.models.runtime import NUMPY_VIEWS, OnnxForward
+from fermm.transforms import faces_to_array, tta_views
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +150,13 @@ class EmotionClassifier(FermmModel, tags=["facial-expression-recognition", "imag
 
     def preprocess(self, faces: Sequence) -> torch.Tensor:
         """Face crops (PIL or uint8 arrays, any size or mode) -> normalised model input."""
-        return faces_to_tensor(faces, self.input_size, self.channels, self.mean, self.std)
+        return torch.from_numpy(self.preprocess_array(faces))
 
-    @torch.inference_mode()
+    def preprocess_array(self, faces: Sequence) -> np.ndarray:
+        """:meth:`preprocess` as a float32 numpy array: what an ONNX Runtime graph (``fast_forward``) is fed.
+        A subclass that preprocesses otherwise overrides both."""
+        return faces_to_array(faces, self.input_size, self.channels, self.mean, self.std)
+
     def predict_proba(self, faces: Sequence, texts: Sequence[str] | None = None, tta: str = "none",
                       batch_size: int = 64) -> torch.Tensor:
         """(N, n_labels) probabilities for N face crops; ``texts`` is ignored by image-only models."""
@@ -158,8 +164,15 @@ class EmotionClassifier(FermmModel, tags=["facial-expression-recognition", "imag
             return torch.empty(0, len(self.labels))
         if self.training:  # checked, not set: .eval() walks every submodule, 0.8 ms per call for VGG11
             self.eval()
-        out = [self._proba(self.preprocess(faces[i:i + batch_size]), tta) for i in range(0, len(faces), batch_size)]
+        out = [self._proba_faces(faces[i:i + batch_size], tta) for i in range(0, len(faces), batch_size)]
         return out[0] if len(out) == 1 else torch.cat(out)
+
+    def _proba_faces(self, faces: Sequence, tta: str) -> torch.Tensor:
+        fast = self.fast_forward
+        if isinstance(fast, OnnxForward) and tta in NUMPY_VIEWS and fast.holds(self):
+            return fast.proba(self.preprocess_array(faces), tta)  # numpy from crop to probabilities
+        with torch.inference_mode():
+            return self._proba(self.preprocess(faces), tta)
 
     @torch.inference_mode()
     def proba_from_tensor(self, x: torch.Tensor, tta: str = "none") -> torch.Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -101,6 +102,9 @@ class ClipClassifier(LearnedOnly, EmotionClassifier):
         """Face crops -> CLIP input by training's path (``clip_input``: torch bicubic on floats, not PIL's
         resize of uint8), so a FER2013 face is scored exactly as it was trained and validated on."""
         return torch.cat([clip_input(face_tensor(f), self.input_size, self.mean, self.std) for f in faces])
+
+    def preprocess_array(self, faces: Sequence) -> np.ndarray:
+        return self.preprocess(faces).numpy()
 
     def class_weights(self) -> torch.Tensor:
         raise NotImplementedError

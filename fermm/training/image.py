@@ -139,16 +139,29 @@ def image_task(cls, arrays, args: argparse.Namespace, **kwargs) -> ImageTask:
 
 
 def warm_start(args: argparse.Namespace) -> CNNClassifier:
-    """The ``--init_from`` folder's model, refused unless it is the FER-7, 48 px grayscale net asked for."""
+    """The ``--init_from`` folder's model, refused unless it is the FER-7, 48 px grayscale net asked for; its
+    weights go into a ``--backbone`` of another shape when every tensor fits (``fast`` -> ``fast2``)."""
     if not (Path(args.init_from) / "config.json").exists():
         raise FileNotFoundError(f"--init_from {args.init_from}: not a saved model folder (no config.json)")
-    model = CNNClassifier.from_pretrained(args.init_from, strict=True)
-    got = (model.backbone_name, model.stem, model.labels, model.channels, model.input_size)
-    if got != (args.backbone, args.stem, FER7, 1, 48):
+    source = CNNClassifier.from_pretrained(args.init_from, strict=True)
+    got = (source.backbone_name, source.stem, source.labels, source.channels, source.input_size)
+    if got[1:] != (args.stem, FER7, 1, 48):
         raise ValueError(f"--init_from {args.init_from} is a {got[0]} ({got[1]} stem, labels {', '.join(got[2])}, "
                          f"{got[3]}x{got[4]}px input) but this run asks for --backbone {args.backbone} --stem "
                          f"{args.stem} on FER-7 48px grayscale")
-    return model  # its own dropout (config.json) is kept: --dropout only shapes new models
+    if source.backbone_name == args.backbone:
+        return source  # its own dropout (config.json) is kept: --dropout only shapes new models
+    config = json.loads((Path(args.init_from) / "config.json").read_text())
+    config.pop("fermm_class", None)
+    model = CNNClassifier(**{**config, "backbone": args.backbone})
+    mine, theirs = model.state_dict(), source.state_dict()
+    misfit = sorted(k for k in mine.keys() | theirs.keys()
+                    if k not in mine or k not in theirs or mine[k].shape != theirs[k].shape)
+    if misfit:
+        raise ValueError(f"--init_from {args.init_from} is a {source.backbone_name}, whose weights do not fit "
+                         f"--backbone {args.backbone}: {len(misfit)} tensors differ in name or shape ({misfit[0]}, ...)")
+    model.load_state_dict(theirs)
+    return model
 
 
 def new_model(args: argparse.Namespace, **extra) -> CNNClassifier:
