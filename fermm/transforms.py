@@ -74,7 +74,7 @@ def faces_to_array(faces: Sequence, size: int, channels: int, mean: Sequence[flo
         if im.size != (size, size):
             im = im.resize((size, size), Image.BICUBIC)
         arrays.append(np.asarray(im, dtype=np.uint8).reshape(size, size, channels))
-    x = np.stack(arrays).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)  # (N, C, H, W), contiguous
+    x = np.stack(arrays).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)  # (N, C, H, W)
     m = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
     s = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
     return (x - m) / s

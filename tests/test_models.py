@@ -100,6 +100,8 @@ def test_onnx_runtime_matches_pytorch_and_can_be_turned_off(tmp_path, monkeypatc
     assert calls == ["none", "none", "flip", "flip"]
     with pytest.raises(ValueError, match="numpy views are none and flip, not 'tencrop'"):
         fast.fast_forward.proba(fast.preprocess_array(faces), "tencrop")
+    as64 = fast.preprocess_array(faces).astype(np.float64)  # any float array: cast, made contiguous
+    assert torch.allclose(fast.fast_forward.proba(as64, "flip"), plain.predict_proba(faces, tta="flip"), atol=1e-5)
     monkeypatch.setenv("FERMM_RUNTIME", "tensorrt")
     with pytest.raises(ValueError, match="expected 'auto', 'torch' or 'onnx'"):
         load_model(str(tmp_path / "m"))

@@ -6,8 +6,16 @@ import pytest
 import torch
 from PIL import Image
 
-from fermm.transforms import (CLIP_MEAN, CLIP_STD, AugmentConfig, augment, faces_to_array, faces_to_tensor,
-                             normalize, tta_views)
+from fermm.transforms import (
+    CLIP_MEAN,
+    CLIP_STD,
+    AugmentConfig,
+    augment,
+    faces_to_array,
+    faces_to_tensor,
+    normalize,
+    tta_views,
+)
 
 
 def test_faces_to_tensor_any_input_to_model_shape():
@@ -20,8 +28,18 @@ def test_faces_to_tensor_any_input_to_model_shape():
     clip = faces_to_tensor(faces[:1], 224, 3, CLIP_MEAN, CLIP_STD)
     assert clip.shape == (1, 3, 224, 224)
     assert torch.allclose(clip[0, :, 0, 0], (1 - torch.tensor(CLIP_MEAN)) / torch.tensor(CLIP_STD))
-    grey = faces_to_array(faces, 48, 1, (0.5,), (0.25,))  # what an ONNX graph is fed: the same numbers
-    assert grey.dtype == np.float32 and grey.flags.c_contiguous and np.array_equal(grey, x.numpy())
+
+
+def test_numpy_preprocessing_gives_torchs_numbers_bit_for_bit():
+    """faces_to_array (what an ONNX graph is fed) equals the torch arithmetic the models were trained with."""
+    u8 = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    for channels, mean, std in ((1, (0.5,), (0.25,)), (3, CLIP_MEAN, CLIP_STD)):
+        faces = [np.stack([u8, u8.T, 255 - u8], -1)[..., :channels].squeeze(-1) if channels == 1 else
+                 np.stack([u8, u8.T, 255 - u8], -1)]
+        ref = normalize(torch.from_numpy(np.stack(faces).reshape(1, 16, 16, channels)).permute(0, 3, 1, 2)
+                        .float().div_(255), mean, std)
+        got = faces_to_array(faces, 16, channels, mean, std)
+        assert got.dtype == np.float32 and got.shape == (1, channels, 16, 16) and np.array_equal(got, ref.numpy())
 
 
 def test_augment_is_deterministic_given_the_generator_and_keeps_shape():

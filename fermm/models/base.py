@@ -154,7 +154,7 @@ class EmotionClassifier(FermmModel, tags=["facial-expression-recognition", "imag
 
     def preprocess_array(self, faces: Sequence) -> np.ndarray:
         """:meth:`preprocess` as a float32 numpy array: what an ONNX Runtime graph (``fast_forward``) is fed.
-        A subclass that preprocesses otherwise overrides both."""
+        A subclass that preprocesses otherwise overrides this (:meth:`preprocess` wraps it) or both."""
         return faces_to_array(faces, self.input_size, self.channels, self.mean, self.std)
 
     def predict_proba(self, faces: Sequence, texts: Sequence[str] | None = None, tta: str = "none",
@@ -168,6 +168,7 @@ class EmotionClassifier(FermmModel, tags=["facial-expression-recognition", "imag
         return out[0] if len(out) == 1 else torch.cat(out)
 
     def _proba_faces(self, faces: Sequence, tta: str) -> torch.Tensor:
+        """One batch of crops -> probabilities, by the served graph in numpy when it still holds these weights."""
         fast = self.fast_forward
         if isinstance(fast, OnnxForward) and tta in NUMPY_VIEWS and fast.holds(self):
             return fast.proba(self.preprocess_array(faces), tta)  # numpy from crop to probabilities

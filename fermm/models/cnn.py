@@ -45,6 +45,7 @@ def make_backbone(name: str, in_chans: int = 1, stem: str = "small") -> tuple[nn
     if name in SMALL_CFGS:
         features = vgg_layers(SMALL_CFGS[name], in_chans)
         if name in STRIDED_STEM:
+            assert isinstance(features[3], nn.MaxPool2d), "fast2's first pool is the 4th layer (conv, bn, relu, pool)"
             features[0].stride, features[3] = (2, 2), nn.Identity()
         return nn.Sequential(features, nn.AdaptiveAvgPool2d(1), nn.Flatten()), SMALL_CFGS[name][-1]
     if name in ("vgg11", "vgg16"):

@@ -87,7 +87,8 @@ def export(module: nn.Module, example: torch.Tensor) -> bytes:
 class OnnxForward:
     """A frozen copy of an eval-mode ``module``'s forward, (N, C, H, W) CPU tensor -> (N, K) logits.
 
-    :meth:`serves` tells whether it still matches the module's weights (else run the module itself).
+    :meth:`serves` / :meth:`holds` tell whether it still matches the module's weights (else run the module itself);
+    :meth:`proba` answers a preprocessed numpy batch in the face (+ mirror) views.
     Copies and pickles of a model do not carry it (``None``): they may change their weights.
     """
 
@@ -134,8 +135,8 @@ class OnnxForward:
         of the small graph's own time."""
         if tta not in NUMPY_VIEWS:
             raise ValueError(f"numpy views are {' and '.join(NUMPY_VIEWS)}, not {tta!r}")
-        n = len(x)
-        batch = np.concatenate([x, x[..., ::-1]]) if tta == "flip" else np.ascontiguousarray(x, dtype=np.float32)
+        x, n = np.ascontiguousarray(x, dtype=np.float32), len(x)
+        batch = np.concatenate([x, x[..., ::-1]]) if tta == "flip" else x
         logits = self.session.run(None, {"x": batch})[0]
         e = np.exp(logits - logits.max(-1, keepdims=True))
         p = e / e.sum(-1, keepdims=True)

@@ -151,15 +151,14 @@ def warm_start(args: argparse.Namespace) -> CNNClassifier:
                          f"{args.stem} on FER-7 48px grayscale")
     if source.backbone_name == args.backbone:
         return source  # its own dropout (config.json) is kept: --dropout only shapes new models
-    config = json.loads((Path(args.init_from) / "config.json").read_text())
-    config.pop("fermm_class", None)
-    model = CNNClassifier(**{**config, "backbone": args.backbone})
+    model = CNNClassifier(**{**source._hub_mixin_config, "backbone": args.backbone})  # its config, known keys only
     mine, theirs = model.state_dict(), source.state_dict()
     misfit = sorted(k for k in mine.keys() | theirs.keys()
                     if k not in mine or k not in theirs or mine[k].shape != theirs[k].shape)
     if misfit:
         raise ValueError(f"--init_from {args.init_from} is a {source.backbone_name}, whose weights do not fit "
-                         f"--backbone {args.backbone}: {len(misfit)} tensors differ in name or shape ({misfit[0]}, ...)")
+                         f"--backbone {args.backbone}: {len(misfit)} tensors differ in name or shape "
+                         f"({misfit[0]}, ...)")
     model.load_state_dict(theirs)
     return model
 
