@@ -301,6 +301,13 @@ def test_model_cards_carry_eval_results_the_hub_reads():
     assert got == [("accuracy", 0.7086, "test"), ("accuracy on the images not also in train", 0.6898, "test")]
     assert card.data.library_name == "fermm" and "surveillance" in card.text
     assert card.text.index("Accuracy 70.9%") < card.text.index("## Training") < card.text.index("<details>")
+    ens = {"teacher": "runs/ens", "alpha": 0.9, "temperature": 2}
+    lineage = {**ens, "init_from_training_args": {**ens, "init_from_training_args": {"teacher": "runs/glove"}}}
+    assert cards._recipe_notes(lineage) == [  # stages with one teacher and setting: one sentence
+        "Two stages of its training matched the probabilities of the teacher `runs/ens` (knowledge distillation, "
+        "Hinton et al. 2015: weight 0.9 on the teacher, temperature 2).",
+        "A stage of its training matched the probabilities of the teacher `runs/glove` (knowledge distillation, "
+        "Hinton et al. 2015: weight 0.7 on the teacher, temperature 4)."]
 
 
 def test_end_to_end_script_scores_the_served_path_and_the_models_consistency(tmp_path, capsys):

@@ -89,10 +89,17 @@ def _recipe_notes(training: dict | None) -> list[str]:
         training = training.get("init_from_training_args")
     notes = [f"Its training targets blend each FER2013 label ({1 - weight:.2g}) with that image's FER+ vote "
              f"distribution over the same seven classes ({weight:.2g}; Barsoum et al. 2016, MIT)."] if weight else []
-    notes += [f"A stage of its training matched the probabilities of the teacher `{t['teacher']}` (knowledge "
-              f"distillation, Hinton et al. 2015: weight {t.get('alpha', 0.7):g} on the teacher, temperature "
-              f"{t.get('temperature', 4.0):g})." for t in teachers]
+    stages: dict[tuple, int] = {}  # one sentence per teacher and setting, however many stages used it
+    for t in teachers:
+        key = (t["teacher"], t.get("alpha", 0.7), t.get("temperature", 4.0))
+        stages[key] = stages.get(key, 0) + 1
+    notes += [f"{_STAGES.get(n, f'{n} stages')} of its training matched the probabilities of the teacher `{teacher}` "
+              f"(knowledge distillation, Hinton et al. 2015: weight {alpha:g} on the teacher, temperature {temp:g})."
+              for (teacher, alpha, temp), n in stages.items()]
     return notes
+
+
+_STAGES = {1: "A stage", 2: "Two stages", 3: "Three stages"}
 
 
 def card_data(name: str, pipeline_tag: str, tags: list[str], datasets: list[str], measured: dict | None,

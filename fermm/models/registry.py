@@ -23,7 +23,7 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("glove_cnn", "VGG11 pre-trained against word-vector label embeddings (Bülbül), then fine-tuned"),
-    ModelSpec("fast_cnn", "small VGG (1.1M parameters) distilled from glove_cnn, ~4x faster per face"),
+    ModelSpec("fast_cnn", "small VGG (1.1M parameters, strided stem) distilled from an ensemble, ~4x faster per face"),
     ModelSpec("base_cnn", "VGG11 trained with plain cross-entropy (the GloVe-CNN's base twin)"),
     ModelSpec("resnet50", "ResNet50 for 48x48 grayscale faces, trained from scratch"),
     ModelSpec("clip_zeroshot", "CLIP ViT-B/32 zero-shot with a prompt ensemble"),
