@@ -7,7 +7,8 @@ For each model and batch size, on the face crop `bench/latency.py` times (the ex
 the median time of `preprocess_array` (crop -> normalised array), of the network as `predict_proba` runs it (an
 ONNX Runtime graph on that array, or PyTorch's `proba_from_tensor`; with softmax) and of the whole
 `predict_proba`; torch.profiler's top operators of the PyTorch forward (self CPU time); and the bare PyTorch
-forward as served, with a channels_last input, and as a bf16 copy (where the CPU runs bf16 natively) with its largest probability difference on that crop.
+forward as served, with a channels_last input, and as a bf16 copy (where the CPU runs bf16 natively) with its
+largest probability difference on that crop.
 """
 from __future__ import annotations
 
