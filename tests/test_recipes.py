@@ -40,6 +40,7 @@ def test_a_recipe_gives_defaults_and_the_command_line_overrides(tmp_path):
     ("mixed_precision: no\n", "False is not one of no, bf16 (YAML reads a bare no/yes as false/true: quote it)"),
     ("epochs: three\n", "epochs: invalid literal"),
     ("ema: fast\n", "ema: could not convert"),
+    ("sync_to_hub: me/run\npush_to_hub: me/run\n", "--sync_to_hub me/run: give the run state a repo of its own"),
 ])
 def test_a_bad_recipe_is_refused_with_the_reason(tmp_path, capsys, text, message):
     import train.text as script

@@ -97,7 +97,7 @@ def _tiny_task(seed=0):
                      mix=MixConfig(mixup_alpha=0.2))
 
 
-def _run(out, fail_after_epoch=None, ema=0.0):
+def _run(out, fail_after_epoch=None, ema=0.0, extra=None):
     torch.manual_seed(0)
     task = _tiny_task()
     if fail_after_epoch is not None:
@@ -109,7 +109,7 @@ def _run(out, fail_after_epoch=None, ema=0.0):
                 raise KeyboardInterrupt  # the process is killed mid-run
             return validate(model)
         task.validate = failing
-    cfg = TrainConfig(output_dir=str(out), epochs=3, batch_size=16, log_with="none", ema_decay=ema)
+    cfg = TrainConfig(output_dir=str(out), epochs=3, batch_size=16, log_with="none", ema_decay=ema, extra=extra or {})
     trainer = Trainer(CNNClassifier(backbone="vgg11"), task, cfg, task.steps_per_epoch(16))
     trainer.resume()
     try:
@@ -135,6 +135,53 @@ def test_resume_after_interruption_ends_in_the_same_state(tmp_path, ema):
     assert straight.history == [{**h, "epoch_seconds": straight.history[i]["epoch_seconds"],
                                  "images_per_second": straight.history[i]["images_per_second"]}
                                 for i, h in enumerate(resumed.history)]
+
+
+def test_a_run_synced_to_the_hub_resumes_on_another_machine_in_the_same_state(tmp_path, mock_hub):
+    """--sync_to_hub: each epoch's state goes to the Hub (not the logs, not a half-written save); a machine without
+    the run folder restores it and resumes from the last epoch pushed, ending as an uninterrupted run does."""
+    import shutil
+
+    from fermm.training import sync
+
+    straight = _run(tmp_path / "a")
+    out, extra = tmp_path / "b", {"sync_to_hub": "me/run-state", "output_dir": str(tmp_path / "b")}
+    (out / "logs").mkdir(parents=True)
+    (out / "logs" / "events.out").write_text("tensorboard")
+    (out / "last.tmp").mkdir()
+    (out / "last.tmp" / "half.safetensors").write_text("interrupted save")
+    assert _run(out, fail_after_epoch=1, extra=extra) is None  # killed while validating epoch 2
+    assert sync.for_run(extra).wait()
+    pushed = mock_hub.repos[("model", "me/run-state")]
+    assert json.loads(pushed["last/trainer.json"])["epoch"] == 1 and "best/model.safetensors" in pushed
+    assert not any(p.startswith(("logs/", "last.tmp/")) for p in pushed)
+
+    shutil.rmtree(out)  # another machine: no run folder, and a new process
+    sync._runs.clear()
+    resumed = _run(out, extra=extra)
+    assert resumed.start_epoch == 2  # restored from the Hub: epochs 0 and 1 were not redone
+    a = straight.acc.unwrap_model(straight.model).state_dict()
+    b = resumed.acc.unwrap_model(resumed.model).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert sync.for_run(extra).wait() and json.loads(mock_hub.repos[("model", "me/run-state")]
+                                                     ["last/trainer.json"])["epoch"] == 2
+
+
+def test_sync_failures_are_said_in_words_and_a_failed_push_does_not_stop_training(tmp_path, mock_hub, caplog):
+    from fermm.training import sync
+
+    with pytest.raises(ValueError, match="give the run state a repo of its own"):
+        sync.for_run({"sync_to_hub": "me/m", "push_to_hub": "me/m", "output_dir": str(tmp_path)})
+    mock_hub.fail_commits = True
+    extra = {"sync_to_hub": "me/refused", "output_dir": str(tmp_path / "c")}
+    with caplog.at_level("WARNING", logger="fermm.training.sync"):
+        trained = _run(tmp_path / "c", extra=extra)
+        assert not sync.for_run(extra).wait()
+    assert len(trained.history) == 3 and (tmp_path / "c" / "last" / "trainer.json").exists()
+    assert "sync to me/refused failed" in caplog.text and "the local run in" in caplog.text
+    mock_hub.offline()  # a fresh machine that cannot reach the Hub must not start the run afresh
+    with pytest.raises(ConnectionError, match="run again when the Hub can be reached"):
+        sync.RunSync("me/refused", tmp_path / "d").restore()
 
 
 def test_with_ema_the_better_of_live_and_averaged_weights_is_kept(tmp_path):

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from fermm.hub import push_trained
+from fermm.training import sync
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,10 @@ def add_run_args(p: argparse.ArgumentParser, **defaults) -> None:
     the script's own ``defaults``; ``None`` leaves a value to the recipe's preset (:func:`run_config`)."""
     p.add_argument("--output_dir", required=True)
     p.add_argument("--push_to_hub", metavar="REPO_ID", help="push the final model and card to this Hub repo")
+    p.add_argument("--sync_to_hub", metavar="REPO_ID",
+                   help="mirror the run (resume state, best weights, history) to this Hub repo after every epoch, "
+                        "and restore it from there when --output_dir holds none: the same command then resumes on "
+                        "another machine (a repo of its own, not --push_to_hub's)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch_size", type=int)
     p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
@@ -172,6 +177,7 @@ class Trainer:
         self.save_best = save_best or _save_state_dict
         self.history: list[dict] = []
         self.start_epoch, self.best_acc, self.best_epoch = 0, -1.0, -1
+        self.sync = sync.for_run(cfg.extra)  # --sync_to_hub: the run folder mirrored to the Hub (fermm.training.sync)
 
     # ----------------------------------------------------------------------------- state
 
@@ -193,7 +199,12 @@ class Trainer:
         swap_in(tmp, self.out / "last")
 
     def resume(self) -> bool:
-        """Load ``last/`` if present; returns whether a run was resumed."""
+        """Load ``last/`` if present (with ``--sync_to_hub``, restored from the Hub first when the run folder holds no
+        run state); returns whether a run was resumed."""
+        if self.sync is not None:
+            if self.acc.is_main_process:
+                self.sync.restore()
+            self.acc.wait_for_everyone()
         last = self.out / "last"
         if not (last / "trainer.json").exists():
             return False
@@ -241,6 +252,8 @@ class Trainer:
             self._save_last(epoch)
             if self.acc.is_main_process:
                 (self.out / "history.json").write_text(json.dumps(self.history, indent=2))
+                if self.sync is not None:
+                    self.sync.push(f"{self.out.name}: epoch {epoch + 1} of {cfg.epochs}")
             self.acc.wait_for_everyone()  # the others read best/ and last/ only once they are written
         for tracker in self.acc.trackers:  # not end_training(): later stages and the final save still need the
             tracker.finish()                # process group, which it would destroy

@@ -37,7 +37,11 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) ->
         for action in parser._actions:  # a required flag the recipe gives is no longer required
             if action.dest in recipe:
                 action.required = False
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if getattr(args, "sync_to_hub", None) and args.sync_to_hub == getattr(args, "push_to_hub", None):
+        parser.error(f"--sync_to_hub {args.sync_to_hub}: give the run state a repo of its own; --push_to_hub "
+                     "replaces every file of its repo with the final model")
+    return args
 
 
 def read(path: str | Path, parser: argparse.ArgumentParser) -> dict:
