@@ -138,8 +138,9 @@ def test_resume_after_interruption_ends_in_the_same_state(tmp_path, ema):
 
 
 def test_a_run_synced_to_the_hub_resumes_on_another_machine_in_the_same_state(tmp_path, mock_hub):
-    """--sync_to_hub: each epoch's state goes to the Hub (not the logs, not a half-written save); a machine without
-    the run folder restores it and resumes from the last epoch pushed, ending as an uninterrupted run does."""
+    """--sync_to_hub: each epoch's state goes to the Hub (not the logs, not a half-written save; an interrupted run
+    still pushes its last finished epoch); a machine without the run folder restores it and resumes from there,
+    ending as an uninterrupted run does."""
     import shutil
 
     from fermm.training import sync
@@ -151,10 +152,9 @@ def test_a_run_synced_to_the_hub_resumes_on_another_machine_in_the_same_state(tm
     (out / "last.tmp").mkdir()
     (out / "last.tmp" / "half.safetensors").write_text("interrupted save")
     assert _run(out, fail_after_epoch=1, extra=extra) is None  # killed while validating epoch 2
-    assert sync.for_run(extra).wait()
     pushed = mock_hub.repos[("model", "me/run-state")]
     assert json.loads(pushed["last/trainer.json"])["epoch"] == 1 and "best/model.safetensors" in pushed
-    assert not any(p.startswith(("logs/", "last.tmp/")) for p in pushed)
+    assert not any(p.startswith(("logs/", "last.tmp/", "sync.tmp/")) for p in pushed)
 
     shutil.rmtree(out)  # another machine: no run folder, and a new process
     sync._runs.clear()
@@ -163,22 +163,58 @@ def test_a_run_synced_to_the_hub_resumes_on_another_machine_in_the_same_state(tm
     a = straight.acc.unwrap_model(straight.model).state_dict()
     b = resumed.acc.unwrap_model(resumed.model).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert sync.for_run(extra).wait() and json.loads(mock_hub.repos[("model", "me/run-state")]
-                                                     ["last/trainer.json"])["epoch"] == 2
+    assert json.loads(mock_hub.repos[("model", "me/run-state")]["last/trainer.json"])["epoch"] == 2
+
+
+def _state(folder, stages: dict):
+    for stage, epoch in stages.items():
+        (folder / stage / "last").mkdir(parents=True, exist_ok=True)
+        (folder / stage / "last" / "trainer.json").write_text(json.dumps({"epoch": epoch}))
+        (folder / stage / "history.json").write_text(json.dumps([{"epoch": e} for e in range(epoch + 1)]))
+
+
+def test_sync_restores_only_a_folder_behind_the_hub_and_refuses_a_diverged_one(tmp_path, mock_hub):
+    """Progress is compared stage by stage: a folder behind the Hub (an old machine, a stage missing) is brought
+    up to date, one ahead goes on and pushes, and a folder that went further in one stage and less far in another
+    stops the run instead of overwriting the Hub."""
+    from fermm.training.sync import RunSync, progress
+
+    hub_side = tmp_path / "first"
+    _state(hub_side, {"stage_contrastive": 4, "stage_finetune": 6})
+    (hub_side / "notes.txt").write_text("not run state")
+    first = RunSync("me/glove-run", hub_side)
+    first.push("epoch 7")
+    assert first.flush() and sorted(mock_hub.repos[("model", "me/glove-run")]) == [
+        "stage_contrastive/history.json", "stage_contrastive/last/trainer.json",
+        "stage_finetune/history.json", "stage_finetune/last/trainer.json"]
+
+    behind = tmp_path / "old_machine"
+    _state(behind, {"stage_contrastive": 4, "stage_finetune": 2})
+    assert RunSync("me/glove-run", behind).restore()
+    assert progress(behind) == {"stage_contrastive": 4, "stage_finetune": 6}
+    assert not (behind / "restore.tmp").exists()
+
+    further = tmp_path / "further"
+    _state(further, {"stage_contrastive": 4, "stage_finetune": 8})
+    assert not RunSync("me/glove-run", further).restore() and progress(further)["stage_finetune"] == 8
+
+    diverged = tmp_path / "diverged"
+    _state(diverged, {"stage_contrastive": 5})
+    with pytest.raises(ValueError, match="have diverged"):
+        RunSync("me/glove-run", diverged).restore()
+    assert progress(diverged) == {"stage_contrastive": 5}  # nothing overwritten
 
 
 def test_sync_failures_are_said_in_words_and_a_failed_push_does_not_stop_training(tmp_path, mock_hub, caplog):
     from fermm.training import sync
 
-    with pytest.raises(ValueError, match="give the run state a repo of its own"):
-        sync.for_run({"sync_to_hub": "me/m", "push_to_hub": "me/m", "output_dir": str(tmp_path)})
     mock_hub.fail_commits = True
     extra = {"sync_to_hub": "me/refused", "output_dir": str(tmp_path / "c")}
     with caplog.at_level("WARNING", logger="fermm.training.sync"):
         trained = _run(tmp_path / "c", extra=extra)
-        assert not sync.for_run(extra).wait()
     assert len(trained.history) == 3 and (tmp_path / "c" / "last" / "trainer.json").exists()
-    assert "sync to me/refused failed" in caplog.text and "the local run in" in caplog.text
+    assert "sync to me/refused failed (HfHubHTTPError" in caplog.text and "the local run in" in caplog.text
+    assert sync.first_line(TimeoutError()) == "TimeoutError"  # an error with no message is still one line
     mock_hub.offline()  # a fresh machine that cannot reach the Hub must not start the run afresh
     with pytest.raises(ConnectionError, match="run again when the Hub can be reached"):
         sync.RunSync("me/refused", tmp_path / "d").restore()

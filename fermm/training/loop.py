@@ -238,26 +238,40 @@ class Trainer:
             self.acc.init_trackers("train", config={k: v for k, v in cfg.to_dict().items()
                                                     if isinstance(v, (int, float, str, bool))})
         t0 = time.time()
-        for epoch in range(self.start_epoch, cfg.epochs):
-            row = self._train_epoch(epoch)
-            candidate = self._validate(row)
-            if row[f"val_{cfg.select_metric}"] > self.best_acc:
-                self.best_acc, self.best_epoch = row[f"val_{cfg.select_metric}"], epoch
-                if self.acc.is_main_process:
-                    self.save_best(candidate, self.out / "best", row)
-            row["best_val_accuracy"] = self.best_acc
-            self.history.append(row)
-            self.acc.log({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
-            log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
-            self._save_last(epoch)
-            if self.acc.is_main_process:
-                (self.out / "history.json").write_text(json.dumps(self.history, indent=2))
-                if self.sync is not None:
-                    self.sync.push(f"{self.out.name}: epoch {epoch + 1} of {cfg.epochs}")
-            self.acc.wait_for_everyone()  # the others read best/ and last/ only once they are written
+        try:
+            for epoch in range(self.start_epoch, cfg.epochs):
+                self._epoch(epoch)
+        finally:  # finished, interrupted or failed: the Hub gets the last epoch that was saved
+            self._flush_sync()
         for tracker in self.acc.trackers:  # not end_training(): later stages and the final save still need the
             tracker.finish()                # process group, which it would destroy
         return TrainResult(self.best_acc, self.best_epoch, self.history, time.time() - t0)
+
+    def _epoch(self, epoch: int) -> None:
+        """Train and validate one epoch, keep the best weights, save the resume state (and push it, if synced)."""
+        cfg = self.cfg
+        row = self._train_epoch(epoch)
+        candidate = self._validate(row)
+        if row[f"val_{cfg.select_metric}"] > self.best_acc:
+            self.best_acc, self.best_epoch = row[f"val_{cfg.select_metric}"], epoch
+            if self.acc.is_main_process:
+                self.save_best(candidate, self.out / "best", row)
+        row["best_val_accuracy"] = self.best_acc
+        self.history.append(row)
+        self.acc.log({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
+        log.info("epoch %d: %s", epoch, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
+        self._save_last(epoch)
+        if self.acc.is_main_process:
+            (self.out / "history.json").write_text(json.dumps(self.history, indent=2))
+            if self.sync is not None:
+                self.sync.push(f"{self.out.name}: epoch {epoch + 1} of {cfg.epochs}")
+        self.acc.wait_for_everyone()  # the others read best/ and last/ only once they are written
+
+    def _flush_sync(self) -> None:
+        if self.sync is not None and self.acc.is_main_process:
+            if self.sync.busy:
+                log.info("waiting for the run state to reach %s (Ctrl-C again to leave it)", self.sync.repo_id)
+            self.sync.flush()
 
     def _validate(self, row: dict) -> nn.Module:
         """Validate the weights (and, with EMA, the averaged ones too); add the figures to ``row`` and return the

@@ -1,17 +1,20 @@
 """Runs that outlive their machine: ``--sync_to_hub USER/REPO`` mirrors a run's folder to a Hub repo after every
-epoch, and a run started where its folder holds no run state restores it from there first, so the same command
-resumes on another machine (or in another session of a machine whose disk is not kept) from the last epoch pushed.
+epoch, and a run whose folder is behind the repo (a new machine, a session whose disk was not kept) restores it from
+there first, so the same command resumes from the last epoch pushed.
 
-What is mirrored is every stage's resume state (``last/``), best weights (``best/``) and history, never the
-TensorBoard logs or a folder an interrupted save left behind (``*.tmp``, ``*.old``). Each push is one commit of a
-copy taken between epochs, so the repo always holds one consistent epoch; it uploads in the background while
-training goes on, and a failed push is logged, never raised (the next epoch's push carries the newer state).
+Mirrored: each stage's resume state (``last/``), best weights (``best/``), ``history.json`` and
+``training_args.json``; nothing else in the folder. Each push is one commit of a copy taken between epochs, so the
+repo always holds one consistent epoch; it uploads in the background while training goes on, a failed push is
+logged and never raised, and the end of each stage (or Ctrl-C) waits for the newest state to be pushed. Progress is
+compared stage by stage (the epoch in each ``last/trainer.json``) before anything is restored or pushed: a folder
+behind the repo is brought up to date, one ahead of it goes on, and two runs that have diverged stop with an error
+rather than overwrite each other. One machine (or a shared disk) per run: only the main process restores and pushes.
 """
 from __future__ import annotations
 
+import json
 import logging
 import shutil
-import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,7 +23,43 @@ from huggingface_hub.errors import RepositoryNotFoundError
 
 log = logging.getLogger(__name__)
 
-SKIPPED = ("logs", "*.tmp", "*.old")  # names never mirrored: TensorBoard logs, half-written saves
+STATE = "last/trainer.json"  # one per stage: the last epoch that stage finished
+MIRRORED = ("last", "best")  # folders mirrored whole; plus these files of each stage:
+MIRRORED_FILES = ("history.json", "training_args.json")
+STAGING = ("sync.tmp", "restore.tmp")  # inside the run folder, so copies stay on its disk (never mirrored: *.tmp)
+
+
+def progress(folder: Path) -> dict[str, int]:
+    """{stage folder (relative, "." for a one-stage run): last finished epoch} of the run in ``folder``."""
+    out = {}
+    for state in folder.rglob(STATE):
+        stage = state.parent.parent.relative_to(folder)
+        if not any(part.endswith((".tmp", ".old")) for part in stage.parts):
+            out[str(stage)] = json.loads(state.read_text())["epoch"]
+    return out
+
+
+def ahead(a: dict[str, int], b: dict[str, int]) -> bool:
+    """Whether progress ``a`` is at least ``b`` in every stage (a missing stage counts as not started)."""
+    return all(a.get(s, -1) >= e for s, e in b.items())
+
+
+def mirrored(folder: Path, rel: Path) -> bool:
+    """Whether ``rel`` (a file under ``folder``) is part of the run state that is mirrored."""
+    return rel.parts[0] not in STAGING and (any(p in MIRRORED for p in rel.parts[:-1]) or rel.name in MIRRORED_FILES)
+
+
+def copy_state(src: Path, dest: Path) -> None:
+    """Copy the mirrored files of the run in ``src`` to ``dest``, keeping their paths."""
+    for f in sorted(p for p in src.rglob("*") if p.is_file()):
+        rel = f.relative_to(src)
+        if mirrored(src, rel) and not any(part.endswith((".tmp", ".old")) or part == ".cache" for part in rel.parts):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dest / rel)
+
+
+def first_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}".rstrip(": ")
 
 
 class RunSync:
@@ -30,71 +69,118 @@ class RunSync:
         self.repo_id, self.folder = repo_id, Path(folder)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fermm-sync")
         self._pending: Future | None = None
-        self._created = False
+        self._unpushed: str | None = None  # the message of the newest state not pushed yet
 
-    def holds_state(self) -> bool:
-        """Whether the local folder already holds a run's resume state (then it is the newest copy)."""
-        return any(self.folder.rglob("last/trainer.json"))
+    # ----------------------------------------------------------------------------- restore
 
     def restore(self) -> bool:
-        """Download the repo's run state into the folder when the folder holds none; False when there is nothing
-        to restore (a new run, or the folder is already the newest copy). An unreachable Hub is an error: starting
-        afresh would later push epoch 1 over the run it could not read."""
-        if self.holds_state():
-            return False
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                snapshot_download(self.repo_id, local_dir=tmp)
-            except RepositoryNotFoundError:
+        """Bring the folder up to the repo's state when the repo is ahead of it; True when something was restored.
+        A repo that cannot be read is an error (starting afresh would push over it), and so are a folder and a
+        repo that have each gone further than the other in some stage."""
+        staging = self.folder / "restore.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            remote = self._download(staging, allow_patterns=[STATE, f"*/{STATE}"])
+            if remote is None:
                 return False  # nothing pushed yet: a new run
+            here = progress(self.folder)
+            if ahead(here, remote):
+                return False  # this folder is the newest copy (or the same)
+            if not ahead(remote, here):
+                raise ValueError(f"--sync_to_hub {self.repo_id}: the run in {self.folder} and the one on the Hub "
+                                 f"have diverged (last epochs here {here}, on the Hub {remote}); move one aside or "
+                                 "sync to another repo")
+            self._download(staging, allow_patterns=None)
+            self._swap_in(staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        log.info("restored %s from %s (last epochs %s)", self.folder, self.repo_id, remote)
+        return True
+
+    def _download(self, staging: Path, allow_patterns: list[str] | None) -> dict[str, int] | None:
+        """The repo's files into ``staging`` and its progress, or None when nothing was pushed yet."""
+        try:
+            snapshot_download(self.repo_id, local_dir=staging, allow_patterns=allow_patterns)
+        except RepositoryNotFoundError:
+            try:  # a new run, or a token that cannot see the repo: only creating it tells them apart
+                HfApi().create_repo(self.repo_id, private=True, exist_ok=True)
             except Exception as e:
-                raise ConnectionError(f"--sync_to_hub {self.repo_id}: the run state could not be read "
-                                   f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); run again when the Hub "
-                                   "can be reached, or without --sync_to_hub to train here alone") from None
-            found = sorted(p.parent.parent.relative_to(tmp) for p in Path(tmp).rglob("last/trainer.json"))
-            if not found:
-                return False
-            shutil.copytree(tmp, self.folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".cache", *SKIPPED))
-        log.info("restored %s from %s (stages %s)", self.folder, self.repo_id, ", ".join(map(str, found)))
-        return True
+                raise ConnectionError(f"--sync_to_hub {self.repo_id}: the repo can be neither read nor created "
+                                      f"({first_line(e)}); log in (hf auth login or HF_TOKEN) as its owner") from None
+            return None
+        except Exception as e:
+            raise ConnectionError(f"--sync_to_hub {self.repo_id}: the run state could not be read ({first_line(e)}); "
+                                  "run again when the Hub can be reached, or without --sync_to_hub to train here "
+                                  "alone") from None
+        return progress(staging) or None
 
-    def push(self, message: str) -> bool:
-        """Copy the folder as it is now and upload the copy in the background; returns whether a push started.
-        While the previous push still runs this one is skipped (the next carries a newer state)."""
+    def _swap_in(self, staging: Path) -> None:
+        """Move the downloaded stages into place, each ``last/`` last: an interruption leaves a folder whose
+        progress is still behind the repo, so the next run restores again."""
+        moves = sorted((p for p in staging.rglob("*") if p.is_file() and mirrored(staging, p.relative_to(staging))
+                        and ".cache" not in p.relative_to(staging).parts),
+                       key=lambda p: "last" in p.relative_to(staging).parts)
+        for f in moves:
+            dest = self.folder / f.relative_to(staging)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            f.replace(dest)
+
+    # ----------------------------------------------------------------------------- push
+
+    def push(self, message: str) -> None:
+        """Copy the run state as it is now and upload the copy in the background. While a push still runs, the
+        newest state waits for :meth:`flush` or the next epoch's push."""
         if self._pending is not None and not self._pending.done():
-            log.info("sync to %s: the previous push is still running; this epoch's state goes with the next",
-                     self.repo_id)
-            return False
+            self._unpushed = message
+            return
         self._report()
-        snapshot = Path(tempfile.mkdtemp(prefix="fermm-sync-"))
-        shutil.copytree(self.folder, snapshot / "run", ignore=shutil.ignore_patterns(*SKIPPED))
+        snapshot = self.folder / "sync.tmp"
+        shutil.rmtree(snapshot, ignore_errors=True)
+        try:
+            copy_state(self.folder, snapshot)
+        except OSError as e:  # a full disk, say: the run goes on, its local state intact
+            shutil.rmtree(snapshot, ignore_errors=True)
+            log.warning("sync to %s: the run state could not be copied (%s); the next epoch tries again",
+                        self.repo_id, first_line(e))
+            self._unpushed = message
+            return
+        self._unpushed = None
         self._pending = self._pool.submit(self._upload, snapshot, message)
-        return True
 
-    def wait(self) -> bool:
-        """Wait for the push in flight; returns whether the last push succeeded (True when none was made)."""
-        return self._report()
+    @property
+    def busy(self) -> bool:
+        """Whether a push is running or the newest state still waits for one."""
+        return self._unpushed is not None or (self._pending is not None and not self._pending.done())
+
+    def flush(self) -> bool:
+        """Wait for the push in flight, then push and wait for the newest state if it was not pushed yet; returns
+        whether the repo now holds the folder's newest state."""
+        ok = self._report()
+        if self._unpushed is not None:
+            self.push(self._unpushed)
+            ok = self._report()
+        return ok and self._unpushed is None
 
     def _upload(self, snapshot: Path, message: str) -> None:
         try:
             api = HfApi()
-            if not self._created:
-                api.create_repo(self.repo_id, private=True, exist_ok=True)
-                self._created = True
-            api.upload_folder(folder_path=str(snapshot / "run"), repo_id=self.repo_id, commit_message=message)
+            api.create_repo(self.repo_id, private=True, exist_ok=True)
+            # the repo becomes this copy: a file the run no longer has (an earlier --ema's) does not come back
+            api.upload_folder(folder_path=str(snapshot), repo_id=self.repo_id, commit_message=message,
+                              delete_patterns="*")
         finally:
             shutil.rmtree(snapshot, ignore_errors=True)
 
     def _report(self) -> bool:
+        """Wait for the push in flight (if any) and log how it went; True unless it failed."""
         done, self._pending = self._pending, None
         if done is None:
             return True
         try:
             done.result()
         except Exception as e:  # network, auth, quota: the run goes on and keeps its local state
-            log.warning("sync to %s failed (%s: %s); training goes on, the local run in %s is intact and the next "
-                        "epoch's push tries again", self.repo_id, type(e).__name__, str(e).splitlines()[0][:200],
-                        self.folder)
+            log.warning("sync to %s failed (%s); training goes on, the local run in %s is intact and the next push "
+                        "tries again", self.repo_id, first_line(e), self.folder)
             return False
         log.info("synced %s to %s", self.folder, self.repo_id)
         return True
@@ -109,9 +195,6 @@ def for_run(extra: dict) -> RunSync | None:
     repo, folder = extra.get("sync_to_hub"), extra.get("output_dir")
     if not repo or not folder:
         return None
-    if repo == extra.get("push_to_hub"):
-        raise ValueError(f"--sync_to_hub {repo}: give the run state a repo of its own; --push_to_hub replaces "
-                         "every file of its repo with the final model")
     key = (repo, str(Path(folder).resolve()))
     if key not in _runs:
         _runs[key] = RunSync(repo, folder)
