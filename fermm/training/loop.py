@@ -68,8 +68,8 @@ def add_run_args(p: argparse.ArgumentParser, **defaults) -> None:
     p.add_argument("--push_to_hub", metavar="REPO_ID", help="push the final model and card to this Hub repo")
     p.add_argument("--sync_to_hub", metavar="REPO_ID",
                    help="mirror the run (resume state, best weights, history) to this Hub repo after every epoch, "
-                        "and restore it from there when --output_dir holds none: the same command then resumes on "
-                        "another machine (a repo of its own, not --push_to_hub's)")
+                        "and restore it from there when --output_dir is missing or behind it: the same command then "
+                        "resumes on another machine (a repo of its own, not --push_to_hub's)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch_size", type=int)
     p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
