@@ -200,7 +200,7 @@ def test_sync_restores_only_a_folder_behind_the_hub_and_refuses_a_diverged_one(t
 
     diverged = tmp_path / "diverged"
     _state(diverged, {"stage_contrastive": 5})
-    with pytest.raises(ValueError, match="have diverged"):
+    with pytest.raises(OSError, match="have diverged"):  # one line from the scripts (fermm.cli)
         RunSync("me/glove-run", diverged).restore()
     assert progress(diverged) == {"stage_contrastive": 5}  # nothing overwritten
 

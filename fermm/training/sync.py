@@ -44,8 +44,8 @@ def ahead(a: dict[str, int], b: dict[str, int]) -> bool:
     return all(a.get(s, -1) >= e for s, e in b.items())
 
 
-def mirrored(folder: Path, rel: Path) -> bool:
-    """Whether ``rel`` (a file under ``folder``) is part of the run state that is mirrored."""
+def mirrored(rel: Path) -> bool:
+    """Whether ``rel`` (a file's path in a run folder) is part of the run state that is mirrored."""
     return rel.parts[0] not in STAGING and (any(p in MIRRORED for p in rel.parts[:-1]) or rel.name in MIRRORED_FILES)
 
 
@@ -53,9 +53,14 @@ def copy_state(src: Path, dest: Path) -> None:
     """Copy the mirrored files of the run in ``src`` to ``dest``, keeping their paths."""
     for f in sorted(p for p in src.rglob("*") if p.is_file()):
         rel = f.relative_to(src)
-        if mirrored(src, rel) and not any(part.endswith((".tmp", ".old")) or part == ".cache" for part in rel.parts):
+        if mirrored(rel) and not any(part.endswith((".tmp", ".old")) or part == ".cache" for part in rel.parts):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, dest / rel)
+
+
+class RunDiverged(FileExistsError):
+    """The run folder and the repo each went further than the other in some stage (an OSError, so the scripts
+    report it in one line)."""
 
 
 def first_line(e: BaseException) -> str:
@@ -87,7 +92,7 @@ class RunSync:
             if ahead(here, remote):
                 return False  # this folder is the newest copy (or the same)
             if not ahead(remote, here):
-                raise ValueError(f"--sync_to_hub {self.repo_id}: the run in {self.folder} and the one on the Hub "
+                raise RunDiverged(f"--sync_to_hub {self.repo_id}: the run in {self.folder} and the one on the Hub "
                                  f"have diverged (last epochs here {here}, on the Hub {remote}); move one aside or "
                                  "sync to another repo")
             self._download(staging, allow_patterns=None)
@@ -117,7 +122,7 @@ class RunSync:
     def _swap_in(self, staging: Path) -> None:
         """Move the downloaded stages into place, each ``last/`` last: an interruption leaves a folder whose
         progress is still behind the repo, so the next run restores again."""
-        moves = sorted((p for p in staging.rglob("*") if p.is_file() and mirrored(staging, p.relative_to(staging))
+        moves = sorted((p for p in staging.rglob("*") if p.is_file() and mirrored(p.relative_to(staging))
                         and ".cache" not in p.relative_to(staging).parts),
                        key=lambda p: "last" in p.relative_to(staging).parts)
         for f in moves:
