@@ -42,13 +42,14 @@ def accuracy_bars(results: Sequence[dict], published: Sequence[dict] = PUBLISHED
         hi = [r["accuracy_ci95"][1] - r["accuracy"] for r in ours]
         fig.add_bar(name="measured here (95% CI)", y=[_label(r) for r in ours], x=[r["accuracy"] for r in ours],
                     orientation="h", error_x=dict(type="data", symmetric=False, array=hi, arrayminus=lo),
-                    marker_color="#1f77b4", text=[f"{r['accuracy']:.1%}" for r in ours], textposition="inside")
+                    marker_color="#1f77b4", text=[f"{r['accuracy']:.1%}" for r in ours], textposition="inside",
+                    insidetextanchor="start")  # at the bar's base: its end carries the interval's whiskers
     if published:
         pub = sorted(published, key=lambda r: r["accuracy"])
         fig.add_bar(name="published, not measured here", y=[p["model"] for p in pub],
                     x=[p["accuracy"] for p in pub], orientation="h", marker_color="#bbbbbb",
                     hovertext=[p.get("note", "") for p in pub], text=[f"{p['accuracy']:.1%}" for p in pub],
-                    textposition="inside")
+                    textposition="inside", insidetextanchor="start")
     n = len(ours) + len(published)
     fig.update_layout(title="FER2013 test accuracy", xaxis=dict(title="accuracy", range=[0, 1], tickformat=".0%"),
                       height=160 + 28 * n, margin=dict(l=10, r=10, t=40, b=40), legend=dict(orientation="h"))
