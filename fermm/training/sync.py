@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 STATE = "last/trainer.json"  # one per stage: the last epoch that stage finished
 MIRRORED = ("last", "best")  # folders mirrored whole; plus these files of each stage:
 MIRRORED_FILES = ("history.json", "training_args.json")
-STAGING = ("sync.tmp", "restore.tmp")  # inside the run folder, so copies stay on its disk (never mirrored: *.tmp)
 
 
 def progress(folder: Path) -> dict[str, int]:
@@ -44,18 +43,20 @@ def ahead(a: dict[str, int], b: dict[str, int]) -> bool:
     return all(a.get(s, -1) >= e for s, e in b.items())
 
 
-def mirrored(rel: Path) -> bool:
-    """Whether ``rel`` (a file's path in a run folder) is part of the run state that is mirrored."""
-    return rel.parts[0] not in STAGING and (any(p in MIRRORED for p in rel.parts[:-1]) or rel.name in MIRRORED_FILES)
+def state_files(root: Path) -> list[Path]:
+    """The paths (relative to ``root``) of the run state that is mirrored: files under a ``last/`` or ``best/`` and
+    each stage's history and arguments; never a half-written save (``*.tmp``, ``*.old``, where the copies for a push
+    or a restore are staged too) nor huggingface_hub's download cache."""
+    rels = (p.relative_to(root) for p in root.rglob("*") if p.is_file())
+    return sorted(r for r in rels if not any(part.endswith((".tmp", ".old")) or part == ".cache" for part in r.parts)
+                  and (any(part in MIRRORED for part in r.parts[:-1]) or r.name in MIRRORED_FILES))
 
 
 def copy_state(src: Path, dest: Path) -> None:
     """Copy the mirrored files of the run in ``src`` to ``dest``, keeping their paths."""
-    for f in sorted(p for p in src.rglob("*") if p.is_file()):
-        rel = f.relative_to(src)
-        if mirrored(rel) and not any(part.endswith((".tmp", ".old")) or part == ".cache" for part in rel.parts):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, dest / rel)
+    for rel in state_files(src):
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / rel, dest / rel)
 
 
 class RunDiverged(FileExistsError):
@@ -122,13 +123,9 @@ class RunSync:
     def _swap_in(self, staging: Path) -> None:
         """Move the downloaded stages into place, each ``last/`` last: an interruption leaves a folder whose
         progress is still behind the repo, so the next run restores again."""
-        moves = sorted((p for p in staging.rglob("*") if p.is_file() and mirrored(p.relative_to(staging))
-                        and ".cache" not in p.relative_to(staging).parts),
-                       key=lambda p: "last" in p.relative_to(staging).parts)
-        for f in moves:
-            dest = self.folder / f.relative_to(staging)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            f.replace(dest)
+        for rel in sorted(state_files(staging), key=lambda r: "last" in r.parts):
+            (self.folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (staging / rel).replace(self.folder / rel)
 
     # ----------------------------------------------------------------------------- push
 
